@@ -1,0 +1,50 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv and install
+# into it on first use; nothing else needs to be set up by hand.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# How PyTorch is installed. The default is a normal install (a CUDA build on Linux from PyPI, the
+# CPU build already on disk where the machine has one). For another build, e.g. CPU-only wheels:
+#   make demo TORCH_INSTALL="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+TORCH_INSTALL ?= torch==2.13.0
+PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
+DEMO ?= demo
+PYTEST_ARGS ?= -n 2
+
+.PHONY: demo test lint bench clean install install-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install $(TORCH_INSTALL)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install $(TORCH_INSTALL)
+	$(PIP) install -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(BIN)/lvseg data phantom $(DEMO)/phantom --patients 8 --seed 0 --overwrite
+	$(BIN)/lvseg data inspect $(DEMO)/phantom --out $(DEMO)/phantom-montage.png
+	$(BIN)/lvseg data inspect $(DEMO)/phantom --json > $(DEMO)/phantom-summary.json
+	@echo "demo: wrote $(DEMO)/phantom, $(DEMO)/phantom-montage.png, $(DEMO)/phantom-summary.json"
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check lvseg tests benchmarks
+	$(BIN)/ruff format --check lvseg tests benchmarks
+
+bench: $(VENV)/.installed-dev
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis *.egg-info

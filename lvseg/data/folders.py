@@ -1,0 +1,169 @@
+"""Image/mask folders: PNG (or any format Pillow reads) images with masks of the same name.
+
+Layout (the ``../shared/data/sunnybrook-png`` one)::
+
+    ROOT/Images/<any sub folders>/<name>.png
+    ROOT/Labels/<same sub folders>/<name>.png     # 0 = background, > 0 = structure
+
+The patient id, and where present the slice/phase, come from the file name by a regular
+expression with named groups (:data:`DEFAULT_PATTERN`; ``--name-pattern`` on the CLI):
+
+- ``patient`` (required): the patient id;
+- ``instance`` (optional): the DICOM instance number, turned into slice and phase with
+  ``phases_per_slice`` (Sunnybrook cines have 20 phases: slice = (n-1) // 20, phase = (n-1) % 20);
+- ``slice`` / ``phase`` (optional): given directly.
+
+Masks are binary by default (any non-zero pixel is LV blood pool); ``label_values`` maps mask
+values to structures for multi-label masks. RGB images are reduced to one channel (the first; the
+Sunnybrook PNGs hold three identical ones). No pixel spacing is stored in such files, so records
+carry ``pixel_spacing_mm=None`` unless ``pixel_spacing_mm`` is given.
+
+>>> match_name(DEFAULT_PATTERN, "SC-HF-I-01-IM-0001-0048.dcm.png")
+{'patient': 'SC-HF-I-01', 'instance': '0048'}
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lvseg.data.errors import InvalidInputError, Skipped
+from lvseg.data.progress import track
+from lvseg.data.records import LV, Dataset, Geometry, SliceRecord, label_ed_es_by_area
+
+DEFAULT_PATTERN = r"^(?P<patient>.+?)-IM-\d{4}-(?P<instance>\d{4})"
+"""Sunnybrook PNG names: ``<PATIENT>-IM-0001-<INSTANCE>.dcm.png``."""
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+IMAGES_FOLDER, LABELS_FOLDER = "Images", "Labels"
+SUNNYBROOK_GROUP = re.compile(r"^SC-(?P<group>HF-I|HF-NI|HYP|N)-\d+$")
+
+
+def match_name(pattern: str, name: str) -> dict[str, str] | None:
+    """Named groups of ``pattern`` found in ``name`` (None where it does not match)."""
+    found = re.search(pattern, name)
+    return {k: v for k, v in found.groupdict().items() if v is not None} if found else None
+
+
+def looks_like(path: Path) -> bool:
+    return (path / IMAGES_FOLDER).is_dir() and (path / LABELS_FOLDER).is_dir()
+
+
+def read(
+    path: str | Path,
+    *,
+    skip_invalid: bool = False,
+    name_pattern: str = DEFAULT_PATTERN,
+    phases_per_slice: int = 20,
+    label_values: dict[int, str] | None = None,
+    pixel_spacing_mm: tuple[float, float] | None = None,
+) -> Dataset:
+    """Read an image/mask folder tree into a :class:`Dataset` (see the module docstring)."""
+    root = Path(path)
+    if not looks_like(root):
+        raise InvalidInputError(
+            root, f"expected '{IMAGES_FOLDER}/' and '{LABELS_FOLDER}/' folders inside"
+        )
+    try:
+        pattern = re.compile(name_pattern)
+    except re.error as error:
+        raise InvalidInputError(None, f"invalid name pattern {name_pattern!r}: {error}") from None
+    if "patient" not in pattern.groupindex:
+        raise InvalidInputError(None, f"name pattern {name_pattern!r} has no (?P<patient>...)")
+
+    images_root, labels_root = root / IMAGES_FOLDER, root / LABELS_FOLDER
+    image_files = sorted(
+        f for f in images_root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not image_files:
+        raise InvalidInputError(images_root, "no image files found")
+
+    records: list[SliceRecord] = []
+    skipped: list[Skipped] = []
+    for image_file in track(image_files, f"Reading {root.name}"):
+        try:
+            records.append(
+                _read_pair(
+                    image_file,
+                    labels_root / image_file.relative_to(images_root),
+                    pattern,
+                    phases_per_slice,
+                    label_values,
+                    pixel_spacing_mm,
+                )
+            )
+        except InvalidInputError as error:
+            if not skip_invalid:
+                raise
+            skipped.append(Skipped(error.path or str(image_file), error.reason))
+    if not records:
+        raise InvalidInputError(root, "no readable image/mask pairs")
+    records.sort(key=lambda r: (r.patient_id, r.slice_index or 0, r.phase_index or 0, r.source))
+    return Dataset(label_ed_es_by_area(records), format="folders", root=str(root), skipped=skipped)
+
+
+def _read_pair(
+    image_file: Path,
+    mask_file: Path,
+    pattern: re.Pattern,
+    phases_per_slice: int,
+    label_values: dict[int, str] | None,
+    pixel_spacing_mm: tuple[float, float] | None,
+) -> SliceRecord:
+    fields = match_name(pattern.pattern, image_file.name)
+    if fields is None or "patient" not in fields:
+        raise InvalidInputError(
+            image_file, f"file name does not match the name pattern {pattern.pattern!r}"
+        )
+    if not mask_file.is_file():
+        raise InvalidInputError(image_file, f"no mask at {mask_file}")
+    image = load_grey(image_file).astype(np.float32)
+    mask = load_grey(mask_file)
+    if mask.shape != image.shape:
+        raise InvalidInputError(
+            mask_file,
+            f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {image.shape[1]}x{image.shape[0]}",
+        )
+    if label_values:
+        masks = {
+            name: mask == value for value, name in label_values.items() if (mask == value).any()
+        }
+    else:
+        masks = {LV: mask > 0}
+
+    slice_index = int(fields["slice"]) if "slice" in fields else None
+    phase_index = int(fields["phase"]) if "phase" in fields else None
+    if "instance" in fields:
+        instance = int(fields["instance"])
+        slice_index, phase_index = divmod(instance - 1, phases_per_slice)
+    patient_id = fields["patient"]
+    group = SUNNYBROOK_GROUP.match(patient_id)
+    return SliceRecord(
+        image=image,
+        masks=masks,
+        patient_id=patient_id,
+        source=str(image_file),
+        geometry=Geometry(original_shape=image.shape, pixel_spacing_mm=pixel_spacing_mm),
+        slice_index=slice_index,
+        phase_index=phase_index,
+        pixel_spacing_mm=pixel_spacing_mm,
+        group=group["group"] if group else None,
+        annotation_sources=(str(mask_file),),
+    )
+
+
+def load_grey(path: Path) -> np.ndarray:
+    """A 2D array from an image file; colour images give their first channel."""
+    try:
+        with Image.open(path) as picture:
+            array = np.asarray(picture)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise InvalidInputError(path, f"cannot read image ({type(error).__name__})") from None
+    if array.ndim == 3:
+        array = array[..., 0]
+    if array.ndim != 2 or min(array.shape) == 0:
+        raise InvalidInputError(path, f"expected a 2D image, got shape {array.shape}")
+    return array

@@ -1,0 +1,74 @@
+"""Small data builders for tests: DICOM files and Sunnybrook layouts made by code, not blobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from lvseg.data.contours import mask_to_contour, write_contour
+
+
+def write_dicom(path: Path, pixels: np.ndarray, instance: int, **tags) -> Path:
+    """A minimal valid MR image: int16 pixels, spacing 1.5 mm, 20 phases per slice."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[str(path)])
+    meta.TransferSyntaxUID = tags.pop("transfer_syntax", ExplicitVRLittleEndian)
+    dicom = pydicom.Dataset()
+    dicom.file_meta = meta
+    dicom.SOPClassUID = MRImageStorage
+    dicom.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dicom.Modality = "MR"
+    dicom.PatientID = "TEST"
+    dicom.InstanceNumber = instance
+    dicom.Rows, dicom.Columns = pixels.shape
+    dicom.PixelSpacing = [1.5, 1.5]
+    dicom.SliceThickness = 8
+    dicom.SpacingBetweenSlices = 10
+    dicom.CardiacNumberOfImages = 20
+    dicom.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    dicom.ImagePositionPatient = [0, 0, 10.0 * ((instance - 1) // 20)]
+    dicom.SamplesPerPixel = 1
+    dicom.PhotometricInterpretation = "MONOCHROME2"
+    dicom.BitsAllocated = dicom.BitsStored = 16
+    dicom.HighBit = 15
+    dicom.PixelRepresentation = 1
+    dicom.PixelData = pixels.astype("<i2").tobytes()
+    for name, value in tags.items():
+        setattr(dicom, name, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dicom.save_as(path, enforce_file_format=True)
+    return path
+
+
+def disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+
+
+def linked_layout(root: Path, instances=(1, 9, 21, 29), size: int = 32) -> Path:
+    """A one-patient Sunnybrook linked layout: ED (phase 0) and ES (phase 8) on two slices.
+
+    ED is drawn larger than ES; every instance has an i-contour, ED ones an o-contour too.
+    """
+    (root / "link.csv").parent.mkdir(parents=True, exist_ok=True)
+    (root / "link.csv").write_text("patient_id,original_id\nSCD0000101,SC-HF-I-1\n")
+    contours = root / "contourfiles" / "SC-HF-I-1"
+    for instance in instances:
+        phase = (instance - 1) % 20
+        radius = 8 if phase == 0 else 5
+        lv = disc((size, size), (size / 2, size / 2), radius)
+        pixels = np.where(lv, 800, 100).astype(np.int16)
+        write_dicom(root / "dicoms" / "SCD0000101" / f"{instance}.dcm", pixels, instance)
+        name = f"IM-0001-{instance:04d}"
+        write_contour(contours / "i-contours" / f"{name}-icontour-manual.txt", mask_to_contour(lv))
+        if phase == 0:
+            epi = disc((size, size), (size / 2, size / 2), radius + 3)
+            write_contour(
+                contours / "o-contours" / f"{name}-ocontour-manual.txt", mask_to_contour(epi)
+            )
+    return root

@@ -1,0 +1,52 @@
+"""Shared fixtures: the real Sunnybrook data beside the repository, skipped cleanly where absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("LVSEG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+SUNNYBROOK_PNG = SHARED_DATA / "sunnybrook-png"
+SUNNYBROOK_DICOM = SHARED_DATA / "sunnybrook-dicom"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep every test's cache (phantom, preprocessed arrays) out of the user's home."""
+    monkeypatch.setenv("LVSEG_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "lvseg-cache"))
+
+
+def _shared(path: Path) -> Path:
+    if not path.is_dir():
+        pytest.skip(
+            f"real Sunnybrook data not found at {path} (place ../shared/data beside the "
+            "repository or set LVSEG_SHARED_DATA)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def sunnybrook_png() -> Path:
+    return _shared(SUNNYBROOK_PNG)
+
+
+@pytest.fixture(scope="session")
+def sunnybrook_dicom() -> Path:
+    return _shared(SUNNYBROOK_DICOM)
+
+
+@pytest.fixture(scope="session")
+def png_dataset(sunnybrook_png):
+    from lvseg.data.folders import read
+
+    return read(sunnybrook_png)
+
+
+@pytest.fixture(scope="session")
+def dicom_dataset(sunnybrook_dicom):
+    from lvseg.data.sunnybrook import read
+
+    return read(sunnybrook_dicom)

@@ -1,0 +1,80 @@
+import json
+from collections import Counter
+
+import pytest
+
+from lvseg.data.errors import InvalidInputError
+from lvseg.data.splits import Split, kfold, split_patients, stratified_order
+
+GROUPS = {f"{g}-{i:02d}": g for g, n in (("HF", 12), ("HYP", 8), ("N", 8)) for i in range(n)}
+
+
+def test_split_is_deterministic_complete_and_disjoint():
+    a = split_patients(GROUPS, val_fraction=0.25, test_fraction=0.25, seed=3)
+    assert a == split_patients(GROUPS, val_fraction=0.25, test_fraction=0.25, seed=3)
+    assert a != split_patients(GROUPS, val_fraction=0.25, test_fraction=0.25, seed=4)
+    assert sorted(a.train + a.val + a.test) == sorted(GROUPS)
+    assert (len(a.train), len(a.val), len(a.test)) == (14, 7, 7)
+
+
+def test_split_is_stratified_by_group():
+    for seed in range(10):
+        split = split_patients(GROUPS, val_fraction=0.25, test_fraction=0.25, seed=seed)
+        for members in (split.val, split.test):
+            counts = Counter(GROUPS[p] for p in members)
+            assert counts["HF"] == 3 and counts["HYP"] == 2 and counts["N"] == 2
+
+
+def test_kfold_val_sets_partition_the_patients():
+    folds = kfold(GROUPS, 4, seed=1, test=["N-00"])
+    vals = [p for split in folds for p in split.val]
+    assert sorted(vals) == sorted(set(GROUPS) - {"N-00"})
+    for split in folds:
+        assert split.test == ("N-00",)
+        assert Counter(GROUPS[p] for p in split.val)["HF"] == 3
+    assert folds == kfold(GROUPS, 4, seed=1, test=["N-00"])
+
+
+def test_stratified_order_handles_unknown_groups():
+    order = stratified_order({"a": None, "b": None, "c": "X"}, seed=0)
+    assert sorted(order) == ["a", "b", "c"]
+
+
+def test_leakage_is_refused_naming_the_patient():
+    with pytest.raises(InvalidInputError, match="patient 'P7' is in both train and test"):
+        Split(train=("P1", "P7"), val=("P2",), test=("P7",))
+    with pytest.raises(InvalidInputError, match="patient 'P1' is twice in val"):
+        Split(train=(), val=("P1", "P1"))
+
+
+def test_split_file_round_trip_and_leaky_file(tmp_path):
+    split = split_patients(GROUPS, seed=0)
+    split.save(tmp_path / "split.json")
+    assert Split.load(tmp_path / "split.json") == split
+    leaky = tmp_path / "leaky.json"
+    leaky.write_text(json.dumps({"train": ["A", "B"], "val": ["B"]}))
+    with pytest.raises(InvalidInputError, match="leaky.json: patient 'B' is in both train and val"):
+        Split.load(leaky)
+    (tmp_path / "bad.json").write_text("[1, 2")
+    with pytest.raises(InvalidInputError, match="cannot read split file"):
+        Split.load(tmp_path / "bad.json")
+
+
+def test_bad_fractions_and_folds():
+    with pytest.raises(InvalidInputError, match="sum below 1"):
+        split_patients(GROUPS, val_fraction=0.6, test_fraction=0.5)
+    with pytest.raises(InvalidInputError, match="too few"):
+        split_patients({"a": None, "b": None}, val_fraction=0.5, test_fraction=0.4)
+    with pytest.raises(InvalidInputError, match="cannot make 40 folds of 28 patients"):
+        kfold(GROUPS, 40)
+
+
+def test_split_applies_to_real_patients_without_leakage(png_dataset):
+    split = split_patients(png_dataset, val_fraction=0.2, test_fraction=0.2, seed=0)
+    parts = split.apply(png_dataset)
+    assert sum(len(p) for p in parts.values()) == 526
+    patients = [set(part.patients) for part in parts.values()]
+    assert not (patients[0] & patients[1]) and not (patients[0] & patients[2])
+    assert {r.group for r in parts["val"]} == {"HF-I", "HF-NI", "HYP", "N"}
+    with pytest.raises(InvalidInputError, match="of the data is in no set"):
+        Split(train=split.train, val=split.val).apply(png_dataset)
