@@ -99,6 +99,8 @@ def test_contour_round_trip_is_exact_for_random_blobs(seed):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:96, :96]
     angle = np.arctan2(yy - 48, xx - 47)
-    radius = rng.uniform(6, 30) * (1 + 0.15 * np.sin(rng.integers(2, 6) * angle + rng.uniform(0, 6)))
+    radius = rng.uniform(6, 30) * (
+        1 + 0.15 * np.sin(rng.integers(2, 6) * angle + rng.uniform(0, 6))
+    )
     mask = np.hypot(yy - 48, (xx - 47) * rng.uniform(0.6, 1.4)) <= radius
     np.testing.assert_array_equal(fill_contour(mask_to_contour(mask), mask.shape), mask)

@@ -77,8 +77,9 @@ def test_multi_label_masks(tmp_path):
 
 
 def test_size_mismatch_missing_mask_and_unreadable_image(tree):
-    bad = write_pair(tree, "P03-IM-0001-0001.png", np.zeros((8, 8), np.uint8),
-                     np.zeros((8, 9), np.uint8))
+    bad = write_pair(
+        tree, "P03-IM-0001-0001.png", np.zeros((8, 8), np.uint8), np.zeros((8, 9), np.uint8)
+    )
     with pytest.raises(InvalidInputError, match="mask is 9x8, image is 8x8"):
         folders.read(tree)
     dataset = folders.read(tree, skip_invalid=True)

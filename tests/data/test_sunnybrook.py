@@ -3,12 +3,12 @@ import shutil
 import numpy as np
 import pydicom
 import pytest
+from builders import disc, linked_layout, write_dicom
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless
 
-from builders import disc, linked_layout, write_dicom
 from lvseg.data import sunnybrook
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.folders import read as read_folders
@@ -19,7 +19,11 @@ from lvseg.data.records import ED, ES, LV, MYOCARDIUM
 
 def test_real_dicom_counts(dicom_dataset):
     assert dicom_dataset.patients == [
-        "SC-HF-I-01", "SC-HF-I-02", "SC-HF-I-04", "SC-HF-I-05", "SC-HF-I-06"
+        "SC-HF-I-01",
+        "SC-HF-I-02",
+        "SC-HF-I-04",
+        "SC-HF-I-05",
+        "SC-HF-I-06",
     ]
     assert len(dicom_dataset) == 96
     assert sum(LV in r.masks for r in dicom_dataset) == 96
@@ -81,7 +85,10 @@ def linked(tmp_path):
 def test_linked_layout_records(linked):
     dataset = sunnybrook.read(linked)
     assert [r.key for r in dataset] == [
-        "SC-HF-I-01/s0/p0", "SC-HF-I-01/s0/p8", "SC-HF-I-01/s1/p0", "SC-HF-I-01/s1/p8"
+        "SC-HF-I-01/s0/p0",
+        "SC-HF-I-01/s0/p8",
+        "SC-HF-I-01/s1/p0",
+        "SC-HF-I-01/s1/p8",
     ]
     assert [r.phase for r in dataset] == [ED, ES, ED, ES]
     ed = dataset[0]
