@@ -104,7 +104,8 @@ PatternOption = Annotated[
 LabelsOption = Annotated[
     str | None,
     typer.Option(
-        "--labels", help="NIfTI format: preset (acdc, mnms) or mapping like 'lv=3,myocardium=2,rv=1'."
+        "--labels",
+        help="NIfTI format: preset (acdc, mnms) or mapping like 'lv=3,myocardium=2,rv=1'.",
     ),
 ]
 
