@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from lvseg.data import folders
@@ -110,3 +112,17 @@ def test_permission_denied_is_one_line(tree, monkeypatch):
     monkeypatch.setattr(folders.Image, "open", refuse)
     with pytest.raises(InvalidInputError, match="cannot read image \\(PermissionError\\)"):
         folders.read(tree)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(image=st.binary(max_size=400), png_header=st.booleans())
+def test_random_image_bytes_raise_only_the_documented_error(tmp_path_factory, image, png_header):
+    root = tmp_path_factory.mktemp("random")
+    path = write_pair(
+        root, "R-IM-0001-0001.png", np.zeros((4, 4), np.uint8), np.ones((4, 4), np.uint8)
+    )
+    path.write_bytes((b"\x89PNG\r\n\x1a\n" if png_header else b"") + image)
+    try:
+        folders.read(root)
+    except InvalidInputError as error:
+        assert error.path == str(path) and "\n" not in str(error)
