@@ -1,0 +1,166 @@
+"""Tests of the batch augmenter: shapes, binary and aligned masks, reproducibility."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lvseg.data.augment import AugmentConfig, Augmenter
+
+
+def discs(batch: int = 4, size: int = 64, channels: int = 3) -> torch.Tensor:
+    """Masks [B, C, H, W]: off-centre discs of different radii, one per channel."""
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    masks = torch.zeros(batch, channels, size, size)
+    for b in range(batch):
+        for c in range(channels):
+            centre = (size * 0.4 + 2 * b, size * 0.55 - 3 * c)
+            radius = size * (0.12 + 0.04 * c)
+            masks[b, c] = ((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2).float()
+    return masks
+
+
+def images_like(masks: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(masks.shape[0], 1, *masks.shape[-2:], generator=generator)
+    return masks[:, :1] * 2 + 0.3 * noise
+
+
+ALL_ON = AugmentConfig(
+    p_affine=1.0,
+    p_elastic=1.0,
+    p_flip_horizontal=0.5,
+    p_flip_vertical=0.5,
+    p_bias_field=1.0,
+    p_gamma=1.0,
+    p_blur=1.0,
+    p_noise=1.0,
+)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8, torch.bool])
+def test_shapes_dtypes_and_binary_masks(dtype):
+    masks = discs().to(dtype)
+    images = images_like(discs())
+    out_images, out_masks = Augmenter(ALL_ON)(images, masks)
+    assert out_images.shape == images.shape and out_images.dtype == images.dtype
+    assert out_masks.shape == masks.shape and out_masks.dtype == dtype
+    assert set(out_masks.float().unique().tolist()) <= {0.0, 1.0}
+    assert torch.isfinite(out_images).all()
+    # The inputs are left alone.
+    assert torch.equal(masks, discs().to(dtype))
+
+
+def test_geometric_transforms_keep_image_and_masks_aligned():
+    masks = discs(batch=8)
+    images = masks[:, :1].clone()  # an image that equals its mask
+    config = AugmentConfig.geometric_only(
+        p_affine=1.0, p_elastic=1.0, p_flip_horizontal=0.5, p_flip_vertical=0.5
+    )
+    torch.manual_seed(3)
+    out_images, out_masks = Augmenter(config)(images, masks)
+    assert not torch.equal(out_masks, masks)  # something moved
+    # Same grid, same interpolation: the thresholded image is the mask, pixel for pixel.
+    assert torch.equal((out_images > 0.5).float(), out_masks[:, :1])
+    # And the other channels moved with it (the discs stay nested where they were nested).
+    assert (out_masks.sum(dim=(2, 3)) > 0).all()
+
+
+def test_intensity_transforms_do_not_move_masks():
+    masks = discs()
+    images = images_like(masks)
+    config = AugmentConfig.intensity_only(p_bias_field=1.0, p_gamma=1.0, p_blur=1.0, p_noise=1.0)
+    out_images, out_masks = Augmenter(config)(images, masks)
+    assert torch.equal(out_masks, masks)
+    assert not torch.allclose(out_images, images)
+    # The anatomy stays where it was: the disc is still the bright part.
+    inside = out_images[masks[:, :1] > 0].mean()
+    outside = out_images[masks[:, :1] == 0].mean()
+    assert inside > outside + 1
+
+
+def test_reproducible_under_manual_seed_and_generator():
+    masks, images = discs(), images_like(discs())
+    augmenter = Augmenter(ALL_ON)
+    torch.manual_seed(0)
+    first = augmenter(images, masks)
+    torch.manual_seed(0)
+    second = augmenter(images, masks)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    third = augmenter(images, masks)
+    assert not torch.equal(first[0], third[0])
+    one = augmenter(images, masks, torch.Generator().manual_seed(5))
+    two = augmenter(images, masks, torch.Generator().manual_seed(5))
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
+def test_identity_when_everything_is_off():
+    masks, images = discs(), images_like(discs())
+    out_images, out_masks = Augmenter(AugmentConfig.none())(images, masks)
+    assert torch.equal(out_images, images) and torch.equal(out_masks, masks)
+
+
+def test_flip_is_a_mirror_and_scaling_scales_area():
+    masks, images = discs(), images_like(discs())
+    flip = AugmentConfig.geometric_only(p_affine=0.0, p_elastic=0.0, p_flip_horizontal=1.0)
+    out_images, out_masks = Augmenter(flip)(images, masks)
+    torch.testing.assert_close(out_images, images.flip(-1), atol=1e-4, rtol=0)
+    assert torch.equal(out_masks, masks.flip(-1))
+    zoom = AugmentConfig.geometric_only(
+        p_affine=1.0, p_elastic=0.0, rotation_degrees=0.0, scale_range=(1.5, 1.5),
+        translate_fraction=0.0,
+    )  # fmt: skip
+    _, zoomed = Augmenter(zoom)(images, masks)
+    ratio = float(zoomed[:, 0].sum() / masks[:, 0].sum())
+    assert ratio == pytest.approx(2.25, rel=0.08)
+
+
+def test_rotation_preserves_a_centred_disc_and_moves_an_off_centre_one():
+    size = 65
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    centred = ((rows - 32) ** 2 + (cols - 32) ** 2 <= 100).float()
+    off = ((rows - 32) ** 2 + (cols - 50) ** 2 <= 25).float()
+    masks = torch.stack([centred, off])[None]
+    rotate = AugmentConfig.geometric_only(
+        p_affine=1.0, p_elastic=0.0, rotation_degrees=90.0, scale_range=(1.0, 1.0),
+        translate_fraction=0.0,
+    )  # fmt: skip
+    torch.manual_seed(1)
+    _, out = Augmenter(rotate)(masks[:, :1].clone(), masks)
+    # A centred disc turns into itself, up to pixels on its boundary.
+    overlap = (out[0, 0] * centred).sum() / ((out[0, 0] + centred) > 0).sum()
+    assert overlap > 0.93
+    assert float(out[0, 1].sum()) == pytest.approx(float(off.sum()), rel=0.15)
+    assert (out[0, 1] * off).sum() < off.sum()  # it moved round the centre
+
+
+def test_gamma_and_bias_field_keep_the_image_sensible():
+    masks = discs()
+    images = images_like(masks)
+    gamma = AugmentConfig.intensity_only(p_gamma=1.0, p_bias_field=0.0, p_blur=0.0, p_noise=0.0)
+    out, _ = Augmenter(gamma)(images, masks)
+    # Gamma keeps each image's mean and standard deviation (nnU-Net's retain_stats).
+    torch.testing.assert_close(out.mean(dim=(2, 3)), images.mean(dim=(2, 3)), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.std(dim=(2, 3)), images.std(dim=(2, 3)), atol=1e-4, rtol=1e-4)
+    bias = AugmentConfig.intensity_only(p_gamma=0.0, p_bias_field=1.0, p_blur=0.0, p_noise=0.0)
+    out, _ = Augmenter(bias)(images, masks)
+    floor = images.amin(dim=(2, 3), keepdim=True)
+    # Multiplicative above the darkest value: the floor stays, the ordering is kept.
+    torch.testing.assert_close(out.amin(dim=(2, 3), keepdim=True), floor)
+    ratio = (out - floor)[images > floor + 0.5] / (images - floor)[images > floor + 0.5]
+    assert ratio.min() > 0 and ratio.max() < 20
+
+
+def test_config_round_trips_through_json():
+    config = AugmentConfig(scale_range=(0.9, 1.1), p_flip_horizontal=0.5)
+    again = AugmentConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+
+
+def test_rejects_mismatched_shapes():
+    with pytest.raises(ValueError):
+        Augmenter()(torch.zeros(2, 1, 8, 8), torch.zeros(3, 3, 8, 8))
+    with pytest.raises(ValueError):
+        Augmenter()(torch.zeros(2, 1, 8, 8), torch.zeros(2, 3, 8, 9))
