@@ -239,3 +239,42 @@ def data_split(
         split.save(file)
         table.add_row(str(file), *(str(len(getattr(split, s))) for s in ("train", "val", "test")))
     console.print(table)
+
+
+@data_app.command("plan")
+@clean_errors
+def data_plan(
+    path: PathArgument,
+    format: FormatOption = Format.auto,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write fingerprint and plan as JSON.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print fingerprint and plan.")] = False,
+    skip_invalid: SkipOption = False,
+    name_pattern: PatternOption = None,
+    labels: LabelsOption = None,
+) -> None:
+    """Fingerprint a dataset and propose its preprocessing (target spacing, crop, jitter)."""
+    from lvseg.data import atomic
+    from lvseg.data.preprocess import fingerprint, plan_preprocessing
+
+    dataset = load(path, format, skip_invalid, **read_options(name_pattern, labels))
+    print_ = fingerprint(dataset.records)
+    plan = plan_preprocessing(print_)
+    result = {"fingerprint": print_.to_dict(), "plan": plan.to_dict()}
+    if out is not None:
+        atomic.write_text(out, json.dumps(result, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    spacing = plan.target_spacing_mm
+    table = Table(title=f"preprocessing plan for {path}", show_header=False)
+    table.add_row(
+        "target spacing (mm)", "keep the pixel grid" if spacing is None else f"{spacing[0]:.3f}"
+    )
+    table.add_row("crop size (px)", str(plan.crop_size))
+    table.add_row("training jitter (px)", str(plan.jitter_px))
+    table.add_row("intensity", f"{plan.normalisation}, clip {plan.clip_percentiles}")
+    console.print(table)
+    for note in plan.notes:
+        console.print(f"  - {note}", highlight=False)

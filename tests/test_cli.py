@@ -114,3 +114,15 @@ def test_split_command_writes_patient_level_splits(sunnybrook_png, tmp_path):
     assert invoke("data", "split", sunnybrook_png, "--out", out, "--folds", "5").exit_code == 0
     folds = [json.loads((tmp_path / f"split_{i}.json").read_text()) for i in range(5)]
     assert sorted(p for f in folds for p in f["val"]) == sorted(split["train"] + split["val"])
+
+
+def test_plan_command_proposes_crop_and_spacing(sunnybrook_dicom, tmp_path):
+    out = tmp_path / "plan.json"
+    result = invoke("data", "plan", sunnybrook_dicom, "--json", "--out", out)
+    printed = json.loads(result.stdout)
+    assert printed == json.loads(out.read_text())
+    plan = printed["plan"]
+    assert plan["target_spacing_mm"] == [1.367188, 1.367188]
+    assert plan["crop_size"] == 128 and plan["jitter_px"] == 13
+    assert printed["fingerprint"]["n_records"] == 96
+    assert printed["fingerprint"]["structure_counts"] == {"lv": 96, "myocardium": 46, "rv": 0}
