@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lvseg.data import atomic
-from lvseg.data.records import STRUCTURES, Dataset, SliceRecord
+from lvseg.data.records import LV, MYOCARDIUM, STRUCTURES, Dataset, SliceRecord
 
 STRUCTURE_COLOURS = {"lv": "#ff3b30", "myocardium": "#34c759", "rv": "#0a84ff"}
 
@@ -113,6 +113,11 @@ def montage_records(dataset: Dataset, count: int = 24) -> list[SliceRecord]:
     return chosen
 
 
+def _drawing_order(structures) -> list[str]:
+    """Myocardium and RV first, LV last, so the LV outline stays on top."""
+    return sorted(structures, key=lambda s: s == LV)
+
+
 def write_montage(dataset: Dataset, path: str | Path, count: int = 24, columns: int = 6) -> Path:
     """Draw a grid of slices with contours overlaid and save it as a PNG (atomically)."""
     import matplotlib
@@ -125,24 +130,39 @@ def write_montage(dataset: Dataset, path: str | Path, count: int = 24, columns: 
     columns = max(1, min(columns, len(records)))
     rows = max(1, -(-len(records) // columns))
     figure, axes = plt.subplots(
-        rows, columns, figsize=(2.4 * columns, 2.6 * rows + 0.5), squeeze=False
+        rows, columns, figsize=(2.4 * columns, 2.4 * rows + 0.6), squeeze=False
     )
     for axis in axes.ravel():
         axis.axis("off")
     for axis, record in zip(axes.ravel(), records, strict=False):
         low, high = np.percentile(record.image, [0.5, 99.5])
         axis.imshow(record.image, cmap="gray", vmin=low, vmax=max(high, low + 1e-6))
-        for structure in record.structures:
-            if record.masks[structure].any():
+        for structure in _drawing_order(record.structures):
+            outline = record.masks[structure]
+            if structure == MYOCARDIUM and LV in record.masks:
+                # the myocardium's inner edge is the LV's edge: draw its outer (epicardial) edge
+                outline = outline | record.masks[LV]
+            if outline.any():
                 axis.contour(
-                    record.masks[structure].astype(np.float32),
+                    outline.astype(np.float32),
                     levels=[0.5],
                     colors=STRUCTURE_COLOURS[structure],
                     linewidths=0.8,
                 )
         phase = record.phase or ("-" if record.phase_index is None else f"p{record.phase_index}")
         slice_name = "-" if record.slice_index is None else record.slice_index
-        axis.set_title(f"{record.patient_id}\nslice {slice_name} {phase}", fontsize=7)
+        # the caption sits inside the image, so captions never collide with the row above
+        axis.text(
+            0.02,
+            0.98,
+            f"{record.patient_id}\nslice {slice_name} {phase}",
+            transform=axis.transAxes,
+            va="top",
+            ha="left",
+            fontsize=6.5,
+            color="white",
+            bbox={"facecolor": "black", "alpha": 0.55, "pad": 1.5, "linewidth": 0},
+        )
     present = [s for s in STRUCTURES if any(s in r.masks for r in records)]
     figure.legend(
         handles=[Line2D([], [], color=STRUCTURE_COLOURS[s], label=s) for s in present],
@@ -156,7 +176,7 @@ def write_montage(dataset: Dataset, path: str | Path, count: int = 24, columns: 
         f"{len(dataset.patients)} patients",
         fontsize=9,
     )
-    figure.tight_layout(rect=(0, 0.04, 1, 0.97))
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.05, top=0.95, wspace=0.03, hspace=0.03)
     path = Path(path)
     atomic.write_with(path, lambda temporary: figure.savefig(temporary, format="png", dpi=110))
     plt.close(figure)
