@@ -1,0 +1,171 @@
+"""Rich renderables of runs for ``lvseg runs list`` and ``lvseg runs show``.
+
+The CLI prints what these return; nothing here writes to the store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from lvseg.runs.store import RunStore, RunSummary
+
+STATUS_STYLES = {
+    "running": "cyan",
+    "finished": "green",
+    "stopped": "yellow",
+    "failed": "red",
+    "corrupt": "bold red",
+}
+
+
+def format_time(seconds: float | None) -> str:
+    """Local time of a Unix timestamp, to the minute; "-" when unknown.
+
+    >>> format_time(None)
+    '-'
+    """
+    if seconds is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+
+def format_value(value: Any) -> str:
+    """A metric as a short string: 4 significant digits, nan/inf spelled out.
+
+    >>> format_value(0.123456), format_value(float("nan")), format_value(None), format_value(3)
+    ('0.1235', 'nan', '-', '3')
+    """
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}"
+    if isinstance(value, (int, str)):
+        return str(value)
+    return json.dumps(value, default=str)
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def format_runs_table(summaries: Sequence[RunSummary]) -> Table:
+    """One row per run: name, status, model, epochs, best Dice (epoch), steps, times, selected."""
+    table = Table(title="runs", title_justify="left")
+    table.add_column("run", style="bold")
+    table.add_column("status")
+    table.add_column("model")
+    table.add_column("epochs", justify="right")
+    table.add_column("best val Dice", justify="right")
+    table.add_column("steps", justify="right")
+    table.add_column("created")
+    table.add_column("updated")
+    table.add_column("selected", justify="center")
+    for run in summaries:
+        if run.best_val_dice is None:
+            best = "-"
+        else:
+            best = f"{run.best_val_dice:.4f} (epoch {run.best_epoch})"
+        table.add_row(
+            run.name,
+            _status(run.status) if run.error is None else Text(run.status, style="bold red"),
+            run.model or "-",
+            str(run.epochs),
+            best,
+            str(run.steps),
+            format_time(run.created),
+            format_time(run.updated),
+            "yes" if run.selected else "",
+        )
+    return table
+
+
+def _metric_table(title: str, rows: list[dict[str, Any]], key: str, skip: set[str]) -> Table:
+    names: list[str] = []
+    for row in rows:
+        names.extend(name for name in row if name not in skip and name not in names)
+    table = Table(title=title, title_justify="left")
+    table.add_column(key, justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(str(row[key]), *(format_value(row.get(name)) for name in names))
+    return table
+
+
+def format_run_detail(
+    store: RunStore, *, max_epochs: int = 50, max_events: int = 20
+) -> list[RenderableType]:
+    """Renderables for one run: its facts, last epochs, checkpoints and latest events."""
+    summary = store.summary()
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("run", str(store.path))
+    message = store.status_message
+    status = _status(summary.status)
+    if message:
+        status.append(f"  {message}")
+    facts.add_row("status", status)
+    facts.add_row("steps", f"{summary.steps} (last {format_value(summary.last_step)})")
+    facts.add_row("created", format_time(summary.created))
+    facts.add_row("updated", format_time(summary.updated))
+    facts.add_row("selected", "yes" if summary.selected else "no")
+    for key, value in sorted(store.meta.items()):
+        if key != "created":
+            facts.add_row(key, format_value(value))
+    renderables: list[RenderableType] = [facts]
+
+    epochs = store.epochs()
+    if epochs:
+        shown = epochs[-max_epochs:]
+        title = "epochs" if len(shown) == len(epochs) else f"last {len(shown)} epochs"
+        renderables.append(_metric_table(title, shown, "epoch", {"epoch", "time"}))
+
+    checkpoints = store.checkpoints()
+    if checkpoints:
+        table = Table(title="checkpoints", title_justify="left")
+        for column in ("kind", "path", "epoch", "step", "metrics", "parameters", "MB", "finite"):
+            table.add_column(
+                column, justify="right" if column in {"epoch", "step", "MB"} else "left"
+            )
+        for row in checkpoints:
+            metrics = ", ".join(f"{k}={format_value(v)}" for k, v in row["metrics"].items())
+            table.add_row(
+                row["kind"],
+                row["path"],
+                str(row["epoch"]),
+                str(row["step"]),
+                metrics,
+                f"{row['parameters']:,}",
+                f"{row['size_bytes'] / 1e6:.2f}",
+                "yes" if row["finite"] else Text("NO", style="bold red"),
+            )
+        renderables.append(table)
+
+    events = store.events()[-max_events:]
+    if events:
+        table = Table(title="events", title_justify="left")
+        for column in ("time", "kind", "step", "epoch", "message"):
+            table.add_column(column)
+        for row in events:
+            table.add_row(
+                format_time(row["time"]),
+                row["kind"],
+                format_value(row["step"]),
+                format_value(row["epoch"]),
+                row["message"],
+            )
+        renderables.append(table)
+    return renderables
