@@ -1,4 +1,5 @@
-"""The one error type every reader raises, and the record of a file that was skipped.
+"""The one error type for bad input (every reader, config and checkpoint loader raises it), and
+the record of a file that was skipped.
 
 Readers never let a library exception escape: they wrap it in :class:`InvalidInputError`, which
 carries the offending file and a one-line reason. The CLI prints ``str(error)`` and exits with 2.
