@@ -50,7 +50,10 @@ class PhantomFormat(str, Enum):
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one error line on stderr and give the exit to raise."""
-    error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escape: messages quote user text, and "[optim]" must not be read as rich markup
+    error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -278,3 +281,193 @@ def data_plan(
     console.print(table)
     for note in plan.notes:
         console.print(f"  - {note}", highlight=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Models, training, runs, selection
+
+
+model_app = typer.Typer(help="The networks: sizes and costs.", no_args_is_help=True)
+runs_app = typer.Typer(help="Training runs: list them, show one.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(runs_app, name="runs")
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Prefer(str, Enum):
+    smallest = "smallest"
+    fastest = "fastest"
+    dice = "dice"
+
+
+@model_app.command("info")
+@clean_errors
+def model_info(
+    name: Annotated[str, typer.Argument(help="Registered model name (lvnet, unet, dli-fcn).")],
+    input_size: Annotated[int, typer.Option(help="Square input side for the MAC count.")] = 128,
+) -> None:
+    """Print a model's parameters, fp32 size and multiply-accumulates per image."""
+    from lvseg.model.registry import model_names, size_report
+
+    if name not in model_names():
+        raise fail(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
+    report = size_report(name, input_size=input_size)
+    table = Table(title=name, show_header=False)
+    for label, value in report.rows():
+        table.add_row(label, value)
+    console.print(table)
+
+
+@app.command("train")
+@clean_errors
+def train_command(
+    data: Annotated[
+        str | None, typer.Option(help="Dataset folder, or 'phantom' (default: the phantom).")
+    ] = None,
+    format: Annotated[Format | None, typer.Option("--format", "-f", help="Input format.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (lvnet, unet, dli-fcn).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs to train.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Slices per batch (per process).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML or JSON config (e.g. a run's config.json).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (default runs/MODEL-TIME).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+    device: Annotated[Device | None, typer.Option(help="Where to train.")] = None,
+    precision: Annotated[
+        Precision | None, typer.Option(help="auto: bf16/fp16 autocast on CUDA, fp32 elsewhere.")
+    ] = None,
+    folds: Annotated[int | None, typer.Option(help="K for a K-fold patient split.")] = None,
+    fold: Annotated[int | None, typer.Option(help="Which fold to train (0..K-1).")] = None,
+    val: Annotated[float | None, typer.Option(help="Share of patients for validation.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    deterministic: Annotated[
+        bool | None, typer.Option(help="Deterministic algorithms (exact resume).")
+    ] = None,
+    compile: Annotated[bool | None, typer.Option(help="torch.compile the model.")] = None,
+) -> None:
+    """Train a model from scratch; without --data, on the embedded phantom."""
+    from lvseg.config import TrainConfig
+    from lvseg.train.console import ConsoleProgress
+    from lvseg.train.engine import train
+
+    overrides: dict[str, Any] = {}
+
+    def put(section: str | None, key: str, value: Any) -> None:
+        if value is None:
+            return
+        value = value.value if isinstance(value, Enum) else value
+        target = overrides if section is None else overrides.setdefault(section, {})
+        target[key] = str(value) if isinstance(value, Path) else value
+
+    put("data", "path", data)
+    put("data", "format", format)
+    put("data", "folds", folds)
+    put("data", "fold", fold)
+    put("data", "val_fraction", val)
+    put("model", "name", model)
+    put("optim", "epochs", epochs)
+    put("optim", "batch_size", batch_size)
+    put("optim", "lr", lr)
+    put("runtime", "device", device)
+    put("runtime", "precision", precision)
+    put("runtime", "deterministic", deterministic)
+    put("runtime", "compile", compile)
+    put(None, "seed", seed)
+    if resume:
+        if out is None:
+            raise fail("--resume needs --out RUN_DIRECTORY")
+        if overrides or config is not None:
+            given = ", ".join(sorted(f"{k}" for k in overrides) + (["config"] if config else []))
+            raise fail(f"--resume continues with the run's saved config; drop: {given}")
+        run_config = TrainConfig()
+    else:
+        base = TrainConfig.load(config) if config is not None else TrainConfig()
+        run_config = base.merged(overrides, source="command line")
+    if out is None:
+        from datetime import datetime
+
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{run_config.model.name}-{stamp}"
+    import os
+
+    reporter = ConsoleProgress(error_console, rank=int(os.environ.get("RANK", "0")))
+    try:
+        result = train(run_config, out, resume=resume, progress=reporter.hooks())
+    finally:
+        reporter.stop()
+    if int(os.environ.get("RANK", "0")) == 0:
+        best = "-" if result.best_dice is None else f"{result.best_dice:.4f}"
+        console.print(
+            f"{result.status}: {result.epochs} epochs, {result.steps} steps in "
+            f"{result.seconds:.0f} s; best val Dice {best} (epoch {result.best_epoch}); "
+            f"run {result.run_dir}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command("select")
+@clean_errors
+def select_command(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories to choose from.")],
+    max_dice_drop: Annotated[
+        float, typer.Option(help="Allowed drop below the best validation Dice.")
+    ] = 0.005,
+    prefer: Annotated[
+        Prefer, typer.Option(help="Within the drop: fewest parameters, fewest MACs, or best Dice.")
+    ] = Prefer.smallest,
+) -> None:
+    """Pick the deployment model across epochs and runs; write selected.json."""
+    from lvseg.train.select import select
+
+    selection = select(runs, max_dice_drop=max_dice_drop, prefer=prefer.value)
+    chosen = selection.chosen
+    console.print(f"selected {chosen.checkpoint}", highlight=False)
+    console.print(f"  model {chosen.model}, epoch {chosen.epoch}, val Dice {chosen.val_dice:.4f}")
+    console.print(f"  why: {selection.reason}", highlight=False)
+    console.print(f"  written: {selection.written}", highlight=False)
+    for line in selection.rejected:
+        console.print(f"  left out: {line}", highlight=False)
+
+
+@runs_app.command("list")
+@clean_errors
+def runs_list(
+    root: Annotated[Path, typer.Argument(help="Folder holding run directories.")] = Path("runs"),
+) -> None:
+    """List the runs under a folder: status, model, epochs, best validation Dice."""
+    from lvseg.runs.report import format_runs_table
+    from lvseg.runs.store import list_runs
+
+    console.print(format_runs_table(list_runs(root)))
+
+
+@runs_app.command("show")
+@clean_errors
+def runs_show(run: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Show one run: config, epochs, checkpoints, events."""
+    from lvseg.runs.report import format_run_detail
+    from lvseg.runs.store import RunStore
+
+    with RunStore.open(run, readonly=True) as store:
+        for renderable in format_run_detail(store):
+            console.print(renderable)

@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# The suite runs as two pytest-xdist workers on a 2-core machine: one torch thread per worker,
+# or the workers' thread pools fight over the cores and small tensor operations slow down 100x.
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("LVSEG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -26,6 +26,15 @@ STATUS_STYLES = {
 }
 
 
+EPOCH_COLUMNS = ("train_loss", "val_loss", "val_dice", "val_dice_pooled", "lr", "seconds", "best")
+"""The columns ``runs show`` gives a training run's epochs (all of them are in the store)."""
+CHECKPOINT_METRICS = ("val_dice",)
+
+
+def _short(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def format_time(seconds: float | None) -> str:
     """Local time of a Unix timestamp, to the minute; "-" when unknown.
 
@@ -63,9 +72,10 @@ def _status(status: str) -> Text:
 def format_runs_table(summaries: Sequence[RunSummary]) -> Table:
     """One row per run: name, status, model, epochs, best Dice (epoch), steps, times, selected."""
     table = Table(title="runs", title_justify="left")
-    table.add_column("run", style="bold")
-    table.add_column("status")
-    table.add_column("model")
+    # Names, statuses and models never fold: on a narrow terminal the times give way first.
+    table.add_column("run", style="bold", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("model", no_wrap=True)
     table.add_column("epochs", justify="right")
     table.add_column("best val Dice", justify="right")
     table.add_column("steps", justify="right")
@@ -124,24 +134,33 @@ def format_run_detail(
     facts.add_row("selected", "yes" if summary.selected else "no")
     for key, value in sorted(store.meta.items()):
         if key != "created":
-            facts.add_row(key, format_value(value))
+            facts.add_row(key, _short(format_value(value)))
     renderables: list[RenderableType] = [facts]
 
     epochs = store.epochs()
     if epochs:
         shown = epochs[-max_epochs:]
         title = "epochs" if len(shown) == len(epochs) else f"last {len(shown)} epochs"
-        renderables.append(_metric_table(title, shown, "epoch", {"epoch", "time"}))
+        present = {name for row in shown for name in row}
+        skip = {"epoch", "time"}
+        if present & set(EPOCH_COLUMNS):  # a training run: its key columns only
+            skip |= present - set(EPOCH_COLUMNS)
+        renderables.append(_metric_table(title, shown, "epoch", skip))
 
     checkpoints = store.checkpoints()
     if checkpoints:
         table = Table(title="checkpoints", title_justify="left")
         for column in ("kind", "path", "epoch", "step", "metrics", "parameters", "MB", "finite"):
             table.add_column(
-                column, justify="right" if column in {"epoch", "step", "MB"} else "left"
+                column,
+                justify="right" if column in {"epoch", "step", "MB"} else "left",
+                no_wrap=column in {"kind", "path"},
             )
         for row in checkpoints:
-            metrics = ", ".join(f"{k}={format_value(v)}" for k, v in row["metrics"].items())
+            shown = {k: v for k, v in row["metrics"].items() if k in CHECKPOINT_METRICS}
+            metrics = ", ".join(
+                f"{k}={format_value(v)}" for k, v in (shown or row["metrics"]).items()
+            )
             table.add_row(
                 row["kind"],
                 row["path"],

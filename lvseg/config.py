@@ -1,0 +1,278 @@
+"""Run configuration: every knob of a training run in one dataclass tree, saved with the run.
+
+A config is data. ``lvseg train`` builds a :class:`TrainConfig` from the defaults, then a
+``--config`` file (TOML or JSON, the same nesting as :meth:`TrainConfig.to_dict`), then the
+command-line options; the run store saves the result as ``config.json``, and
+``lvseg train --config runs/NAME/config.json`` runs it again.
+
+Unknown keys and out-of-range values are refused with one line naming the file and the key:
+
+>>> TrainConfig.from_dict({"optim": {"lr": -1}}, source="run.toml")
+Traceback (most recent call last):
+...
+lvseg.data.errors.InvalidInputError: run.toml: optim.lr must be > 0, got -1
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from lvseg.data.errors import InvalidInputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("cosine", "onecycle", "constant")
+
+
+@dataclass
+class DataConfig:
+    path: str = "phantom"
+    """A dataset folder, or ``phantom`` for the embedded phantom (written to the cache once)."""
+    format: str = "auto"
+    val_fraction: float = 0.2
+    """Share of *patients* (never slices) held out for validation, stratified by group."""
+    folds: int = 0
+    """With ``folds >= 2``, train fold ``fold`` of a patient-level K-fold split instead."""
+    fold: int = 0
+    target_spacing_mm: float | None = None
+    """Override the planned in-plane spacing (mm); by default the plan takes the data's median."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "lvnet"
+    options: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the model's own config, e.g. ``{width = 16}``; see ``lvseg model info``."""
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 40
+    batch_size: int = 16
+    lr: float = 3e-3
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    """``cosine``: linear warm-up then cosine decay to 1% (per step); ``onecycle``: PyTorch's
+    OneCycleLR; ``constant``: warm-up then flat."""
+    warmup_epochs: float = 1.0
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0: off)."""
+    early_stopping: int = 12
+    """Stop after this many epochs without a better validation Dice (0: never)."""
+    min_delta: float = 1e-4
+    max_nonfinite_steps: int = 20
+    """Stop the run after this many non-finite steps in a row (each one is skipped)."""
+
+
+@dataclass
+class LossConfig:
+    dice: float = 1.0
+    """Weight of the soft Dice loss on the LV channel (computed per image, then averaged)."""
+    cross_entropy: float = 1.0
+    """Weight of the pixel-wise cross-entropy over background and LV."""
+    presence: float = 0.1
+    """Weight of the binary cross-entropy of the image-level "LV present" logit."""
+    smooth: float = 1.0
+    """Added to numerator and denominator of the soft Dice, so empty slices are well defined."""
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"
+    precision: str = "auto"
+    """``auto``: bf16 autocast on CUDA devices that support it, else fp16 with a grad scaler on
+    older CUDA devices, fp32 on CPU and MPS."""
+    channels_last: bool = True
+    """Channels-last memory format on CUDA (tensor cores like it); ignored on CPU."""
+    compile: bool = False
+    """``torch.compile`` the model (CUDA; slow to start, faster per step)."""
+    deterministic: bool = False
+    """Deterministic algorithms and seeded everything: a resumed run equals an uninterrupted one."""
+    threads: int = 0
+    """CPU threads for PyTorch (0: PyTorch's default)."""
+    workers: int = 0
+    """Reserved: batches are sliced from a memory-mapped cache in the main process."""
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: dict[str, Any] = field(default_factory=dict)
+    """Overrides of :class:`lvseg.data.augment.AugmentConfig` (probabilities and ranges)."""
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> TrainConfig:
+        """Build and validate a config; unknown keys or bad values raise InvalidInputError."""
+        config = _build(cls, data, source, prefix="")
+        config.validate(source)
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read a TOML or JSON config file."""
+        return cls.from_dict(read_config_file(path), source=str(path))
+
+    def merged(self, overrides: dict[str, Any], source: str | None = None) -> TrainConfig:
+        """A copy with ``overrides`` (nested like :meth:`to_dict`) applied and validated."""
+        return TrainConfig.from_dict(_deep_merge(self.to_dict(), overrides), source)
+
+    def validate(self, source: str | None = None) -> None:
+        def bad(key: str, rule: str, value: Any) -> InvalidInputError:
+            return InvalidInputError(source, f"{key} must be {rule}, got {value!r}")
+
+        def positive(key: str, value: float, strict: bool = True) -> None:
+            if not math.isfinite(value) or value < 0 or (strict and value == 0):
+                raise bad(key, "> 0" if strict else ">= 0", value)
+
+        def choice(key: str, value: str, options: tuple[str, ...]) -> None:
+            if value not in options:
+                raise bad(key, "one of " + ", ".join(options), value)
+
+        if self.seed < 0:
+            raise bad("seed", ">= 0", self.seed)
+        data, optim, loss, runtime = self.data, self.optim, self.loss, self.runtime
+        from lvseg.data.load import FORMATS
+
+        choice("data.format", data.format, FORMATS)
+        if not 0 <= data.val_fraction < 1:
+            raise bad("data.val_fraction", "in [0, 1)", data.val_fraction)
+        if data.folds == 1 or data.folds < 0:
+            raise bad("data.folds", "0 (single split) or >= 2", data.folds)
+        if data.folds and not 0 <= data.fold < data.folds:
+            raise bad("data.fold", f"in 0..{data.folds - 1}", data.fold)
+        if data.target_spacing_mm is not None:
+            positive("data.target_spacing_mm", data.target_spacing_mm)
+        for key in ("epochs", "batch_size"):
+            value = getattr(optim, key)
+            if value < 1:
+                raise bad(f"optim.{key}", ">= 1", value)
+        positive("optim.lr", optim.lr)
+        positive("optim.weight_decay", optim.weight_decay, strict=False)
+        positive("optim.warmup_epochs", optim.warmup_epochs, strict=False)
+        positive("optim.grad_clip", optim.grad_clip, strict=False)
+        positive("optim.min_delta", optim.min_delta, strict=False)
+        choice("optim.schedule", optim.schedule, SCHEDULES)
+        if optim.early_stopping < 0:
+            raise bad("optim.early_stopping", ">= 0", optim.early_stopping)
+        if optim.max_nonfinite_steps < 1:
+            raise bad("optim.max_nonfinite_steps", ">= 1", optim.max_nonfinite_steps)
+        for key in ("dice", "cross_entropy", "presence"):
+            positive(f"loss.{key}", getattr(loss, key), strict=False)
+        if loss.dice == 0 and loss.cross_entropy == 0:
+            raise bad("loss.dice or loss.cross_entropy", "> 0 (something must train)", 0)
+        positive("loss.smooth", loss.smooth, strict=False)
+        choice("runtime.device", runtime.device, DEVICES)
+        choice("runtime.precision", runtime.precision, PRECISIONS)
+        for key in ("threads", "workers"):
+            if getattr(runtime, key) < 0:
+                raise bad(f"runtime.{key}", ">= 0", getattr(runtime, key))
+        from lvseg.data.augment import AugmentConfig
+
+        known = {f.name for f in fields(AugmentConfig)}
+        for key in self.augment:
+            if key not in known:
+                raise InvalidInputError(source, f"unknown key augment.{key}")
+        for key, value in self.augment.items():
+            if key.startswith("p_") and not (isinstance(value, int | float) and 0 <= value <= 1):
+                raise bad(f"augment.{key}", "a probability in [0, 1]", value)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The nested dict of a ``.toml`` or ``.json`` config; unreadable files raise one line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError(path, "no such config file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(path, f"cannot read config ({error})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise InvalidInputError(path, f"not valid {kind} ({error})") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(path, "a config must be a table of sections")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "options":
+            merged[key] = _deep_merge(merged[key], value)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build(cls: type, data: Any, source: str | None, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``data``, checking keys and scalar types."""
+    if not isinstance(data, dict):
+        raise InvalidInputError(source, f"{prefix.rstrip('.') or 'config'} must be a table")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            where = f" in [{prefix.rstrip('.')}]" if prefix else ""
+            raise InvalidInputError(source, f"unknown key {key!r}{where}")
+    values = {}
+    for key, value in data.items():
+        hint = hints[key]
+        name = prefix + key
+        if isinstance(hint, type) and is_dataclass(hint):
+            values[key] = _build(hint, value, source, name + ".")
+        else:
+            values[key] = _check_type(name, hint, value, source)
+    return cls(**values)
+
+
+def _check_type(name: str, hint: Any, value: Any, source: str | None) -> Any:
+    text = str(hint)
+    optional = "None" in text
+    if value is None:
+        if optional:
+            return None
+        raise InvalidInputError(source, f"{name} must not be empty")
+    if hint is bool or text.startswith("bool"):
+        if not isinstance(value, bool):
+            raise InvalidInputError(source, f"{name} must be true or false, got {value!r}")
+        return value
+    if hint is int or text.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInputError(source, f"{name} must be an integer, got {value!r}")
+        return value
+    if hint is float or text.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidInputError(source, f"{name} must be a number, got {value!r}")
+        return float(value)
+    if hint is str or text.startswith("str"):
+        if not isinstance(value, str):
+            raise InvalidInputError(source, f"{name} must be a string, got {value!r}")
+        return value
+    if text.startswith("dict"):
+        if not isinstance(value, dict):
+            raise InvalidInputError(source, f"{name} must be a table, got {value!r}")
+        return dict(value)
+    return value

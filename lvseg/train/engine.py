@@ -1,0 +1,603 @@
+"""The training loop: plain code, top to bottom, in clearly separated phases.
+
+1. **Set up**: process group (under torchrun), device, seeds, determinism.
+2. **Data**: load, split by patient, plan, cache (:mod:`lvseg.train.data`).
+3. **Model and optimiser**: a registry model, AdamW (no decay on norms and biases), a per-step
+   schedule; mixed precision (bf16 autocast, or fp16 with a grad scaler) on CUDA.
+4. **Run store**: a new run directory, or ``--resume`` from its ``last.pt``.
+5. **Epochs**: augmented batches, the loss of :mod:`lvseg.train.losses`, a step per batch
+   (skipped and recorded when the loss or gradients are not finite), validation Dice, a
+   checkpoint (``last.pt``, and ``best.pt`` when validation Dice improves), early stopping.
+
+Every random draw of an epoch comes from ``(seed, epoch)`` (batch order and crop offsets) or
+``(seed, epoch, batch, rank)`` (augmentation); the global torch RNG (dropout) is saved in each
+checkpoint. So a run killed at any point and resumed from its last checkpoint replays the lost
+part exactly: in deterministic mode on CPU it ends with the same weights as an uninterrupted
+run (``tests/train/test_resume.py`` kills one with SIGKILL to prove it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from lvseg import __version__
+from lvseg.config import TrainConfig
+from lvseg.data.augment import AugmentConfig, Augmenter
+from lvseg.data.preprocess import CachedSlices
+from lvseg.errors import InvalidInputError
+from lvseg.model.registry import build_model, config_of, size_report
+from lvseg.runs.store import RunStore
+from lvseg.train import checkpoint, distributed
+from lvseg.train.data import TrainingData, prepare
+from lvseg.train.losses import dice_per_image, segmentation_loss
+
+LAST, BEST = "last.pt", "best.pt"
+KILL_AT_STEP_ENV = "LVSEG_TEST_KILL_AT_STEP"
+"""Test hook: the process SIGKILLs itself right after this optimiser step (resume tests)."""
+DUMP_WEIGHTS_ENV = "LVSEG_TEST_DUMP_WEIGHTS"
+"""Test hook: every rank saves its final weights to ``$LVSEG_TEST_DUMP_WEIGHTS/rank<R>.pt``
+(distributed tests compare them; rank 0 alone writes the run itself)."""
+
+
+class TrainingError(InvalidInputError):
+    """A run that cannot go on (diverged, out of memory, nothing to resume): one line, exit 2."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str
+    epochs: int
+    steps: int
+    best_dice: float | None
+    best_epoch: int | None
+    seconds: float
+
+
+@dataclass
+class Progress:
+    """What the loop reports as it goes; the CLI draws it, library callers may ignore it."""
+
+    on_start: Callable[[int, int, int], None] = lambda total_steps, start_step, epochs: None
+    on_step: Callable[[int, int, dict[str, float]], None] = lambda step, epoch, metrics: None
+    on_epoch: Callable[[int, dict[str, Any]], None] = lambda epoch, metrics: None
+    on_message: Callable[[str], None] = lambda text: None
+
+
+@dataclass
+class _State:
+    """The trainer's own counters, saved in every checkpoint."""
+
+    epoch: int = 0
+    """Completed epochs."""
+    step: int = 0
+    best_dice: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    nonfinite_in_row: int = 0
+    nonfinite_total: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Set up
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None: plain fp32)."""
+    if device.type != "cuda":
+        if precision in ("bf16", "fp16"):
+            raise InvalidInputError(None, f"--precision {precision} needs a CUDA device")
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Model and optimiser
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW; weight decay on convolution weights only (not on norms, biases or scalars)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    other = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0}]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    optim = config.optim
+    total = max(1, optim.epochs * steps_per_epoch)
+    warmup = min(int(round(optim.warmup_epochs * steps_per_epoch)), total - 1)
+    if optim.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=optim.lr, total_steps=total, pct_start=max(warmup / total, 0.05)
+        )
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if optim.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Epochs
+
+
+def epoch_batches(
+    cache: CachedSlices,
+    indices: np.ndarray,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    context: distributed.Context,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """This rank's (indices, crop offsets) per batch of one epoch, drawn from (seed, epoch)."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(indices)
+    offsets = cache.random_offsets(len(order), rng)
+    positions = distributed.shard(np.arange(len(order)), context)
+    order, offsets = order[positions], offsets[positions]
+    # Drop a last batch of one: BatchNorm cannot normalise a single sample.
+    stop = len(order) - (1 if len(order) % batch_size == 1 and len(order) > 1 else 0)
+    return [
+        (order[i : min(i + batch_size, stop)], offsets[i : min(i + batch_size, stop)])
+        for i in range(0, stop, batch_size)
+    ]
+
+
+def steps_per_epoch(data: TrainingData, batch_size: int, context: distributed.Context) -> int:
+    n = -(-len(data.train_indices) // context.world_size)
+    n -= 1 if n % batch_size == 1 and n > 1 else 0
+    return -(-n // batch_size)
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    cache: CachedSlices,
+    device: torch.device,
+    config: TrainConfig,
+    amp: torch.dtype | None,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """Validation on image-centred crops: mean and pooled Dice, loss, presence accuracy."""
+    model.eval()
+    dices, losses, hits = [], [], 0
+    intersection = total = 0.0
+    for batch in cache.batches(batch_size, shuffle=False, jitter=False):
+        images = batch.images.to(device)
+        target = batch.masks[:, 0].to(device)
+        with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
+            output = model(images)
+        parts = segmentation_loss(
+            output.logits,
+            output.presence_logit,
+            target,
+            dice_weight=config.loss.dice,
+            ce_weight=config.loss.cross_entropy,
+            presence_weight=config.loss.presence,
+            smooth=config.loss.smooth,
+        )
+        prediction = output.logits.argmax(dim=1).bool()
+        truth = target.bool()
+        dices.append(dice_per_image(prediction, truth).cpu())
+        losses.append(float(parts.total) * len(images))
+        hits += int(((output.presence_logit > 0) == truth.flatten(1).any(dim=1)).sum())
+        intersection += float((prediction & truth).sum())
+        total += float(prediction.sum() + truth.sum())
+    dice = torch.cat(dices)
+    return {
+        "val_dice": float(dice.mean()),
+        "val_dice_std": float(dice.std(unbiased=False)),
+        "val_dice_pooled": 2 * intersection / total if total else 1.0,
+        "val_loss": sum(losses) / len(dice),
+        "val_presence_accuracy": hits / len(dice),
+        "val_slices": len(dice),
+    }
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train one model as ``config`` says, into the run directory ``out``."""
+    progress = progress or Progress()
+    started = time.perf_counter()
+
+    # ---- 1. set up ------------------------------------------------------------------------
+    context, device = distributed.setup(config.runtime.device)
+    run_dir = Path(out)
+    try:
+        if resume:
+            resumed = _resume_payload(run_dir)
+            config = TrainConfig.from_dict(resumed["train_config"], source=str(run_dir))
+        elif (run_dir / "run.db").exists():
+            raise InvalidInputError(
+                run_dir, "already holds a run (use --resume to continue it, or another --out)"
+            )
+        if config.runtime.threads:
+            torch.set_num_threads(config.runtime.threads)
+        seed_everything(config.seed, config.runtime.deterministic)
+        amp = autocast_dtype(config.runtime.precision, device)
+
+        # ---- 2. data --------------------------------------------------------------------------
+        if context.is_main:
+            data = prepare(config.data, config.seed)
+        distributed.barrier(context)
+        if not context.is_main:
+            data = prepare(config.data, config.seed)
+        train_indices = data.train_indices
+        if len(train_indices) < 2:
+            raise InvalidInputError(config.data.path, "fewer than 2 training slices")
+        per_epoch = steps_per_epoch(data, config.optim.batch_size, context)
+        augmenter = Augmenter(AugmentConfig.from_dict(config.augment))
+
+        # ---- 3. model and optimiser -------------------------------------------------------
+        model = build_model(config.model.name, **config.model.options)
+        report = size_report(model)
+        model.to(device)
+        if device.type == "cuda" and config.runtime.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, config.optim.lr, config.optim.weight_decay)
+        scheduler = make_scheduler(optimizer, config, per_epoch)
+        scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
+        state = _State()
+        if resume:
+            model.load_state_dict(resumed["state_dict"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            scheduler.load_state_dict(resumed["scheduler"])
+            scaler.load_state_dict(resumed["scaler"])
+            state = _State(**resumed["trainer"])
+            checkpoint.restore_rng_state(resumed["rng"])
+        network: nn.Module = model
+        if config.runtime.compile:
+            network = torch.compile(network)
+        if context.distributed:
+            network = DistributedDataParallel(
+                network, device_ids=[device.index] if device.type == "cuda" else None
+            )
+
+        # ---- 4. run store (rank 0 only) ---------------------------------------------------
+        store = None
+        if context.is_main:
+            if resume:
+                store = RunStore.open(run_dir)
+                store.truncate_after(state.step, state.epoch)
+                store.set_status("running")
+            else:
+                store = RunStore.create(
+                    run_dir,
+                    config.to_dict(),
+                    meta=_run_meta(config, data, report, device, context, amp),
+                )
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+        total_steps = config.optim.epochs * per_epoch
+        progress.on_start(total_steps, state.step, config.optim.epochs)
+        if resume:
+            progress.on_message(f"resumed {run_dir} at epoch {state.epoch}, step {state.step}")
+
+        # ---- 5. epochs --------------------------------------------------------------------
+        status, message = "finished", None
+        for epoch in range(state.epoch, config.optim.epochs):
+            epoch_start = time.perf_counter()
+            network.train()
+            losses = []
+            batches = epoch_batches(
+                data.train, train_indices, config.optim.batch_size, config.seed, epoch, context
+            )
+            for batch_number, (indices, offsets) in enumerate(batches):
+                step_start = time.perf_counter()
+                batch = data.train.batch(indices, offsets)
+                generator = torch.Generator().manual_seed(
+                    _mix(config.seed, epoch, batch_number, context.rank)
+                )
+                images, masks = augmenter(batch.images, batch.masks, generator)
+                images = images.to(device, non_blocking=True)
+                target = masks[:, 0].to(device, non_blocking=True)
+                if device.type == "cuda" and config.runtime.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                try:
+                    metrics = _step(
+                        network,
+                        model,
+                        optimizer,
+                        scaler,
+                        images,
+                        target,
+                        config,
+                        amp,
+                        device,
+                        context,
+                    )
+                except torch.OutOfMemoryError:
+                    raise TrainingError(
+                        None,
+                        f"out of memory on {device} at batch size {config.optim.batch_size}: "
+                        "lower --batch-size",
+                    ) from None
+                state.step += 1
+                if metrics["skipped"]:
+                    state.nonfinite_in_row += 1
+                    state.nonfinite_total += 1
+                    if store:
+                        store.event(
+                            "nonfinite_step",
+                            f"non-finite loss or gradients at step {state.step}: step skipped",
+                            step=state.step,
+                            epoch=epoch,
+                            loss=metrics["loss"],
+                            grad_norm=metrics["grad_norm"],
+                        )
+                    if state.nonfinite_in_row >= config.optim.max_nonfinite_steps:
+                        raise TrainingError(
+                            None,
+                            f"stopped at step {state.step}: {state.nonfinite_in_row} non-finite "
+                            "steps in a row (the loss diverged; lower --lr or check the data)",
+                        )
+                else:
+                    state.nonfinite_in_row = 0
+                    scheduler.step()
+                    losses.append(metrics["loss"])
+                metrics["lr"] = optimizer.param_groups[0]["lr"]
+                metrics["images_per_s"] = (
+                    len(indices) * context.world_size / (time.perf_counter() - step_start)
+                )
+                if store:
+                    store.log_step(state.step, epoch, **metrics)
+                progress.on_step(state.step, epoch, metrics)
+                if os.environ.get(KILL_AT_STEP_ENV) == str(state.step):
+                    os.kill(os.getpid(), 9)
+
+            # validation, checkpoint, early stopping (identical on every rank)
+            distributed.sync_buffers(model, context)
+            epoch_metrics: dict[str, Any] = {
+                "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                "seconds": time.perf_counter() - epoch_start,
+                "lr": optimizer.param_groups[0]["lr"],
+            }
+            if data.val is not None:
+                epoch_metrics.update(validate(model, data.val, device, config, amp))
+            state.epoch = epoch + 1
+            improved = _update_best(state, epoch_metrics, config)
+            epoch_metrics["best"] = improved
+            if store:
+                store.log_epoch(epoch, **epoch_metrics)
+                _save_checkpoints(
+                    store,
+                    run_dir,
+                    model,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    state,
+                    config,
+                    data,
+                    report,
+                    epoch_metrics,
+                    improved,
+                )
+            progress.on_epoch(epoch, epoch_metrics)
+            if (
+                config.optim.early_stopping
+                and data.val is not None
+                and state.bad_epochs >= config.optim.early_stopping
+            ):
+                status = "stopped"
+                message = (
+                    f"early stopping after epoch {epoch}: no better validation Dice for "
+                    f"{state.bad_epochs} epochs (best {state.best_dice:.4f} at epoch "
+                    f"{state.best_epoch})"
+                )
+                if store:
+                    store.event("early_stop", message, epoch=epoch, step=state.step)
+                progress.on_message(message)
+                break
+        if store:
+            store.set_status(status, message)
+        if os.environ.get(DUMP_WEIGHTS_ENV):
+            dump = Path(os.environ[DUMP_WEIGHTS_ENV]) / f"rank{context.rank}.pt"
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, dump)
+        return TrainResult(
+            run_dir=run_dir,
+            status=status,
+            epochs=state.epoch,
+            steps=state.step,
+            best_dice=state.best_dice,
+            best_epoch=state.best_epoch,
+            seconds=time.perf_counter() - started,
+        )
+    except (TrainingError, KeyboardInterrupt) as error:
+        if context.is_main and (run_dir / "run.db").exists():
+            with RunStore.open(run_dir) as failed:
+                failed.set_status(
+                    "stopped" if isinstance(error, KeyboardInterrupt) else "failed", str(error)
+                )
+        raise
+    finally:
+        distributed.shutdown(context)
+
+
+def _step(
+    network: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    images: torch.Tensor,
+    target: torch.Tensor,
+    config: TrainConfig,
+    amp: torch.dtype | None,
+    device: torch.device,
+    context: distributed.Context,
+) -> dict[str, float]:
+    """One optimiser step; skipped (no update) when the loss or the gradients are not finite."""
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
+        output = network(images)
+    parts = segmentation_loss(
+        output.logits,
+        output.presence_logit,
+        target,
+        dice_weight=config.loss.dice,
+        ce_weight=config.loss.cross_entropy,
+        presence_weight=config.loss.presence,
+        smooth=config.loss.smooth,
+    )
+    scaler.scale(parts.total).backward()
+    scaler.unscale_(optimizer)
+    clip = config.optim.grad_clip or float("inf")
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+    loss_value = float(parts.total.detach())
+    bad = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
+    # Under DDP the gradients are already averaged, but a rank's loss may be the only bad one.
+    skipped = distributed.any_rank(context, bad, device)
+    if skipped:
+        optimizer.zero_grad(set_to_none=True)
+        if scaler.is_enabled():
+            scaler.update()  # lowers the fp16 scale, as an overflow should
+    else:
+        scaler.step(optimizer)
+        scaler.update()
+    metrics = parts.as_floats()
+    metrics["grad_norm"] = grad_norm
+    metrics["skipped"] = float(skipped)
+    return metrics
+
+
+def _update_best(state: _State, metrics: dict[str, Any], config: TrainConfig) -> bool:
+    dice = metrics.get("val_dice")
+    if dice is None or not math.isfinite(dice):
+        return False
+    if state.best_dice is None or dice > state.best_dice + config.optim.min_delta:
+        state.best_dice, state.best_epoch, state.bad_epochs = dice, state.epoch - 1, 0
+        return True
+    state.bad_epochs += 1
+    return False
+
+
+def _save_checkpoints(
+    store: RunStore,
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    state: _State,
+    config: TrainConfig,
+    data: TrainingData,
+    report: Any,
+    metrics: dict[str, Any],
+    improved: bool,
+) -> None:
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if not checkpoint.all_finite(state_dict):
+        store.event(
+            "nonfinite_weights",
+            f"epoch {state.epoch - 1}: weights are not finite; no checkpoint saved",
+            epoch=state.epoch - 1,
+            step=state.step,
+        )
+        return
+    clean = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    payload = {
+        "model": {"name": config.model.name, "config": config_of(model)},
+        "state_dict": state_dict,
+        "plan": data.plan.to_dict(),
+        "train_config": config.to_dict(),
+        "epoch": state.epoch,
+        "step": state.step,
+        "metrics": clean,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": checkpoint.rng_state(),
+        "trainer": state.__dict__.copy(),
+        "lvseg_version": __version__,
+    }
+    for kind, name, wanted in (("last", LAST, True), ("best", BEST, improved)):
+        if not wanted:
+            continue
+        size = checkpoint.save(run_dir / "checkpoints" / name, payload)
+        store.add_checkpoint(
+            kind,
+            f"checkpoints/{name}",
+            epoch=state.epoch - 1,
+            step=state.step,
+            metrics=clean,
+            parameters=report.parameters,
+            size_bytes=size,
+        )
+
+
+def _resume_payload(run_dir: Path) -> dict[str, Any]:
+    if not (run_dir / "run.db").is_file():
+        raise InvalidInputError(run_dir, "nothing to resume: not a run directory (no run.db)")
+    path = run_dir / "checkpoints" / LAST
+    if not path.is_file():
+        raise InvalidInputError(path, "nothing to resume: the run has no checkpoint yet")
+    return checkpoint.load_checkpoint(path)
+
+
+def _run_meta(
+    config: TrainConfig,
+    data: TrainingData,
+    report: Any,
+    device: torch.device,
+    context: distributed.Context,
+    amp: torch.dtype | None,
+) -> dict[str, Any]:
+    return {
+        "model": config.model.name,
+        "parameters": report.parameters,
+        "macs": report.macs,
+        "torch_version": torch.__version__,
+        "device": str(device),
+        "world_size": context.world_size,
+        "precision": str(amp).replace("torch.", "") if amp else "fp32",
+        "data_source": data.source,
+        "train_patients": list(data.split.train),
+        "val_patients": list(data.split.val),
+        "train_slices": int(len(data.train_indices)),
+        "val_slices": 0 if data.val is None else len(data.val),
+        "plan": data.plan.to_dict(),
+    }
+
+
+def _mix(*numbers: int) -> int:
+    """A 63-bit seed from several integers (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence(list(numbers)).generate_state(1, np.uint64)[0] >> 1)

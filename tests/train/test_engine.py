@@ -1,0 +1,139 @@
+"""The training engine on a tiny phantom: run store, checkpoints, skipping, stopping, config."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from lvseg.config import TrainConfig
+from lvseg.errors import InvalidInputError
+from lvseg.model.checkpoint import load_checkpoint, load_model
+from lvseg.runs.store import RunStore
+from lvseg.train import engine, losses
+
+
+def tiny_config(data: Path, **optim) -> TrainConfig:
+    return TrainConfig.from_dict(
+        {
+            "seed": 0,
+            "data": {"path": str(data)},
+            "model": {"options": {"width": 8}},
+            "optim": {"epochs": 2, "batch_size": 8, **optim},
+            "runtime": {"device": "cpu"},
+        }
+    )
+
+
+def test_a_run_writes_its_store_checkpoints_and_config(tiny_phantom, tmp_path):
+    config = tiny_config(tiny_phantom)
+    result = engine.train(config, tmp_path / "run")
+    assert result.status == "finished" and result.epochs == 2
+    run = tmp_path / "run"
+    with RunStore.open(run, readonly=True) as store:
+        assert store.status == "finished"
+        assert store.config == config.to_dict()
+        epochs = store.epochs()
+        steps = store.steps()
+        kinds = {c["kind"] for c in store.checkpoints()}
+        meta = store.meta
+    assert [e["epoch"] for e in epochs] == [0, 1]
+    assert [s["step"] for s in steps] == list(range(1, result.steps + 1))
+    assert all(0.0 <= e["val_dice"] <= 1.0 for e in epochs)
+    assert kinds <= {"last", "best"} and "last" in kinds
+    # patient-level split: no patient on both sides
+    assert not set(meta["train_patients"]) & set(meta["val_patients"])
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert last["epoch"] == 2 and last["step"] == result.steps
+    loaded = load_model(run)
+    assert loaded.name == "lvnet" and loaded.plan["crop_size"] == last["plan"]["crop_size"]
+
+
+def test_nonfinite_steps_are_skipped_and_recorded(tiny_phantom, tmp_path, monkeypatch):
+    real = losses.segmentation_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*args, **kwargs):
+        parts = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] in (2, 3):  # training steps 2 and 3 (validation runs after the epoch)
+            parts.total = parts.total * float("nan")
+        return parts
+
+    monkeypatch.setattr(engine, "segmentation_loss", sometimes_nan)
+    result = engine.train(tiny_config(tiny_phantom, epochs=1), tmp_path / "run")
+    with RunStore.open(tmp_path / "run", readonly=True) as store:
+        skipped = [s["step"] for s in store.steps() if s["skipped"]]
+        events = store.events("nonfinite_step")
+    assert skipped == [2, 3] and [e["step"] for e in events] == [2, 3]
+    assert math.isnan(events[0]["data"]["loss"])
+    assert result.status == "finished"
+    weights = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["state_dict"]
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+
+def test_too_many_nonfinite_steps_stop_the_run_with_one_line(tiny_phantom, tmp_path, monkeypatch):
+    real = losses.segmentation_loss
+
+    def always_nan(*args, **kwargs):
+        parts = real(*args, **kwargs)
+        parts.total = parts.total * float("nan")
+        return parts
+
+    monkeypatch.setattr(engine, "segmentation_loss", always_nan)
+    config = tiny_config(tiny_phantom, max_nonfinite_steps=3)
+    with pytest.raises(engine.TrainingError, match="3 non-finite steps in a row"):
+        engine.train(config, tmp_path / "run")
+    with RunStore.open(tmp_path / "run", readonly=True) as store:
+        assert store.status == "failed"
+        assert store.checkpoints() == []
+
+
+def test_early_stopping_stops_and_says_why(tiny_phantom, tmp_path):
+    config = tiny_config(tiny_phantom, epochs=6, early_stopping=1, lr=1e-9, min_delta=0.5)
+    result = engine.train(config, tmp_path / "run")
+    assert result.status == "stopped" and result.epochs == 2
+    with RunStore.open(tmp_path / "run", readonly=True) as store:
+        (event,) = store.events("early_stop")
+    assert "no better validation Dice for 1 epochs" in event["message"]
+
+
+def test_existing_run_is_refused_without_resume(tiny_phantom, tmp_path):
+    config = tiny_config(tiny_phantom, epochs=1)
+    engine.train(config, tmp_path / "run")
+    with pytest.raises(InvalidInputError, match="already holds a run"):
+        engine.train(config, tmp_path / "run")
+
+
+def test_steps_per_epoch_matches_the_batches_drawn():
+    import numpy as np
+
+    from lvseg.train.distributed import Context
+
+    class Cache:
+        jitter_px = 2
+
+        def random_offsets(self, count, rng):
+            return rng.integers(-2, 3, size=(count, 2))
+
+    for n, batch in [(17, 8), (16, 8), (9, 8), (33, 16)]:
+        indices = np.arange(n)
+        for world in (1, 2):
+            context = Context(rank=0, world_size=world)
+            batches = engine.epoch_batches(Cache(), indices, batch, 0, 0, context)
+            assert all(len(b[0]) > 1 for b in batches)
+            data = type("D", (), {"train_indices": indices})()
+            assert engine.steps_per_epoch(data, batch, context) == len(batches)
+
+
+def test_loss_parts_and_dice():
+    logits = torch.zeros(2, 2, 4, 4)
+    logits[:, 1, :2] = 10.0  # predicts LV in the top half
+    target = torch.zeros(2, 4, 4)
+    target[0, :2] = 1
+    parts = losses.segmentation_loss(logits, torch.tensor([5.0, -5.0]), target)
+    assert 0 < float(parts.cross_entropy) < 6
+    prediction = logits.argmax(1).bool()
+    assert losses.dice_per_image(prediction, target.bool()).tolist() == [1.0, 0.0]
