@@ -33,7 +33,8 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(BIN)/lvseg data phantom $(DEMO)/phantom --patients 8 --seed 0 --overwrite
 	$(BIN)/lvseg data inspect $(DEMO)/phantom --out $(DEMO)/phantom-montage.png
-	$(BIN)/lvseg data inspect $(DEMO)/phantom --json > $(DEMO)/phantom-summary.json
+	$(BIN)/lvseg data inspect $(DEMO)/phantom --json > $(DEMO)/.phantom-summary.json.tmp
+	mv $(DEMO)/.phantom-summary.json.tmp $(DEMO)/phantom-summary.json
 	@echo "demo: wrote $(DEMO)/phantom, $(DEMO)/phantom-montage.png, $(DEMO)/phantom-summary.json"
 
 test: $(VENV)/.installed-dev
