@@ -192,8 +192,10 @@ def validate(
     config: TrainConfig,
     amp: torch.dtype | None,
     batch_size: int = 32,
+    per_slice: list[float] | None = None,
 ) -> dict[str, float]:
-    """Validation on image-centred crops: mean and pooled Dice, loss, presence accuracy."""
+    """Validation on image-centred crops: mean and pooled Dice, loss, presence accuracy.
+    Pass a list as ``per_slice`` to receive every slice's Dice, in cache order."""
     model.eval()
     dices, losses, hits = [], [], 0
     intersection = total = 0.0
@@ -219,6 +221,8 @@ def validate(
         intersection += float((prediction & truth).sum())
         total += float(prediction.sum() + truth.sum())
     dice = torch.cat(dices)
+    if per_slice is not None:
+        per_slice.extend(dice.tolist())
     return {
         "val_dice": float(dice.mean()),
         "val_dice_std": float(dice.std(unbiased=False)),
