@@ -204,15 +204,7 @@ def validate(
         target = batch.masks[:, 0].to(device)
         with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
             output = model(images)
-        parts = segmentation_loss(
-            output.logits,
-            output.presence_logit,
-            target,
-            dice_weight=config.loss.dice,
-            ce_weight=config.loss.cross_entropy,
-            presence_weight=config.loss.presence,
-            smooth=config.loss.smooth,
-        )
+        parts = _loss(output, target, config)
         prediction = output.logits.argmax(dim=1).bool()
         truth = target.bool()
         dices.append(dice_per_image(prediction, truth).cpu())
@@ -473,15 +465,7 @@ def _step(
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
         output = network(images)
-    parts = segmentation_loss(
-        output.logits,
-        output.presence_logit,
-        target,
-        dice_weight=config.loss.dice,
-        ce_weight=config.loss.cross_entropy,
-        presence_weight=config.loss.presence,
-        smooth=config.loss.smooth,
-    )
+    parts = _loss(output, target, config)
     scaler.scale(parts.total).backward()
     scaler.unscale_(optimizer)
     clip = config.optim.grad_clip or float("inf")
@@ -501,6 +485,18 @@ def _step(
     metrics["grad_norm"] = grad_norm
     metrics["skipped"] = float(skipped)
     return metrics
+
+
+def _loss(output: Any, target: torch.Tensor, config: TrainConfig) -> Any:
+    return segmentation_loss(
+        output.logits,
+        output.presence_logit,
+        target,
+        dice_weight=config.loss.dice,
+        ce_weight=config.loss.cross_entropy,
+        presence_weight=config.loss.presence,
+        smooth=config.loss.smooth,
+    )
 
 
 def _update_best(state: _State, metrics: dict[str, Any], config: TrainConfig) -> bool:
