@@ -68,7 +68,7 @@ def main() -> None:
     if reached:
         print(
             f"| time to val Dice >= {args.target} | {reached['seconds']:.0f} s "
-            f"(epoch {reached['epoch'] + 1}, Dice {reached['dice']:.4f}) |"
+            f"(epoch {reached['epoch']}, Dice {reached['dice']:.4f}) |"
         )
     else:
         print(f"| time to val Dice >= {args.target} | not reached |")
@@ -76,7 +76,7 @@ def main() -> None:
     print()
     print("epoch  val Dice  elapsed")
     for epoch, dice, elapsed in curve:
-        print(f"{epoch + 1:5d}  {dice:.4f}  {elapsed:6.0f} s")
+        print(f"{epoch:5d}  {dice:.4f}  {elapsed:6.0f} s")
 
 
 if __name__ == "__main__":

@@ -62,16 +62,14 @@ class ConsoleProgress:
 
     def step(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
         if self.bar is not None:
-            self.bar.update(
-                self.task, completed=step, epoch=epoch + 1, loss=f"{metrics['loss']:.4f}"
-            )
+            self.bar.update(self.task, completed=step, epoch=epoch, loss=f"{metrics['loss']:.4f}")
 
     def epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
         dice = metrics.get("val_dice")
         self.dice = "-" if dice is None else f"{dice:.4f}"
         if self.bar is not None:
             self.bar.update(self.task, dice=self.dice)
-        parts = [f"epoch {epoch + 1}/{self.epochs}", f"train loss {metrics['train_loss']:.4f}"]
+        parts = [f"epoch {epoch}/{self.epochs}", f"train loss {metrics['train_loss']:.4f}"]
         if dice is not None:
             parts.append(f"val loss {metrics['val_loss']:.4f}")
             parts.append(f"val Dice {dice:.4f}" + (" (best)" if metrics.get("best") else ""))

@@ -9,11 +9,12 @@
    (skipped and recorded when the loss or gradients are not finite), validation Dice, a
    checkpoint (``last.pt``, and ``best.pt`` when validation Dice improves), early stopping.
 
-Every random draw of an epoch comes from ``(seed, epoch)`` (batch order and crop offsets) or
-``(seed, epoch, batch, rank)`` (augmentation); the global torch RNG (dropout) is saved in each
-checkpoint. So a run killed at any point and resumed from its last checkpoint replays the lost
-part exactly: in deterministic mode on CPU it ends with the same weights as an uninterrupted
-run (``tests/train/test_resume.py`` kills one with SIGKILL to prove it).
+Epochs are numbered from 1 in the store, checkpoints and messages (epoch 1 is the first one
+trained). Every random draw of an epoch comes from ``(seed, epoch)`` (batch order and crop
+offsets) or ``(seed, epoch, batch, rank)`` (augmentation); the global torch RNG (dropout) is
+saved in each checkpoint. So a run killed at any point and resumed from its last checkpoint
+replays the lost part exactly: in deterministic mode on CPU it ends with the same weights as an
+uninterrupted run (``tests/train/test_resume.py`` kills one with SIGKILL to prove it).
 """
 
 from __future__ import annotations
@@ -239,6 +240,7 @@ def train(
     # ---- 1. set up ------------------------------------------------------------------------
     context, device = distributed.setup(config.runtime.device)
     run_dir = Path(out)
+    store: RunStore | None = None
     try:
         if resume:
             resumed = _resume_payload(run_dir)
@@ -290,7 +292,6 @@ def train(
             )
 
         # ---- 4. run store (rank 0 only) ---------------------------------------------------
-        store = None
         if context.is_main:
             if resume:
                 store = RunStore.open(run_dir)
@@ -356,7 +357,7 @@ def train(
                             "nonfinite_step",
                             f"non-finite loss or gradients at step {state.step}: step skipped",
                             step=state.step,
-                            epoch=epoch,
+                            epoch=epoch + 1,
                             loss=metrics["loss"],
                             grad_norm=metrics["grad_norm"],
                         )
@@ -375,8 +376,8 @@ def train(
                     len(indices) * context.world_size / (time.perf_counter() - step_start)
                 )
                 if store:
-                    store.log_step(state.step, epoch, **metrics)
-                progress.on_step(state.step, epoch, metrics)
+                    store.log_step(state.step, epoch + 1, **metrics)
+                progress.on_step(state.step, epoch + 1, metrics)
                 if os.environ.get(KILL_AT_STEP_ENV) == str(state.step):
                     os.kill(os.getpid(), 9)
 
@@ -393,7 +394,7 @@ def train(
             improved = _update_best(state, epoch_metrics, config)
             epoch_metrics["best"] = improved
             if store:
-                store.log_epoch(epoch, **epoch_metrics)
+                store.log_epoch(epoch + 1, **epoch_metrics)
                 _save_checkpoints(
                     store,
                     run_dir,
@@ -408,7 +409,7 @@ def train(
                     epoch_metrics,
                     improved,
                 )
-            progress.on_epoch(epoch, epoch_metrics)
+            progress.on_epoch(epoch + 1, epoch_metrics)
             if (
                 config.optim.early_stopping
                 and data.val is not None
@@ -416,12 +417,12 @@ def train(
             ):
                 status = "stopped"
                 message = (
-                    f"early stopping after epoch {epoch}: no better validation Dice for "
+                    f"early stopping after epoch {epoch + 1}: no better validation Dice for "
                     f"{state.bad_epochs} epochs (best {state.best_dice:.4f} at epoch "
                     f"{state.best_epoch})"
                 )
                 if store:
-                    store.event("early_stop", message, epoch=epoch, step=state.step)
+                    store.event("early_stop", message, epoch=epoch + 1, step=state.step)
                 progress.on_message(message)
                 break
         if store:
@@ -438,14 +439,16 @@ def train(
             best_epoch=state.best_epoch,
             seconds=time.perf_counter() - started,
         )
-    except (TrainingError, KeyboardInterrupt) as error:
-        if context.is_main and (run_dir / "run.db").exists():
-            with RunStore.open(run_dir) as failed:
-                failed.set_status(
-                    "stopped" if isinstance(error, KeyboardInterrupt) else "failed", str(error)
-                )
+    except BaseException as error:
+        # Only the run this call opened is marked; "already holds a run" leaves that one alone.
+        if store is not None:
+            interrupted = isinstance(error, KeyboardInterrupt)
+            reason = str(error) or type(error).__name__
+            store.set_status("stopped" if interrupted else "failed", reason)
         raise
     finally:
+        if store is not None:
+            store.close()
         distributed.shutdown(context)
 
 
@@ -504,7 +507,7 @@ def _update_best(state: _State, metrics: dict[str, Any], config: TrainConfig) ->
     if dice is None or not math.isfinite(dice):
         return False
     if state.best_dice is None or dice > state.best_dice + config.optim.min_delta:
-        state.best_dice, state.best_epoch, state.bad_epochs = dice, state.epoch - 1, 0
+        state.best_dice, state.best_epoch, state.bad_epochs = dice, state.epoch, 0
         return True
     state.bad_epochs += 1
     return False
@@ -528,8 +531,8 @@ def _save_checkpoints(
     if not checkpoint.all_finite(state_dict):
         store.event(
             "nonfinite_weights",
-            f"epoch {state.epoch - 1}: weights are not finite; no checkpoint saved",
-            epoch=state.epoch - 1,
+            f"epoch {state.epoch}: weights are not finite; no checkpoint saved",
+            epoch=state.epoch,
             step=state.step,
         )
         return
@@ -556,7 +559,7 @@ def _save_checkpoints(
         store.add_checkpoint(
             kind,
             f"checkpoints/{name}",
-            epoch=state.epoch - 1,
+            epoch=state.epoch,
             step=state.step,
             metrics=clean,
             parameters=report.parameters,

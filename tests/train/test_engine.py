@@ -39,7 +39,7 @@ def test_a_run_writes_its_store_checkpoints_and_config(tiny_phantom, tmp_path):
         steps = store.steps()
         kinds = {c["kind"] for c in store.checkpoints()}
         meta = store.meta
-    assert [e["epoch"] for e in epochs] == [0, 1]
+    assert [e["epoch"] for e in epochs] == [1, 2]
     assert [s["step"] for s in steps] == list(range(1, result.steps + 1))
     assert all(0.0 <= e["val_dice"] <= 1.0 for e in epochs)
     assert kinds <= {"last", "best"} and "last" in kinds
