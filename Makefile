@@ -10,6 +10,7 @@ BIN := $(VENV)/bin
 TORCH_INSTALL ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 DEMO ?= demo
+DEMO_EPOCHS ?= 30
 PYTEST_ARGS ?= -n 2
 
 .PHONY: demo test lint bench clean install install-dev
@@ -35,7 +36,12 @@ demo: $(VENV)/.installed
 	$(BIN)/lvseg data inspect $(DEMO)/phantom --out $(DEMO)/phantom-montage.png
 	$(BIN)/lvseg data inspect $(DEMO)/phantom --json > $(DEMO)/.phantom-summary.json.tmp
 	mv $(DEMO)/.phantom-summary.json.tmp $(DEMO)/phantom-summary.json
-	@echo "demo: wrote $(DEMO)/phantom, $(DEMO)/phantom-montage.png, $(DEMO)/phantom-summary.json"
+	rm -rf $(DEMO)/runs/lvnet
+	$(BIN)/lvseg train --data $(DEMO)/phantom --out $(DEMO)/runs/lvnet --epochs $(DEMO_EPOCHS)
+	$(BIN)/lvseg select $(DEMO)/runs/lvnet
+	$(BIN)/lvseg runs list $(DEMO)/runs
+	@echo "demo: phantom in $(DEMO)/phantom (inspection: $(DEMO)/phantom-montage.png, $(DEMO)/phantom-summary.json)"
+	@echo "demo: run store $(DEMO)/runs/lvnet/run.db; selected model: $(DEMO)/runs/lvnet/selected.json"
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
