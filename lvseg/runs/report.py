@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from rich import box
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -35,7 +36,7 @@ def _short(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def format_time(seconds: float | None) -> str:
+def format_time(seconds: float | None, short: bool = False) -> str:
     """Local time of a Unix timestamp, to the minute; "-" when unknown.
 
     >>> format_time(None)
@@ -43,7 +44,7 @@ def format_time(seconds: float | None) -> str:
     """
     if seconds is None:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+    return time.strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M", time.localtime(seconds))
 
 
 def format_value(value: Any) -> str:
@@ -70,23 +71,29 @@ def _status(status: str) -> Text:
 
 
 def format_runs_table(summaries: Sequence[RunSummary]) -> Table:
-    """One row per run: name, status, model, epochs, best Dice (epoch), steps, times, selected."""
-    table = Table(title="runs", title_justify="left")
+    """One row per run: name, status, model, epochs, best Dice @epoch, steps, updated, selected."""
+    table = Table(
+        title="runs (best validation Dice @ its epoch)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
+    )
     # Names, statuses and models never fold: on a narrow terminal the times give way first.
     table.add_column("run", style="bold", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("model", no_wrap=True)
-    table.add_column("epochs", justify="right")
-    table.add_column("best val Dice", justify="right")
-    table.add_column("steps", justify="right")
-    table.add_column("created")
-    table.add_column("updated")
-    table.add_column("selected", justify="center")
+    table.add_column("epochs", justify="right", no_wrap=True, min_width=6)
+    table.add_column("best Dice", justify="right", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True, min_width=5)
+    table.add_column("updated", no_wrap=True)
+    table.add_column("selected", justify="center", no_wrap=True, min_width=8)
     for run in summaries:
         if run.best_val_dice is None:
             best = "-"
         else:
-            best = f"{run.best_val_dice:.4f} (epoch {run.best_epoch})"
+            best = f"{run.best_val_dice:.4f} @{run.best_epoch}"
         table.add_row(
             run.name,
             _status(run.status) if run.error is None else Text(run.status, style="bold red"),
@@ -94,8 +101,7 @@ def format_runs_table(summaries: Sequence[RunSummary]) -> Table:
             str(run.epochs),
             best,
             str(run.steps),
-            format_time(run.created),
-            format_time(run.updated),
+            format_time(run.updated, short=True),
             "yes" if run.selected else "",
         )
     return table

@@ -326,7 +326,7 @@ def test_list_runs_and_reports(tmp_path: Path) -> None:
         for renderable in format_run_detail(store):
             console.print(renderable)
     text = console.export_text()
-    assert "b-finished" in text and "corrupt" in text and "0.7000 (epoch 2)" in text
+    assert "b-finished" in text and "corrupt" in text and "0.7000 @2" in text
     assert "checkpoints/last.pt" in text and "val_dice" in text and store_events == 0
 
 
