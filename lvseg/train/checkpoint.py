@@ -7,7 +7,6 @@ temporary name and renamed, so ``last.pt`` is always a whole checkpoint, even af
 
 from __future__ import annotations
 
-import math
 import random
 from pathlib import Path
 from typing import Any
@@ -67,7 +66,3 @@ def save(path: str | Path, payload: dict[str, Any]) -> int:
     payload = {"format": FORMAT, "version": VERSION, **payload}
     atomic.write_with(path, lambda temporary: torch.save(payload, temporary))
     return Path(path).stat().st_size
-
-
-def finite_number(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)

@@ -3,7 +3,6 @@ and one line per epoch (the only output where stderr is not a terminal, e.g. in 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from rich.console import Console
@@ -87,7 +86,3 @@ class ConsoleProgress:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
-
-
-def format_dice(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
