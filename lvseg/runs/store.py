@@ -26,6 +26,10 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`):
 - ``events(id AUTOINCREMENT, time, kind, message, step, epoch, data)``: ids are never reused.
 - ``layer_series(id, layer, stat)`` and ``layer_stats(step, series, value)``, keyed by
   ``(step, series)`` so a "since step" query is a range scan.
+- ``histograms(step, layer, counts)``: gradient histograms, counts over the fixed bin edges kept
+  in ``meta["histogram_edges"]``.
+- ``watch(epoch, slice, kind, png, data)``: the watch slices' pictures (input image, prediction,
+  CAM) as PNG bytes, one per epoch, slice and kind, with JSON facts (Dice, CAM range, patient).
 
 ``metrics`` and ``data`` columns hold JSON objects in Python's dialect, where non-finite floats are
 written ``NaN``, ``Infinity`` and ``-Infinity``, so they round-trip exactly through
@@ -62,7 +66,8 @@ from lvseg import __version__
 from lvseg.data import atomic
 from lvseg.errors import InvalidInputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added the histograms and watch tables; an older run database is refused as out of date."""
 CONFIG_FILE = "config.json"
 DATABASE_FILE = "run.db"
 CHECKPOINT_DIR = "checkpoints"
@@ -135,9 +140,35 @@ CREATE TABLE layer_stats (
     value REAL,
     PRIMARY KEY (step, series)
 ) WITHOUT ROWID;
+CREATE TABLE histograms (
+    step INTEGER NOT NULL,
+    layer TEXT NOT NULL,
+    counts TEXT NOT NULL,
+    PRIMARY KEY (step, layer)
+);
+CREATE TABLE watch (
+    epoch INTEGER NOT NULL,
+    slice INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    png BLOB NOT NULL,
+    data TEXT NOT NULL,
+    time REAL NOT NULL,
+    PRIMARY KEY (epoch, slice, kind)
+) WITHOUT ROWID;
 """
 _TABLES = frozenset(
-    {"meta", "status", "steps", "epochs", "checkpoints", "events", "layer_series", "layer_stats"}
+    {
+        "meta",
+        "status",
+        "steps",
+        "epochs",
+        "checkpoints",
+        "events",
+        "layer_series",
+        "layer_stats",
+        "histograms",
+        "watch",
+    }
 )
 
 
@@ -314,6 +345,12 @@ class RunStore:
             )
         if version < 1:
             raise InvalidInputError(database, "corrupt run database: no lvseg schema")
+        if version < SCHEMA_VERSION:
+            raise InvalidInputError(
+                database,
+                f"run database schema version {version} is older than this lvseg's "
+                f"({SCHEMA_VERSION}): it was written by an lvseg before 0.1.0; retrain the run",
+            )
         missing = _TABLES - tables
         if missing:
             raise InvalidInputError(
@@ -703,16 +740,131 @@ class RunStore:
             )
         return result
 
+    def layer_matrix(self, stat: str, since_step: int | None = None) -> dict[str, list[Any]]:
+        """One statistic of every layer as a steps x layers table, what a heatmap draws.
+
+        Returns ``{"layers": [...], "steps": [...], "values": [[...], ...]}`` with one row of
+        ``values`` per step (None where a layer has no value at that step, NaN kept as NaN).
+        Layers are in the order they were first logged, which is the model's order.
+        """
+        series = self._query(
+            "SELECT id, layer FROM layer_series WHERE stat = ? ORDER BY id", (str(stat),)
+        )
+        layers = [layer for _, layer in series]
+        column = {series_id: index for index, (series_id, _) in enumerate(series)}
+        steps: list[int] = []
+        values: list[list[float | None]] = []
+        if not series:
+            return {"layers": layers, "steps": steps, "values": values}
+        sql = (
+            "SELECT step, series, value FROM layer_stats WHERE series IN "
+            f"({','.join('?' * len(column))})"
+        )
+        parameters: list[Any] = list(column)
+        if since_step is not None:
+            sql += " AND step > ?"
+            parameters.append(int(since_step))
+        nan = math.nan
+        for step, series_id, value in self._query(sql + " ORDER BY step", parameters):
+            if not steps or steps[-1] != step:
+                steps.append(step)
+                values.append([None] * len(layers))
+            values[-1][column[series_id]] = nan if value is None else value
+        return {"layers": layers, "steps": steps, "values": values}
+
+    # ------------------------------------------------------------------ gradient histograms
+
+    def log_histograms(
+        self, step: int, edges: Sequence[float], counts: dict[str, Sequence[float]]
+    ) -> None:
+        """Record one histogram per layer at ``step``, all over the same fixed bin ``edges``.
+
+        The edges are kept once in meta; a run whose edges change is refused (histograms of a
+        run are compared over time, so their bins may not move).
+        """
+        edges = [float(edge) for edge in edges]
+        known = self.meta.get("histogram_edges")
+        if known is not None and known != edges:
+            raise ValueError("histogram edges of a run cannot change")
+        rows = []
+        for layer, values in counts.items():
+            if len(values) != len(edges) - 1:
+                raise ValueError(f"{layer}: {len(values)} counts for {len(edges) - 1} bins")
+            rows.append((int(step), str(layer), _dumps([float(v) for v in values])))
+        with self._write() as db:
+            if known is None:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('histogram_edges', ?)",
+                    (_dumps(edges),),
+                )
+            db.executemany(
+                "INSERT OR REPLACE INTO histograms (step, layer, counts) VALUES (?, ?, ?)", rows
+            )
+
+    def histogram_edges(self) -> list[float] | None:
+        """The fixed bin edges of every gradient histogram of this run (None before the first)."""
+        return self.meta.get("histogram_edges")
+
+    def histograms(
+        self, since_step: int | None = None, layers: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Histogram rows ordered by step, as dicts of step, layer and counts."""
+        sql = "SELECT step, layer, counts FROM histograms"
+        parameters: tuple[Any, ...] = ()
+        if since_step is not None:
+            sql += " WHERE step > ?"
+            parameters = (int(since_step),)
+        wanted = _name_set(layers)
+        return [
+            {"step": step, "layer": layer, "counts": json.loads(counts)}
+            for step, layer, counts in self._query(sql + " ORDER BY step, rowid", parameters)
+            if wanted is None or layer in wanted
+        ]
+
+    # ------------------------------------------------------------------ watch slices
+
+    def log_watch(self, epoch: int, slice_index: int, kind: str, png: bytes, **data: Any) -> None:
+        """Record one picture of a watch slice at ``epoch`` (kind: image, prediction, cam...)."""
+        if not bytes(png[:8]) == b"\x89PNG\r\n\x1a\n":
+            raise ValueError("a watch picture must be PNG bytes")
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO watch (epoch, slice, kind, png, data, time)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (int(epoch), int(slice_index), str(kind), bytes(png), _dumps(data), time.time()),
+            )
+
+    def watch_frames(self, since_epoch: int | None = None) -> list[dict[str, Any]]:
+        """The watch pictures recorded, without their bytes: epoch, slice, kind, data, time."""
+        sql = "SELECT epoch, slice, kind, data, time FROM watch"
+        parameters: tuple[Any, ...] = ()
+        if since_epoch is not None:
+            sql += " WHERE epoch > ?"
+            parameters = (int(since_epoch),)
+        rows = self._query(sql + " ORDER BY epoch, slice, kind", parameters)
+        return [
+            {"epoch": e, "slice": s, "kind": k, "data": json.loads(d), "time": t}
+            for e, s, k, d, t in rows
+        ]
+
+    def watch_png(self, epoch: int, slice_index: int, kind: str) -> bytes | None:
+        """The PNG bytes of one watch picture, or None if it was not recorded."""
+        rows = self._query(
+            "SELECT png FROM watch WHERE epoch = ? AND slice = ? AND kind = ?",
+            (int(epoch), int(slice_index), str(kind)),
+        )
+        return bytes(rows[0][0]) if rows else None
+
     # ------------------------------------------------------------------ resuming
 
     def truncate_after(self, step: int, epoch: int) -> dict[str, int]:
         """Forget what a killed run logged after the checkpoint it resumes from.
 
-        Deletes steps and layer statistics after ``step``, epochs after ``epoch``, and events
-        after either (events with neither a step nor an epoch are kept). Checkpoint records are
-        kept: their files are still on disk. Records a "resumed" event and the status
-        "running", and returns how many rows of each kind went. A live poller that sees the
-        "resumed" event should drop what it holds after that event's step.
+        Deletes steps, layer statistics and histograms after ``step``, epochs and watch
+        pictures after ``epoch``, and events after either (events with neither a step nor an
+        epoch are kept). Checkpoint records are kept: their files are still on disk. Records a
+        "resumed" event and the status "running", and returns how many rows of each kind went.
+        A live poller that sees the "resumed" event should drop what it holds after that event's step.
         """
         step, epoch = int(step), int(epoch)
         with self._write() as db:
@@ -722,6 +874,8 @@ class RunStore:
                 "layer_stats": db.execute(
                     "DELETE FROM layer_stats WHERE step > ?", (step,)
                 ).rowcount,
+                "histograms": db.execute("DELETE FROM histograms WHERE step > ?", (step,)).rowcount,
+                "watch": db.execute("DELETE FROM watch WHERE epoch > ?", (epoch,)).rowcount,
                 "events": db.execute(
                     "DELETE FROM events WHERE step > ? OR (step IS NULL AND epoch > ?)",
                     (step, epoch),

@@ -171,10 +171,54 @@ def test_layer_stats_batch_and_filters(tmp_path: Path) -> None:
         assert store.layer_stats(layers=["no.such.layer"]) == []
 
 
+PNG = b"\x89PNG\r\n\x1a\n" + b"rest of a picture"
+
+
+def test_layer_matrix_is_the_heatmap_of_one_statistic(tmp_path: Path) -> None:
+    with make_run(tmp_path / "run", epochs=1, steps_per_epoch=1) as store:
+        store.log_layer_stats(10, [("conv1", "grad_norm", 1.0), ("conv2", "grad_norm", 2.0)])
+        store.log_layer_stats(20, [("conv2", "grad_norm", math.nan), ("conv1", "act_mean", 5.0)])
+        matrix = store.layer_matrix("grad_norm")
+        assert matrix["layers"] == ["conv1", "conv2"] and matrix["steps"] == [10, 20]
+        assert matrix["values"][0] == [1.0, 2.0]
+        assert matrix["values"][1][0] is None and math.isnan(matrix["values"][1][1])
+        assert store.layer_matrix("grad_norm", since_step=10)["steps"] == [20]
+        assert store.layer_matrix("no_such_stat") == {"layers": [], "steps": [], "values": []}
+
+
+def test_histograms_share_fixed_edges_and_watch_pictures_round_trip(tmp_path: Path) -> None:
+    with make_run(tmp_path / "run", epochs=1, steps_per_epoch=1) as store:
+        assert store.histogram_edges() is None
+        store.log_histograms(10, [-1, 0, 1], {"conv1": [3, 4], "conv2": [0, 7]})
+        store.log_histograms(20, [-1, 0, 1], {"conv1": [1, 1]})
+        with pytest.raises(ValueError, match="cannot change"):
+            store.log_histograms(30, [-2, 0, 2], {"conv1": [1, 1]})
+        with pytest.raises(ValueError, match="3 counts for 2 bins"):
+            store.log_histograms(30, [-1, 0, 1], {"conv1": [1, 1, 1]})
+        store.log_watch(1, 0, "cam", PNG, dice=0.5, vmax=2.0)
+        with pytest.raises(ValueError, match="PNG"):
+            store.log_watch(1, 0, "cam", b"GIF89a")
+    with RunStore.open(tmp_path / "run", readonly=True) as store:
+        assert store.histogram_edges() == [-1.0, 0.0, 1.0]
+        assert store.histograms(layers=["conv1"]) == [
+            {"step": 10, "layer": "conv1", "counts": [3.0, 4.0]},
+            {"step": 20, "layer": "conv1", "counts": [1.0, 1.0]},
+        ]
+        assert [row["step"] for row in store.histograms(since_step=10)] == [20]
+        (frame,) = store.watch_frames()
+        assert (frame["epoch"], frame["slice"], frame["kind"]) == (1, 0, "cam")
+        assert frame["data"] == {"dice": 0.5, "vmax": 2.0}
+        assert store.watch_png(1, 0, "cam") == PNG and store.watch_png(2, 0, "cam") is None
+        assert store.watch_frames(since_epoch=1) == []
+
+
 def test_truncate_after_forgets_the_lost_part_of_a_killed_run(tmp_path: Path) -> None:
     with make_run(tmp_path / "run", epochs=3, steps_per_epoch=4) as store:  # steps 0..11
         for step in (3, 7, 11):
             store.log_layer_stats(step, [("conv1", "grad_norm", 1.0)])
+            store.log_histograms(step, [0.0, 1.0, 2.0], {"conv1": [1, 2]})
+        for epoch in (1, 2):
+            store.log_watch(epoch, 0, "cam", PNG)
         store.event("alert", "exploding gradients", step=9)
         store.event("note", "no step, epoch 2", epoch=2)
         store.event("note", "timeless")
@@ -182,10 +226,19 @@ def test_truncate_after_forgets_the_lost_part_of_a_killed_run(tmp_path: Path) ->
 
     with RunStore.open(tmp_path / "run") as store:  # resume from the checkpoint of epoch 1
         removed = store.truncate_after(step=7, epoch=1)
-        assert removed == {"steps": 4, "epochs": 1, "layer_stats": 1, "events": 2}
+        assert removed == {
+            "steps": 4,
+            "epochs": 1,
+            "layer_stats": 1,
+            "histograms": 1,
+            "watch": 1,
+            "events": 2,
+        }
         assert store.last_step() == 7
         assert [row["epoch"] for row in store.epochs()] == [0, 1]
         assert [row["step"] for row in store.layer_stats()] == [3, 7]
+        assert [row["step"] for row in store.histograms()] == [3, 7]
+        assert [frame["epoch"] for frame in store.watch_frames()] == [1]
         assert [e["message"] for e in store.events() if e["kind"] != "resumed"] == ["timeless"]
         (resumed,) = store.events(kind="resumed")
         assert (resumed["step"], resumed["epoch"]) == (7, 1)
@@ -280,6 +333,11 @@ def test_open_names_the_path_and_the_problem(tmp_path: Path) -> None:
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     connection.close()
     with pytest.raises(InvalidInputError, match="newer"):
+        RunStore.open(tmp_path / "future", readonly=True)
+    connection = sqlite3.connect(tmp_path / "future" / "run.db")
+    connection.execute("PRAGMA user_version = 1")
+    connection.close()
+    with pytest.raises(InvalidInputError, match="older than this lvseg"):
         RunStore.open(tmp_path / "future", readonly=True)
 
 
