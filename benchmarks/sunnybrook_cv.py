@@ -45,6 +45,12 @@ def main() -> None:
     parser.add_argument("--folds", default="0,1,2,3,4", help="which of the 5 folds to run")
     parser.add_argument("--epochs", type=int, default=None, help="default: the default recipe")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a run.toml/.json recipe to use instead of the default",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=None, help="keep the runs here")
     parser.add_argument("--json", type=Path, default=None, help="write per-slice results here")
@@ -69,7 +75,10 @@ def main() -> None:
             }
             if args.epochs:
                 overrides["optim"]["epochs"] = args.epochs
-            config = TrainConfig().merged(overrides)
+            base = TrainConfig.load(args.config) if args.config else TrainConfig()
+            if base.model.name != name:  # the recipe's model options belong to its model only
+                overrides["model"]["options"] = {}
+            config = base.merged(overrides)
             out = runs_root / f"{name}-fold{fold}"
             start = time.perf_counter()
             train(config, out)

@@ -69,9 +69,22 @@ class LVNetConfig:
     """Downsampling stages: 4 halves a 128x128 crop down to 8x8."""
     blocks: int = 1
     """Residual blocks per encoder stage (after the downsampling block)."""
+    dense_levels: int = 0
+    """Resolution levels, from full resolution down, whose blocks (stem, encoder, decoder) use
+    full 3x3 convolutions instead of depthwise-separable ones: cheap in parameters where the
+    maps are narrow, and where the boundaries are drawn."""
+    max_width: int = 0
+    """Cap on the channels of any stage (0: no cap); the bottom stages hold most parameters."""
 
     def __post_init__(self) -> None:
-        check_config(self, in_channels=1, classes=2, width=1, depth=1, blocks=0)
+        check_config(
+            self, in_channels=1, classes=2, width=1, depth=1, blocks=0, dense_levels=0, max_width=0
+        )
+
+    def widths(self) -> list[int]:
+        """Channels at each resolution level, full resolution first."""
+        widths = [self.width * 2**i for i in range(self.depth + 1)]
+        return [min(w, self.max_width) if self.max_width else w for w in widths]
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -96,20 +109,41 @@ class SeparableBlock(nn.Module):
         return F.relu(y + x if self.residual else y, inplace=True)
 
 
+class DenseBlock(nn.Module):
+    """3x3 conv -> BN -> ReLU -> 3x3 conv -> BN (-> + identity) -> ReLU: a full residual block."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)), inplace=True)))
+        return F.relu(y + x if self.residual else y, inplace=True)
+
+
 class LVNet(nn.Module):
     """The network of the module docstring: encoder, decoder, CAM head, presence head."""
 
     def __init__(self, config: LVNetConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or LVNetConfig()
-        widths = [config.width * 2**i for i in range(config.depth + 1)]
+        widths = config.widths()
+
+        def block(level: int, cin: int, cout: int, stride: int = 1) -> nn.Module:
+            kind = DenseBlock if level < config.dense_levels else SeparableBlock
+            return kind(cin, cout, stride)
+
         self.stem = nn.Sequential(
-            conv_bn_relu(config.in_channels, widths[0]), SeparableBlock(widths[0], widths[0])
+            conv_bn_relu(config.in_channels, widths[0]), block(0, widths[0], widths[0])
         )
         self.encoder = nn.ModuleList(
             nn.Sequential(
-                SeparableBlock(widths[i], widths[i + 1], stride=2),
-                *(SeparableBlock(widths[i + 1], widths[i + 1]) for _ in range(config.blocks)),
+                block(i + 1, widths[i], widths[i + 1], stride=2),
+                *(block(i + 1, widths[i + 1], widths[i + 1]) for _ in range(config.blocks)),
             )
             for i in range(config.depth)
         )
@@ -118,7 +152,7 @@ class LVNet(nn.Module):
                 nn.Conv2d(widths[i + 1] + widths[i], widths[i], 1, bias=False),
                 nn.BatchNorm2d(widths[i]),
                 nn.ReLU(inplace=True),
-                SeparableBlock(widths[i], widths[i]),
+                block(i, widths[i], widths[i]),
             )
             for i in reversed(range(config.depth))
         )

@@ -3,8 +3,8 @@
 >>> model_names()
 ['lvnet', 'unet', 'dli-fcn']
 >>> model = build_model("lvnet", width=8)
->>> config_of(model)
-{'in_channels': 1, 'classes': 2, 'width': 8, 'depth': 4, 'blocks': 1}
+>>> config_of(model)["width"], config_of(model)["depth"]
+(8, 4)
 >>> same = build_from_config(name_of(model), config_of(model))
 >>> same.load_state_dict(model.state_dict())
 <All keys matched successfully>

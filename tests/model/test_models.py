@@ -218,7 +218,11 @@ def test_unknown_override_is_named():
         for name, spec in MODELS.items()
         for field in dataclasses.fields(spec.config)
         if field.type == "int"
-        for bad in (0 if field.name != "blocks" else -1, 2.0, "16")
+        for bad in (
+            0 if field.name not in ("blocks", "dense_levels", "max_width") else -1,
+            2.0,
+            "16",
+        )
     ]
     + [
         ("lvnet", "classes", 1),
