@@ -106,6 +106,35 @@ class RuntimeConfig:
 
 
 @dataclass
+class MonitorConfig:
+    """The live monitor's probes and alerts (see :mod:`lvseg.monitor.probes`, ``alerts``)."""
+
+    enabled: bool = True
+    interval: int = 10
+    """Log per-layer statistics on step 1 and every ``interval`` steps (nothing in between)."""
+    histogram_every: int = 10
+    """A gradient histogram per layer every this many logged steps (0: never)."""
+    activations: bool = True
+    """Also hook every activation layer (mean, std, fraction of exact zeros)."""
+    watch_slices: int = 4
+    """Fixed validation slices whose prediction and CAM are recorded every epoch (0: none)."""
+    vanishing_floor: float = 1e-7
+    """A layer's gradient L2 norm below this ..."""
+    vanishing_steps: int = 5
+    """... for this many logged steps in a row raises a "vanishing" alert."""
+    exploding_ceiling: float = 100.0
+    """A layer's gradient L2 norm above this raises an "exploding" alert ..."""
+    exploding_jump: float = 20.0
+    """... and so does a jump to this many times its running median."""
+    jump_window: int = 20
+    """Logged steps in the running median (a jump is judged once 5 are known)."""
+    dead_fraction: float = 0.95
+    """An activation layer with more than this share of exact zeros raises "dead_units"."""
+    tensorboard: bool = False
+    """Also write the scalars, histograms and watch pictures as TensorBoard event files."""
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -115,6 +144,7 @@ class TrainConfig:
     augment: dict[str, Any] = field(default_factory=dict)
     """Overrides of :class:`lvseg.data.augment.AugmentConfig` (probabilities and ranges)."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -185,6 +215,19 @@ class TrainConfig:
         for key in ("threads", "workers"):
             if getattr(runtime, key) < 0:
                 raise bad(f"runtime.{key}", ">= 0", getattr(runtime, key))
+        monitor = self.monitor
+        for key in ("interval", "vanishing_steps", "jump_window"):
+            if getattr(monitor, key) < 1:
+                raise bad(f"monitor.{key}", ">= 1", getattr(monitor, key))
+        for key in ("histogram_every", "watch_slices"):
+            if getattr(monitor, key) < 0:
+                raise bad(f"monitor.{key}", ">= 0", getattr(monitor, key))
+        for key in ("vanishing_floor", "exploding_ceiling"):
+            positive(f"monitor.{key}", getattr(monitor, key))
+        if not monitor.exploding_jump > 1:
+            raise bad("monitor.exploding_jump", "> 1", monitor.exploding_jump)
+        if not 0 < monitor.dead_fraction <= 1:
+            raise bad("monitor.dead_fraction", "in (0, 1]", monitor.dead_fraction)
         from lvseg.data.augment import AugmentConfig
 
         known = {f.name for f in fields(AugmentConfig)}

@@ -94,19 +94,23 @@ def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class SeparableBlock(nn.Module):
-    """Depthwise 3x3 -> BN -> ReLU -> pointwise 1x1 -> BN (-> + identity) -> ReLU."""
+    """Depthwise 3x3 -> BN -> ReLU -> pointwise 1x1 -> BN (-> + identity) -> ReLU.
+
+    Activations are modules, not functions, so the live monitor can hook each one."""
 
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
         self.depthwise = nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False)
         self.bn1 = nn.BatchNorm2d(cin)
+        self.act1 = nn.ReLU(inplace=True)
         self.pointwise = nn.Conv2d(cin, cout, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
+        self.act2 = nn.ReLU(inplace=True)
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn2(self.pointwise(F.relu(self.bn1(self.depthwise(x)), inplace=True)))
-        return F.relu(y + x if self.residual else y, inplace=True)
+        y = self.bn2(self.pointwise(self.act1(self.bn1(self.depthwise(x)))))
+        return self.act2(y + x if self.residual else y)
 
 
 class DenseBlock(nn.Module):
@@ -116,13 +120,15 @@ class DenseBlock(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
+        self.act1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
+        self.act2 = nn.ReLU(inplace=True)
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)), inplace=True)))
-        return F.relu(y + x if self.residual else y, inplace=True)
+        y = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+        return self.act2(y + x if self.residual else y)
 
 
 class LVNet(nn.Module):

@@ -823,7 +823,9 @@ class RunStore:
 
     # ------------------------------------------------------------------ watch slices
 
-    def log_watch(self, epoch: int, slice_index: int, kind: str, png: bytes, **data: Any) -> None:
+    def log_watch(
+        self, epoch: int, slice_index: int, kind: str, png: bytes, /, **data: Any
+    ) -> None:
         """Record one picture of a watch slice at ``epoch`` (kind: image, prediction, cam...)."""
         if not bytes(png[:8]) == b"\x89PNG\r\n\x1a\n":
             raise ValueError("a watch picture must be PNG bytes")
@@ -864,7 +866,8 @@ class RunStore:
         pictures after ``epoch``, and events after either (events with neither a step nor an
         epoch are kept). Checkpoint records are kept: their files are still on disk. Records a
         "resumed" event and the status "running", and returns how many rows of each kind went.
-        A live poller that sees the "resumed" event should drop what it holds after that event's step.
+        A live poller that sees the "resumed" event should drop what it holds after that
+        event's step.
         """
         step, epoch = int(step), int(epoch)
         with self._write() as db:

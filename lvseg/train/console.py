@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,7 +33,7 @@ class ConsoleProgress:
     def hooks(self) -> Hooks:
         if self.quiet:
             return Hooks()
-        return Hooks(self.start, self.step, self.epoch, self.message)
+        return Hooks(self.start, self.step, self.epoch, self.message, self.alert)
 
     def start(self, total_steps: int, start_step: int, epochs: int) -> None:
         self.epochs = epochs
@@ -81,6 +82,9 @@ class ConsoleProgress:
 
     def message(self, text: str) -> None:
         self.console.print(text, highlight=False)
+
+    def alert(self, text: str) -> None:
+        self.console.print(f"[bold yellow]alert[/]: {escape(text)}", highlight=False)
 
     def stop(self) -> None:
         if self.bar is not None:

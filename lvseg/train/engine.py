@@ -8,6 +8,8 @@
 5. **Epochs**: augmented batches, the loss of :mod:`lvseg.train.losses`, a step per batch
    (skipped and recorded when the loss or gradients are not finite), validation Dice, a
    checkpoint (``last.pt``, and ``best.pt`` when validation Dice improves), early stopping.
+   On rank 0 the live monitor (:mod:`lvseg.monitor.recorder`) probes the layers every few
+   steps, raises alerts, and records the watch slices after each validation.
 
 Epochs are numbered from 1 in the store, checkpoints and messages (epoch 1 is the first one
 trained). Every random draw of an epoch comes from ``(seed, epoch)`` (batch order and crop
@@ -25,7 +27,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from lvseg.data.augment import AugmentConfig, Augmenter
 from lvseg.data.preprocess import CachedSlices
 from lvseg.errors import InvalidInputError
 from lvseg.model.registry import build_model, config_of, size_report
+from lvseg.monitor.recorder import TrainingMonitor
 from lvseg.runs.store import RunStore
 from lvseg.train import checkpoint, distributed
 from lvseg.train.data import TrainingData, prepare
@@ -76,6 +79,7 @@ class Progress:
     on_step: Callable[[int, int, dict[str, float]], None] = lambda step, epoch, metrics: None
     on_epoch: Callable[[int, dict[str, Any]], None] = lambda epoch, metrics: None
     on_message: Callable[[str], None] = lambda text: None
+    on_alert: Callable[[str], None] = lambda text: None
 
 
 @dataclass
@@ -241,6 +245,7 @@ def train(
     context, device = distributed.setup(config.runtime.device)
     run_dir = Path(out)
     store: RunStore | None = None
+    monitor: TrainingMonitor | None = None
     try:
         if resume:
             resumed = _resume_payload(run_dir)
@@ -304,6 +309,14 @@ def train(
                     meta=_run_meta(config, data, report, device, context, amp),
                 )
             (run_dir / "checkpoints").mkdir(exist_ok=True)
+            if config.monitor.enabled:
+                # Activation hooks would break a compiled graph: gradients only under compile.
+                monitor_config = (
+                    replace(config.monitor, activations=False)
+                    if config.runtime.compile
+                    else config.monitor
+                )
+                monitor = TrainingMonitor(monitor_config, model, store, data.val, device)
         total_steps = config.optim.epochs * per_epoch
         progress.on_start(total_steps, state.step, config.optim.epochs)
         if resume:
@@ -329,6 +342,9 @@ def train(
                 target = masks[:, 0].to(device, non_blocking=True)
                 if device.type == "cuda" and config.runtime.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
+                if monitor:
+                    monitor.begin_step(state.step + 1)
+                lr = optimizer.param_groups[0]["lr"]
                 try:
                     metrics = _step(
                         network,
@@ -341,6 +357,7 @@ def train(
                         amp,
                         device,
                         context,
+                        monitor.after_backward if monitor else None,
                     )
                 except torch.OutOfMemoryError:
                     raise TrainingError(
@@ -377,6 +394,9 @@ def train(
                 )
                 if store:
                     store.log_step(state.step, epoch + 1, **metrics)
+                if monitor:
+                    for alert in monitor.end_step(state.step, epoch + 1, lr, metrics):
+                        progress.on_alert(alert.message)
                 progress.on_step(state.step, epoch + 1, metrics)
                 if os.environ.get(KILL_AT_STEP_ENV) == str(state.step):
                     os.kill(os.getpid(), 9)
@@ -409,6 +429,8 @@ def train(
                     epoch_metrics,
                     improved,
                 )
+            if monitor:
+                monitor.end_epoch(model, epoch + 1, epoch_metrics)
             progress.on_epoch(epoch + 1, epoch_metrics)
             if (
                 config.optim.early_stopping
@@ -447,6 +469,8 @@ def train(
             store.set_status("stopped" if interrupted else "failed", reason)
         raise
     finally:
+        if monitor is not None:
+            monitor.close()
         if store is not None:
             store.close()
         distributed.shutdown(context)
@@ -463,14 +487,18 @@ def _step(
     amp: torch.dtype | None,
     device: torch.device,
     context: distributed.Context,
+    after_backward: Callable[[], None] | None = None,
 ) -> dict[str, float]:
-    """One optimiser step; skipped (no update) when the loss or the gradients are not finite."""
+    """One optimiser step; skipped (no update) when the loss or the gradients are not finite.
+    ``after_backward`` sees the un-scaled gradients before clipping (the monitor's probes)."""
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
         output = network(images)
     parts = _loss(output, target, config)
     scaler.scale(parts.total).backward()
     scaler.unscale_(optimizer)
+    if after_backward is not None:
+        after_backward()
     clip = config.optim.grad_clip or float("inf")
     grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
     loss_value = float(parts.total.detach())
