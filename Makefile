@@ -44,6 +44,7 @@ demo: $(VENV)/.installed
 	@echo "demo: run store $(DEMO)/runs/lvnet/run.db; selected model: $(DEMO)/runs/lvnet/selected.json"
 
 test: $(VENV)/.installed-dev
+	sh scripts/install-browser.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev

@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lvseg.config import TrainConfig  # noqa: E402
 from lvseg.model.checkpoint import load_model  # noqa: E402
-from lvseg.model.registry import size_report  # noqa: E402
 from lvseg.runs.store import RunStore  # noqa: E402
 from lvseg.train.data import prepare  # noqa: E402
 from lvseg.train.engine import train, validate  # noqa: E402
@@ -84,6 +83,7 @@ def main() -> None:
             train(config, out)
             seconds += time.perf_counter() - start
             loaded = load_model(out / "checkpoints" / "last.pt")
+            parameters = sum(p.numel() for p in loaded.model.parameters())
             data = prepare(config.data, config.seed)
             fold_dice: list[float] = []
             validate(loaded.model, data.val, torch.device("cpu"), config, None, per_slice=fold_dice)
@@ -97,7 +97,7 @@ def main() -> None:
                 flush=True,
             )
         results[name] = {
-            "parameters": size_report(name).parameters,
+            "parameters": parameters,
             "per_slice_dice": per_slice,
             "best_epoch_fold_dice": best_epoch_dice,
             "train_seconds": seconds,

@@ -363,6 +363,16 @@ def train_command(
         bool | None, typer.Option(help="Deterministic algorithms (exact resume).")
     ] = None,
     compile: Annotated[bool | None, typer.Option(help="torch.compile the model.")] = None,
+    monitor: Annotated[
+        bool | None,
+        typer.Option(help="Per-layer probes, alerts and watch slices (on by default)."),
+    ] = None,
+    tensorboard: Annotated[
+        bool | None, typer.Option(help="Also write TensorBoard event files to RUN/tensorboard.")
+    ] = None,
+    dashboard: Annotated[
+        bool, typer.Option(help="Serve the live dashboard beside training and print its URL.")
+    ] = False,
 ) -> None:
     """Train a model from scratch; without --data, on the embedded phantom."""
     from lvseg.config import TrainConfig
@@ -391,6 +401,8 @@ def train_command(
     put("runtime", "precision", precision)
     put("runtime", "deterministic", deterministic)
     put("runtime", "compile", compile)
+    put("monitor", "enabled", monitor)
+    put("monitor", "tensorboard", tensorboard)
     put(None, "seed", seed)
     if resume:
         if out is None:
@@ -409,12 +421,25 @@ def train_command(
         out = Path("runs") / f"{run_config.model.name}-{stamp}"
     import os
 
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    server = None
+    if dashboard and main_rank:
+        from lvseg.monitor.server import start_dashboard
+
+        # The dashboard watches the folder of runs: the new run appears there once it starts.
+        out.parent.mkdir(parents=True, exist_ok=True)
+        server = start_dashboard(out.parent, focus=out.name)
+        error_console.print(f"dashboard: {server.url}", highlight=False, soft_wrap=True)
     reporter = ConsoleProgress(error_console, rank=int(os.environ.get("RANK", "0")))
     try:
         result = train(run_config, out, resume=resume, progress=reporter.hooks())
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
     finally:
         reporter.stop()
-    if int(os.environ.get("RANK", "0")) == 0:
+    if main_rank:
         best = "-" if result.best_dice is None else f"{result.best_dice:.4f}"
         console.print(
             f"{result.status}: {result.epochs} epochs, {result.steps} steps in "
@@ -423,6 +448,18 @@ def train_command(
             highlight=False,
             soft_wrap=True,
         )
+    if server is not None:
+        error_console.print(
+            f"dashboard still serving at {server.url}; press Ctrl-C to stop it",
+            highlight=False,
+            soft_wrap=True,
+        )
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
 
 
 @app.command("select")
@@ -471,3 +508,28 @@ def runs_show(run: Annotated[Path, typer.Argument(help="A run directory.")]) -> 
     with RunStore.open(run, readonly=True) as store:
         for renderable in format_run_detail(store):
             console.print(renderable)
+
+
+@app.command("dashboard")
+@clean_errors
+def dashboard_command(
+    target: Annotated[
+        Path, typer.Argument(help="A run directory, or a folder of runs (new runs show up too).")
+    ] = Path("runs"),
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; any but 127.0.0.1 needs a token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Access token every request must carry; generated for a non-local host."),
+    ] = None,
+) -> None:
+    """Serve the live training dashboard of a run, or of the runs in a folder, until Ctrl-C."""
+    from lvseg.monitor.server import DashboardServer
+
+    server = DashboardServer(target, host=host, port=port, token=token)
+    console.print(
+        f"dashboard of {target}: {server.url} (Ctrl-C to stop)", highlight=False, soft_wrap=True
+    )
+    server.run()

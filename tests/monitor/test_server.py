@@ -1,0 +1,564 @@
+"""The dashboard server: every endpoint on synthetic runs, the live stream against a real server,
+path traversal, tokens, broken runs, the ``lvseg dashboard`` command and the subprocess launcher."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import httpx
+import pytest
+from conftest import serve_in_thread
+from fastapi.testclient import TestClient
+from synthetic_run import HISTOGRAM_EDGES, picture, write_run
+
+from lvseg.monitor.server import (
+    STATIC_DIR,
+    DashboardError,
+    _bin_centres,
+    create_app,
+    start_dashboard,
+)
+from lvseg.runs.store import RunStore
+
+# ------------------------------------------------------------------------------- the JSON API
+
+
+def test_run_list_has_every_run_with_its_summary(client: TestClient) -> None:
+    body = client.get("/api/runs").json()
+    runs = {run["name"]: run for run in body["runs"]}
+    assert list(runs) == ["alpha", "beta"]
+    assert runs["alpha"]["status"] == "finished" and runs["beta"]["status"] == "running"
+    assert runs["alpha"]["epochs"] == 3 and runs["alpha"]["steps"] == 60
+    assert runs["alpha"]["selected"] is True and runs["beta"]["selected"] is False
+    assert runs["alpha"]["model"] == "lvnet" and runs["alpha"]["error"] is None
+    assert "path" not in runs["alpha"]
+
+
+def test_single_run_target_is_served_under_its_folder_name(runs_root: Path) -> None:
+    with TestClient(create_app(runs_root / "beta"), base_url="http://127.0.0.1") as client:
+        assert [run["name"] for run in client.get("/api/runs").json()["runs"]] == ["beta"]
+        assert client.get("/api/runs/beta/steps").json()["columns"]["step"] == list(range(10))
+        assert client.get("/api/runs/alpha").status_code == 404
+
+
+def test_run_detail_marks_the_best_and_the_selected_checkpoint(client: TestClient) -> None:
+    detail = client.get("/api/runs/alpha").json()
+    assert detail["status"] == "finished" and detail["status_message"] == "3 epochs"
+    assert [row["status"] for row in detail["status_history"]] == ["running", "finished"]
+    assert detail["config"]["model"]["name"] == "lvnet"
+    assert detail["meta"]["device"] == "cpu" and "histogram_edges" not in detail["meta"]
+    assert detail["histogram_edges"] == HISTOGRAM_EDGES
+    assert detail["selected"] == {"checkpoint": "checkpoints/best.pt"}
+    rows = {row["kind"]: row for row in detail["checkpoints"]}
+    assert rows["best"]["best"] and rows["best"]["selected"]
+    assert not rows["last"]["selected"]
+    assert rows["best"]["metrics"]["val_dice"] == pytest.approx(detail["summary"]["best_val_dice"])
+
+
+def test_steps_are_columnar_and_since_keeps_only_later_steps(client: TestClient) -> None:
+    columns = client.get("/api/runs/alpha/steps").json()["columns"]
+    assert columns["step"] == list(range(60))
+    assert list(columns)[:3] == ["step", "epoch", "time"]
+    for name in ("loss", "loss_dice", "loss_ce", "lr", "grad_norm", "images_per_s", "skipped"):
+        assert len(columns[name]) == 60
+    later = client.get("/api/runs/alpha/steps", params={"since": 55}).json()
+    assert later["columns"]["step"] == [56, 57, 58, 59] and later["since"] == 55
+    assert later["columns"]["loss"] == columns["loss"][56:]
+    nothing = client.get("/api/runs/alpha/steps", params={"since": 59}).json()["columns"]
+    assert nothing["step"] == []
+
+
+def test_non_finite_metrics_become_null(runs_root: Path, client: TestClient) -> None:
+    with RunStore.open(runs_root / "beta") as store:
+        store.log_step(100, 2, loss=math.nan, grad_norm=math.inf, lr=0.001)
+        store.log_layer_stats(100, [("head", "grad_norm", math.nan), ("stem.0.0", "grad_norm", 1)])
+    columns = client.get("/api/runs/beta/steps", params={"since": 99}).json()["columns"]
+    assert columns["loss"] == [None] and columns["grad_norm"] == [None] and columns["lr"] == [0.001]
+    matrix = client.get("/api/runs/beta/layers/grad_norm", params={"since": 99}).json()
+    assert matrix["steps"] == [100]
+    assert matrix["by_layer"][matrix["layers"].index("head")] == [None]
+    assert matrix["by_layer"][matrix["layers"].index("stem.0.0")] == [1]
+
+
+def test_epochs_are_columnar(client: TestClient) -> None:
+    columns = client.get("/api/runs/alpha/epochs").json()["columns"]
+    assert columns["epoch"] == [1, 2, 3]
+    for name in ("train_loss", "val_loss", "val_dice", "val_dice_std", "seconds", "lr"):
+        assert len(columns[name]) == 3
+    assert client.get("/api/runs/alpha/epochs", params={"since": 2}).json()["columns"]["epoch"] == [
+        3
+    ]
+
+
+def test_layer_matrix_is_by_layer_in_model_order(client: TestClient) -> None:
+    matrix = client.get("/api/runs/alpha/layers/grad_norm").json()
+    assert matrix["stat"] == "grad_norm"
+    assert matrix["layers"][0] == "stem.0.0" and matrix["layers"][-1] == "head"
+    assert matrix["steps"] == list(range(0, 60, 5))
+    assert len(matrix["by_layer"]) == len(matrix["layers"])
+    assert all(len(row) == len(matrix["steps"]) for row in matrix["by_layer"])
+    # gradients shrink with depth in the synthetic run; four significant digits are kept
+    assert matrix["by_layer"][0][0] > matrix["by_layer"][-1][0] > 0
+    assert len(repr(matrix["by_layer"][0][0]).strip("0.").replace("e-", "")) <= 6
+    later = client.get("/api/runs/alpha/layers/grad_norm", params={"since": 50}).json()
+    assert later["steps"] == [55] and later["layers"] == matrix["layers"]
+    activations = client.get("/api/runs/alpha/layers/act_zero_fraction").json()
+    assert activations["layers"] == [f"encoder.{i // 2}.{i % 2}.act1" for i in range(4)]
+    unknown = client.get("/api/runs/alpha/layers/no_such_stat").json()
+    assert unknown["layers"] == [] and unknown["by_layer"] == []
+
+
+def test_histograms_per_layer_with_bin_centres(client: TestClient) -> None:
+    body = client.get("/api/runs/alpha/histograms").json()
+    assert body["edges"] == HISTOGRAM_EDGES
+    assert len(body["centres"]) == 40 and body["centres"][0] == pytest.approx(-9.875)
+    head = body["layers"]["head"]
+    assert head["steps"] == [0, 50] and len(head["counts"]) == 2 and len(head["counts"][0]) == 40
+    later = client.get("/api/runs/alpha/histograms", params={"since": 0}).json()
+    assert later["layers"]["head"]["steps"] == [50]
+    one = client.get("/api/runs/alpha/histograms", params={"layer": "head"}).json()
+    assert list(one["layers"]) == ["head"]
+
+
+def test_bin_centres_of_open_ended_bins() -> None:
+    assert _bin_centres([-math.inf, 0.0, 1.0, 2.0, math.inf]) == [-0.5, 0.5, 1.5, 2.5]
+    assert _bin_centres([]) == []
+
+
+def test_events_since_id_and_by_kind_keep_non_finite_values_as_text(client: TestClient) -> None:
+    body = client.get("/api/runs/alpha/events").json()
+    assert [event["kind"] for event in body["events"]] == ["alert", "alert", "nonfinite_step"]
+    assert body["last_id"] == body["events"][-1]["id"]
+    vanishing, nonfinite = body["events"][:2]
+    assert vanishing["data"] == {
+        "rule": "vanishing",
+        "layer": "head",
+        "value": 1e-9,
+        "threshold": 1e-8,
+    }
+    assert vanishing["step"] == 5 and vanishing["epoch"] == 1
+    assert nonfinite["data"]["value"] == "NaN"
+    alerts = client.get("/api/runs/alpha/events", params={"kind": "alert"}).json()["events"]
+    assert len(alerts) == 2
+    first = body["events"][0]["id"]
+    later = client.get("/api/runs/alpha/events", params={"since_id": first}).json()
+    assert [event["id"] for event in later["events"]] == [e["id"] for e in body["events"][1:]]
+    none = client.get("/api/runs/alpha/events", params={"since_id": body["last_id"]}).json()
+    assert none["events"] == [] and none["last_id"] == body["last_id"]
+
+
+def test_watch_frames_and_pictures(client: TestClient) -> None:
+    frames = client.get("/api/runs/alpha/watch").json()["frames"]
+    kinds = {(f["epoch"], f["slice"], f["kind"]) for f in frames}
+    assert (0, 0, "image") in kinds and (3, 1, "cam") in kinds and (2, 0, "prediction") in kinds
+    image = next(f for f in frames if f["kind"] == "image")
+    assert image["data"]["patient_id"] == "SC-HF-I-01"
+    later = client.get("/api/runs/alpha/watch", params={"since": 2}).json()["frames"]
+    assert {f["epoch"] for f in later} == {3}
+    response = client.get("/api/runs/alpha/watch/2/1/prediction.png")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert response.content == picture("prediction", 1, 2)
+    missing = client.get("/api/runs/alpha/watch/9/0/cam.png")
+    assert missing.status_code == 404 and "epoch 9" in missing.json()["error"]
+    assert client.get("/api/runs/alpha/watch/x/0/cam.png").status_code == 422
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/api/health").json()["ok"] is True
+
+
+# ------------------------------------------------------------------------------- static files
+
+
+class _References(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attributes: list[tuple[str, str | None]]) -> None:
+        self.urls += [value for name, value in attributes if name in ("src", "href") and value]
+
+
+def test_index_references_only_local_files_that_exist(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    parser = _References()
+    parser.feed(page.text)
+    assert any(url.endswith("plotly.min.js") for url in parser.urls)
+    for url in parser.urls:
+        parts = urlsplit(url)
+        if parts.scheme == "data":
+            continue
+        assert not parts.scheme and not parts.netloc and not url.startswith("/"), url
+        assert client.get(f"/{url}").status_code == 200, url
+    for name in ("app.js", "style.css", "index.html"):
+        text = (STATIC_DIR / name).read_text(encoding="utf-8")
+        assert not re.search(r"https?://|//cdn|@import", text), f"{name} reaches outside"
+
+
+def test_static_files_and_plotly(client: TestClient) -> None:
+    script = client.get("/static/app.js")
+    assert script.status_code == 200 and "lvsegDashboard" in script.text
+    assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
+    plotly = client.get("/static/plotly.min.js")
+    assert plotly.status_code == 200 and len(plotly.content) > 1_000_000
+    assert "connect-src 'self'" in plotly.headers["content-security-policy"]
+    assert client.get("/static/index.html").status_code == 404
+    assert client.get("/static/server.py").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../server.py",
+        "/static/%2e%2e/server.py",
+        "/static/..%2fserver.py",
+        "/static/%2e%2e%2f%2e%2e%2fpyproject.toml",
+        "/static/%2Fetc%2Fpasswd",
+        "/static//etc/passwd",
+        "/static/..%5c..%5cserver.py",
+        "/api/runs/..",
+        "/api/runs/%2e%2e/steps",
+        "/api/runs/..%2falpha/steps",
+        "/api/runs/alpha%2f..%2fbeta/steps",
+        "/api/runs/%2Ftmp/steps",
+        "/api/runs//tmp/steps",
+        "/api/runs/./steps",
+        "/api/runs/escape/steps",
+        "/api/runs/escape",
+        "/api/runs/linked-db/steps",
+        "/api/runs/alpha/watch/1/0/..%2f..%2fx.png",
+        "/runs/alpha/run.db",
+        "/alpha/run.db",
+        "/pyproject.toml",
+    ],
+)
+def test_path_traversal_is_not_found(runs_root: Path, client: TestClient, path: str) -> None:
+    outside = runs_root.parent / "outside"
+    write_run(outside / "secret", epochs=1, steps_per_epoch=2)
+    (runs_root / "escape").symlink_to(outside / "secret", target_is_directory=True)
+    (runs_root / "linked-db").mkdir()
+    (runs_root / "linked-db" / "run.db").symlink_to(outside / "secret" / "run.db")
+    response = client.get(path)
+    assert response.status_code == 404, (path, response.status_code, response.text[:200])
+    names = [run["name"] for run in client.get("/api/runs").json()["runs"]]
+    assert names == ["alpha", "beta"]
+
+
+# ------------------------------------------------------------------------------- access control
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/static/app.js", "/static/plotly.min.js", "/api/runs", "/api/runs/alpha/steps"]
+    + ["/api/stream", "/api/runs/alpha/watch/1/0/cam.png"],
+)
+def test_token_is_required_on_every_request(runs_root: Path, path: str) -> None:
+    with TestClient(create_app(runs_root, token="t0k"), base_url="http://10.1.2.3") as client:
+        assert client.get(path).status_code == 401
+        assert client.get(path, params={"token": "wrong"}).status_code == 403
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 403
+        if path != "/api/stream":  # the stream never ends; it is tested on a live server below
+            assert client.get(path, params={"token": "t0k"}).status_code == 200
+            assert client.get(path, headers={"Authorization": "Bearer t0k"}).status_code == 200
+
+
+def test_page_passes_its_token_on_to_its_scripts(runs_root: Path) -> None:
+    with TestClient(create_app(runs_root, token="a b"), base_url="http://10.1.2.3") as client:
+        page = client.get("/", params={"token": "a b"}).text
+        assert 'src="static/app.js?token=a%20b"' in page
+        assert 'href="static/style.css?token=a%20b"' in page
+        assert client.get("/static/app.js?token=a%20b").status_code == 200
+    script = (STATIC_DIR / "app.js").read_text()
+    assert "location.search" in script and "query.set('token', TOKEN)" in script
+
+
+def test_without_a_token_only_local_host_names_are_answered(runs_root: Path) -> None:
+    app = create_app(runs_root)
+    for base in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765"):
+        with TestClient(app, base_url=base) as client:
+            assert client.get("/api/runs").status_code == 200, base
+    for base in ("http://evil.example", "http://127.0.0.1.evil.example", "http://10.0.0.5"):
+        with TestClient(app, base_url=base) as client:
+            response = client.get("/api/runs")
+            assert response.status_code == 403 and "localhost" in response.json()["error"]
+
+
+# ------------------------------------------------------------------------------- broken runs
+
+
+def test_a_garbage_run_db_gives_a_clear_error_and_other_runs_still_answer(
+    runs_root: Path, client: TestClient
+) -> None:
+    (runs_root / "broken").mkdir()
+    (runs_root / "broken" / "run.db").write_bytes(b"this is not sqlite" * 100)
+    listed = {run["name"]: run for run in client.get("/api/runs").json()["runs"]}
+    assert listed["broken"]["status"] == "corrupt"
+    assert "run.db" in listed["broken"]["error"]
+    for path in ("/api/runs/broken", "/api/runs/broken/steps", "/api/runs/broken/layers/x"):
+        response = client.get(path)
+        assert response.status_code == 422
+        message = response.json()["error"]
+        assert "run.db" in message and "Traceback" not in message and "\n" not in message
+    assert client.get("/api/runs/alpha/steps").status_code == 200
+
+
+def test_a_run_deleted_while_served_is_not_found(runs_root: Path, client: TestClient) -> None:
+    assert client.get("/api/runs/beta/steps").status_code == 200
+    shutil.rmtree(runs_root / "beta")
+    response = client.get("/api/runs/beta/steps")
+    assert response.status_code == 404 and "beta" in response.json()["error"]
+    assert client.get("/api/runs/alpha/epochs").status_code == 200
+    time.sleep(1.1)  # the next scan of the folder drops it from the list
+    assert [run["name"] for run in client.get("/api/runs").json()["runs"]] == ["alpha"]
+
+
+# ------------------------------------------------------------------------------- live stream
+
+
+class EventReader:
+    """The (event, data) pairs of a server-sent-event response, read as they come."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.iter_lines()
+
+    def until(self, done, timeout_s: float = 6.0) -> list[tuple[str, dict]]:
+        """Read events until ``done(events read by this call)`` holds; fail after ``timeout_s``."""
+        events: list[tuple[str, dict]] = []
+        name = None
+        deadline = time.monotonic() + timeout_s
+        for line in self.lines:
+            if line.startswith("event: "):
+                name = line[len("event: ") :]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[len("data: ") :])))
+                if done(events):
+                    return events
+            if time.monotonic() > deadline:
+                break
+        raise AssertionError(f"stream did not deliver in {timeout_s} s: {events}")
+
+
+def updates(events: list, run: str) -> list[dict]:
+    return [data for name, data in events if name == "update" and data["run"] == run]
+
+
+def stream_url(base: str, cursors: dict) -> str:
+    return f"{base}/api/stream?from={quote(json.dumps(cursors))}"
+
+
+def test_stream_pushes_only_new_rows_as_they_are_written(runs_root: Path) -> None:
+    app = create_app(runs_root, poll_s=0.1, ping_s=0.3, rescan_s=0.2)
+    cursors = {"beta": {"step": 9, "epoch": 1, "event": None, "layer": 5, "hist": 0, "watch": 1}}
+    with serve_in_thread(app) as base, httpx.Client(timeout=10) as http:
+        with http.stream("GET", stream_url(base, cursors)) as response:
+            stream = EventReader(response)
+            assert response.headers["content-type"].startswith("text/event-stream")
+            first = stream.until(lambda events: any(n == "update" for n, _ in events))
+            assert first[0][0] == "runs"
+            assert [run["name"] for run in first[0][1]["runs"]] == ["alpha", "beta"]
+            opening = updates(first, "beta")[0]
+            assert "steps" not in opening and "epochs" not in opening
+            assert opening["status"] == {"status": "running", "message": None}
+
+            written = time.monotonic()
+            with RunStore.open(runs_root / "beta") as store:
+                for step in (10, 11, 12):
+                    store.log_step(step, 2, loss=0.5, lr=0.001)
+                store.log_layer_stats(10, [("head", "grad_norm", 0.01), ("x.act1", "act_std", 1)])
+                store.log_histograms(10, HISTOGRAM_EDGES, {"head": [1.0] * 40})
+                store.event("alert", "exploding", step=10, epoch=2, rule="exploding", layer="head")
+                store.log_epoch(2, train_loss=0.4, val_dice=0.8)
+                store.log_watch(2, 0, "prediction", picture("prediction", 0, 2), dice=0.8)
+                store.set_status("finished", "done")
+
+            def complete(events: list) -> bool:
+                got = updates(events, "beta")
+                return any(u.get("status", {}).get("status") == "finished" for u in got) and any(
+                    "watch" in u for u in got
+                )
+
+            events = stream.until(complete)
+            arrived = time.monotonic()
+            got = updates(events, "beta")
+            steps = [s for u in got if "steps" in u for s in u["steps"]["step"]]
+            assert steps == [10, 11, 12]
+            assert [e for u in got if "epochs" in u for e in u["epochs"]["epoch"]] == [2]
+            layers = [u["layers"] for u in got if "layers" in u]
+            assert any(m.get("grad_norm", {}).get("steps") == [10] for m in layers)
+            grad = next(m["grad_norm"] for m in layers if "grad_norm" in m)
+            assert grad["layers"] == ["head"] and grad["by_layer"] == [[0.01]]
+            hist = next(u["histograms"] for u in got if "histograms" in u)
+            assert hist["layers"]["head"]["steps"] == [10] and hist["edges"] == HISTOGRAM_EDGES
+            alerts = [e for u in got if "events" in u for e in u["events"]]
+            assert [e["data"]["rule"] for e in alerts] == ["exploding"]
+            frames = [f for u in got if "watch" in u for f in u["watch"]]
+            assert [(f["epoch"], f["slice"], f["kind"]) for f in frames] == [(2, 0, "prediction")]
+            assert arrived - written < 2.0
+
+            (runs_root / "gamma").mkdir()
+            write_run(runs_root / "gamma", epochs=1, steps_per_epoch=2)
+            events = stream.until(
+                lambda events: any(
+                    n == "runs" and "gamma" in [r["name"] for r in d["runs"]] for n, d in events
+                ),
+            )
+
+            shutil.rmtree(runs_root / "beta")
+            events = stream.until(lambda events: any(n == "problem" for n, _ in events))
+            problem = next(d for n, d in events if n == "problem")
+            assert problem["run"] == "beta" and "beta" in problem["error"]
+
+
+def test_stream_finishes_a_step_whose_layer_rows_came_in_two_writes(runs_root: Path) -> None:
+    app = create_app(runs_root, poll_s=0.1, ping_s=0.3)
+    cursors = {"beta": {"step": 9, "layer": 5}}
+    with serve_in_thread(app) as base, httpx.Client(timeout=10) as http:
+        with http.stream("GET", stream_url(base, cursors)) as response:
+            stream = EventReader(response)
+            stream.until(lambda events: bool(updates(events, "beta")))
+            with RunStore.open(runs_root / "beta") as store:
+                store.log_layer_stats(20, [("head", "grad_norm", 0.5)])
+                time.sleep(0.4)
+                store.log_layer_stats(20, [("x.act1", "act_mean", 0.25)])
+
+            def both(events: list) -> bool:
+                stats = {s for u in updates(events, "beta") for s in u.get("layers", {})}
+                return {"grad_norm", "act_mean"} <= stats
+
+            events = stream.until(both)
+            sent = [
+                (s, m["steps"]) for u in updates(events, "beta") for s, m in u["layers"].items()
+            ]
+            assert sorted(sent) == [("act_mean", [20]), ("grad_norm", [20])]
+
+
+def test_stream_on_a_resumed_run_asks_the_page_to_reload_it(runs_root: Path) -> None:
+    app = create_app(runs_root, poll_s=0.1, ping_s=0.3)
+    cursors = {"beta": {"step": 9, "event": 0}}
+    with serve_in_thread(app) as base, httpx.Client(timeout=10) as http:
+        with http.stream("GET", stream_url(base, cursors)) as response:
+            stream = EventReader(response)
+            stream.until(lambda events: bool(updates(events, "beta")))
+            with RunStore.open(runs_root / "beta") as store:
+                store.truncate_after(5, 0)
+            events = stream.until(lambda events: any(n == "reset" for n, _ in events))
+            reset = next(d for n, d in events if n == "reset")
+            assert reset["run"] == "beta" and "resumed" in reset["reason"]
+
+
+def test_stream_needs_the_token_and_bad_cursors_are_refused(runs_root: Path) -> None:
+    app = create_app(runs_root, token="t0k", poll_s=0.1, ping_s=0.3)
+    with serve_in_thread(app) as base, httpx.Client(timeout=10) as http:
+        assert http.get(f"{base}/api/stream").status_code == 401
+        bad = http.get(f"{base}/api/stream", params={"token": "t0k", "from": "[1]"})
+        assert bad.status_code == 400 and "cursors" in bad.json()["error"]
+        url = f"{stream_url(base, {'nope': {}})}&token=t0k"
+        with http.stream("GET", url) as response:
+            stream = EventReader(response)
+            events = stream.until(lambda events: any(n == "problem" for n, _ in events))
+            assert next(d for n, d in events if n == "problem")["run"] == "nope"
+
+
+# ------------------------------------------------------------------------------- command, launcher
+
+
+def run_lvseg(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lvseg", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, words: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_dashboard_command_refuses_a_missing_folder_and_a_folder_without_runs(
+    tmp_path: Path,
+) -> None:
+    assert_one_line_error(run_lvseg("dashboard", str(tmp_path / "missing")), "no such run")
+    assert_one_line_error(run_lvseg("dashboard", str(tmp_path)), "no runs here")
+
+
+def test_dashboard_command_refuses_a_port_in_use(runs_root: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert_one_line_error(run_lvseg("dashboard", str(runs_root), "--port", port), "in use")
+
+
+def test_server_never_imports_torch(runs_root: Path) -> None:
+    code = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "import lvseg.monitor\n"
+        "from lvseg.monitor.server import create_app\n"
+        f"client = TestClient(create_app({str(runs_root)!r}), base_url='http://127.0.0.1')\n"
+        "assert client.get('/api/runs/alpha').status_code == 200\n"
+        "assert client.get('/api/runs/alpha/layers/grad_norm').status_code == 200\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def fetch(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_start_dashboard_serves_from_a_subprocess_until_stopped(runs_root: Path) -> None:
+    dashboard = start_dashboard(runs_root)
+    try:
+        assert dashboard.url == f"http://127.0.0.1:{dashboard.port}/" and dashboard.token is None
+        status, body = fetch(f"{dashboard.url}api/runs")
+        assert status == 200 and [r["name"] for r in json.loads(body)["runs"]] == ["alpha", "beta"]
+    finally:
+        dashboard.stop()
+    assert dashboard.process.poll() is not None
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{dashboard.url}api/health", timeout=2)
+
+
+def test_start_dashboard_with_a_token_and_on_a_run_not_made_yet(tmp_path: Path) -> None:
+    with start_dashboard(tmp_path / "runs" / "later", token="s3cret") as dashboard:
+        assert dashboard.url.endswith("/?token=s3cret")
+        base = dashboard.url.split("?")[0]
+        assert fetch(f"{base}api/runs")[0] == 401
+        status, body = fetch(f"{base}api/runs", token="s3cret")
+        assert status == 200 and json.loads(body)["runs"] == []
+        write_run(tmp_path / "runs" / "later", epochs=1, steps_per_epoch=2)
+        time.sleep(1.1)
+        status, body = fetch(f"{base}api/runs", token="s3cret")
+        assert [run["name"] for run in json.loads(body)["runs"]] == ["later"]
+
+
+def test_start_dashboard_reports_a_port_in_use(runs_root: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(DashboardError, match="already in use"):
+            start_dashboard(runs_root, port=taken.getsockname()[1], timeout_s=30)
