@@ -42,6 +42,7 @@ demo: $(VENV)/.installed
 	$(BIN)/lvseg runs list $(DEMO)/runs
 	@echo "demo: phantom in $(DEMO)/phantom (inspection: $(DEMO)/phantom-montage.png, $(DEMO)/phantom-summary.json)"
 	@echo "demo: run store $(DEMO)/runs/lvnet/run.db; selected model: $(DEMO)/runs/lvnet/selected.json"
+	@echo "demo: to see how it learned (curves, gradient flow, alerts, watch slices): $(BIN)/lvseg dashboard $(DEMO)/runs"
 
 test: $(VENV)/.installed-dev
 	sh scripts/install-browser.sh

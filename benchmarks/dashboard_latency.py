@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT / "tests" / "monitor"))
 from playwright.sync_api import sync_playwright  # noqa: E402
 from synthetic_run import start_run  # noqa: E402
 
-from lvseg.monitor.server import POLL_S, start_dashboard  # noqa: E402
+from lvseg.monitor.launch import start_dashboard  # noqa: E402
+from lvseg.monitor.server import POLL_S  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

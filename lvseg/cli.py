@@ -424,7 +424,7 @@ def train_command(
     main_rank = int(os.environ.get("RANK", "0")) == 0
     server = None
     if dashboard and main_rank:
-        from lvseg.monitor.server import start_dashboard
+        from lvseg.monitor.launch import start_dashboard
 
         # The dashboard watches the folder of runs: the new run appears there once it starts.
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -526,7 +526,7 @@ def dashboard_command(
     ] = None,
 ) -> None:
     """Serve the live training dashboard of a run, or of the runs in a folder, until Ctrl-C."""
-    from lvseg.monitor.server import DashboardServer
+    from lvseg.monitor.launch import DashboardServer
 
     server = DashboardServer(target, host=host, port=port, token=token)
     console.print(

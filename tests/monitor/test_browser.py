@@ -21,7 +21,7 @@ from synthetic_run import write_run
 
 from lvseg.errors import InvalidInputError
 from lvseg.model.registry import build_model
-from lvseg.monitor.server import start_dashboard
+from lvseg.monitor.launch import start_dashboard
 from lvseg.runs.store import RunStore
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -23,13 +23,9 @@ from conftest import serve_in_thread
 from fastapi.testclient import TestClient
 from synthetic_run import HISTOGRAM_EDGES, picture, write_run
 
-from lvseg.monitor.server import (
-    STATIC_DIR,
-    DashboardError,
-    _bin_centres,
-    create_app,
-    start_dashboard,
-)
+from lvseg.monitor.launch import DashboardError, start_dashboard
+from lvseg.monitor.readers import bin_centres
+from lvseg.monitor.server import STATIC_DIR, create_app
 from lvseg.runs.store import RunStore
 
 # ------------------------------------------------------------------------------- the JSON API
@@ -133,8 +129,8 @@ def test_histograms_per_layer_with_bin_centres(client: TestClient) -> None:
 
 
 def test_bin_centres_of_open_ended_bins() -> None:
-    assert _bin_centres([-math.inf, 0.0, 1.0, 2.0, math.inf]) == [-0.5, 0.5, 1.5, 2.5]
-    assert _bin_centres([]) == []
+    assert bin_centres([-math.inf, 0.0, 1.0, 2.0, math.inf]) == [-0.5, 0.5, 1.5, 2.5]
+    assert bin_centres([]) == []
 
 
 def test_events_since_id_and_by_kind_keep_non_finite_values_as_text(client: TestClient) -> None:
@@ -503,11 +499,13 @@ def test_dashboard_command_refuses_a_port_in_use(runs_root: Path) -> None:
         assert_one_line_error(run_lvseg("dashboard", str(runs_root), "--port", port), "in use")
 
 
-def test_server_never_imports_torch(runs_root: Path) -> None:
+def test_dashboard_modules_never_import_torch(runs_root: Path) -> None:
     code = (
         "import sys\n"
         "from fastapi.testclient import TestClient\n"
         "import lvseg.monitor\n"
+        "import lvseg.monitor.readers\n"
+        "import lvseg.monitor.launch\n"
         "from lvseg.monitor.server import create_app\n"
         f"client = TestClient(create_app({str(runs_root)!r}), base_url='http://127.0.0.1')\n"
         "assert client.get('/api/runs/alpha').status_code == 200\n"

@@ -1,0 +1,363 @@
+"""Running the dashboard as a server: in this process (:class:`DashboardServer`, what
+``lvseg dashboard`` does) or in a subprocess (:func:`start_dashboard`, what
+``lvseg train --dashboard`` does).
+
+``lvseg dashboard RUNS`` serves one run directory, or every run in a folder (runs that appear later
+included), at ``http://127.0.0.1:8765/``. It binds 127.0.0.1 by default; any other address needs
+a token, generated when none is given. The app itself is :func:`lvseg.monitor.server.create_app`.
+
+Like the app, this module does not import torch: :func:`start_dashboard` runs the server in a
+subprocess that starts fast and never takes the GIL or a GPU from the trainer.
+
+Run as a program (what :func:`start_dashboard` starts)::
+
+    python -m lvseg.monitor.launch runs --port 8765
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+import json
+import os
+import queue
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from lvseg.errors import InvalidInputError
+from lvseg.monitor.readers import Runs
+from lvseg.monitor.server import POLL_S, create_app, is_loopback
+from lvseg.runs.store import DATABASE_FILE, is_run
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+TOKEN_ENV = "LVSEG_DASHBOARD_TOKEN"
+"""How :func:`start_dashboard` hands the token to its subprocess (not on the command line)."""
+
+
+class DashboardError(InvalidInputError):
+    """The dashboard cannot start: port in use, server did not answer, bad address.
+
+    An :class:`InvalidInputError` without a path, so the CLI prints it as one line and exits 2.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, message)
+
+
+# ------------------------------------------------------------------------------- serving
+
+
+def check_target(target: str | Path) -> Path:
+    """``target`` if it is a run or a folder holding runs, else :class:`InvalidInputError`."""
+    target = Path(target)
+    if not target.exists():
+        raise InvalidInputError(target, "no such run or runs folder")
+    if is_run(target):
+        return target
+    if not target.is_dir():
+        raise InvalidInputError(target, "not a run folder nor a folder of runs")
+    if not Runs(target).paths():
+        raise InvalidInputError(target, f"no runs here (no {DATABASE_FILE} in it or its folders)")
+    return target
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: a free one); DashboardError if it is taken."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as error:
+        raise DashboardError(f"cannot listen on {host}: {error}") from None
+    listener = socket.socket(family, kind, protocol)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(128)
+    except OSError as error:
+        listener.close()
+        if error.errno == errno.EADDRINUSE:
+            raise DashboardError(
+                f"port {port} on {host} is already in use; choose another with --port"
+            ) from None
+        raise DashboardError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    listener.set_inheritable(False)
+    return listener
+
+
+class DashboardServer:
+    """A dashboard bound to its address (so the URL is known) and ready to :meth:`run`.
+
+    ``host`` other than a loopback address needs a token; one is generated when not given.
+    """
+
+    def __init__(
+        self,
+        target: str | Path,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        token: str | None = None,
+        *,
+        require_runs: bool = True,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self.target = check_target(target) if require_runs else Path(target)
+        if token is None and not is_loopback(host):
+            token = secrets.token_urlsafe(18)
+        self.token = token or None
+        self.host = host
+        self.socket = bind(host, port)
+        self.port = self.socket.getsockname()[1]
+        self.app = create_app(self.target, self.token, poll_s=poll_s)
+        self._server: Any = None
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        elif ":" in host:
+            host = f"[{host}]"
+        query = f"?token={quote(self.token, safe='')}" if self.token else ""
+        return f"http://{host}:{self.port}/{query}"
+
+    def run(self) -> None:
+        """Serve until Ctrl-C or SIGTERM (or :meth:`stop` from another thread)."""
+        import uvicorn
+
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        try:
+            self._server.run(sockets=[self.socket])
+        finally:
+            self.socket.close()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+
+
+# ------------------------------------------------------------------------------- in a subprocess
+
+
+@dataclasses.dataclass
+class Dashboard:
+    """A dashboard server running in a subprocess, as :func:`start_dashboard` returns it."""
+
+    url: str
+    token: str | None
+    port: int
+    process: subprocess.Popen
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Terminate the server and wait for it (kill it if it does not stop in ``timeout_s``)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+    def wait(self, timeout_s: float | None = None) -> int | None:
+        """Wait until the server exits (Ctrl-C, :meth:`stop`); its exit code, None on timeout."""
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def __enter__(self) -> Dashboard:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _drain(stream: Any, lines: queue.Queue | None, tail: deque, echo: bool) -> None:
+    """Read a child's pipe to its end so it never blocks on a full pipe."""
+    try:
+        for line in stream:
+            if lines is not None:
+                lines.put(line)
+            tail.append(line.rstrip())
+            if echo:
+                print(f"dashboard: {line.rstrip()}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    finally:
+        if lines is not None:
+            lines.put(None)
+
+
+def start_dashboard(
+    target: Path,
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    token: str | None = None,
+    *,
+    timeout_s: float = 30.0,
+    exit_with_parent: bool = True,
+    focus: str | None = None,
+) -> Dashboard:
+    """Serve the dashboard of ``target`` from a subprocess and return once it answers.
+
+    The server runs as ``python -m lvseg.monitor.launch`` so it never competes with training for
+    the GIL and never imports torch. ``port=0`` picks a free port. A host other than a loopback
+    address gets a generated token when none is given. The run need not exist yet: the page shows
+    it when it appears. The server runs in its own session (a Ctrl-C in the terminal does not
+    reach it): :meth:`Dashboard.stop` ends it, and with ``exit_with_parent`` so does the death
+    of this process. ``focus`` names the run the page shows first (``?run=NAME`` in the URL),
+    waiting for it if it does not exist yet. Raises :class:`DashboardError` when the server
+    exits or does not answer within ``timeout_s``.
+    """
+    if token is None and not is_loopback(host):
+        token = secrets.token_urlsafe(18)
+    environment = dict(os.environ)
+    environment.pop(TOKEN_ENV, None)
+    if token:
+        environment[TOKEN_ENV] = token
+    package_root = str(Path(__file__).resolve().parents[2])
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [package_root, *filter(None, [environment.get("PYTHONPATH")])]
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "lvseg.monitor.launch",
+        str(Path(target).resolve()),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--announce",
+        "--allow-empty",
+    ]
+    if exit_with_parent:
+        command.append("--exit-with-parent")
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        # Its own session: a Ctrl-C meant for the trainer does not stop it; stop() does.
+        start_new_session=True,
+    )
+    lines: queue.Queue = queue.Queue()
+    errors: deque = deque(maxlen=20)
+    threading.Thread(
+        target=_drain, args=(process.stdout, lines, deque(maxlen=5), False), daemon=True
+    ).start()
+    threading.Thread(target=_drain, args=(process.stderr, None, errors, True), daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+
+    def failure(why: str) -> DashboardError:
+        Dashboard("", token, 0, process).stop(timeout_s=2)
+        last = next((line for line in reversed(errors) if line.strip()), "")
+        detail = f": {last}" if last else ""
+        return DashboardError(f"dashboard server for {target} {why}{detail}")
+
+    announced = None
+    while announced is None:
+        try:
+            line = lines.get(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+        except queue.Empty:
+            line = ""
+        if line is None or process.poll() is not None:
+            time.sleep(0.1)  # let stderr's last line arrive
+            raise failure(f"exited with code {process.poll()}")
+        if line.startswith("{"):
+            announced = json.loads(line)
+        elif time.monotonic() > deadline:
+            raise failure(f"did not start within {timeout_s:g} s")
+    url = announced["url"]
+    if focus:
+        url += f"{'&' if '?' in url else '?'}run={quote(focus, safe='')}"
+    dashboard = Dashboard(url, token, int(announced["port"]), process)
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    probe_host = f"[{probe_host}]" if ":" in probe_host else probe_host
+    request = urllib.request.Request(f"http://{probe_host}:{dashboard.port}/api/health")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if response.status == 200:
+                    return dashboard
+        except (urllib.error.URLError, OSError):
+            pass
+        if process.poll() is not None:
+            raise failure(f"exited with code {process.poll()}")
+        if time.monotonic() > deadline:
+            raise failure(f"did not answer at {dashboard.url} within {timeout_s:g} s")
+        time.sleep(0.1)
+
+
+def _exit_with_parent(server: DashboardServer) -> None:
+    parent = os.getppid()
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            server.stop()
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lvseg.monitor.launch TARGET [--host H] [--port P]``: serve until stopped."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lvseg.monitor.launch", description="Serve the lvseg training dashboard."
+    )
+    parser.add_argument("target", type=Path, help="a run directory, or a folder of runs")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: any free port")
+    parser.add_argument("--token", default=None, help=f"access token (or ${TOKEN_ENV})")
+    parser.add_argument("--announce", action="store_true", help="print {url, port} as JSON")
+    parser.add_argument("--allow-empty", action="store_true", help="serve a target with no runs")
+    parser.add_argument("--exit-with-parent", action="store_true")
+    arguments = parser.parse_args(argv)
+    token = arguments.token or os.environ.get(TOKEN_ENV) or None
+    try:
+        server = DashboardServer(
+            arguments.target,
+            arguments.host,
+            arguments.port,
+            token,
+            require_runs=not arguments.allow_empty,
+        )
+    except InvalidInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if arguments.announce:
+        print(json.dumps({"url": server.url, "port": server.port}), flush=True)
+    else:
+        print(f"lvseg dashboard of {server.target}: {server.url}", flush=True)
+    if arguments.exit_with_parent:
+        threading.Thread(target=_exit_with_parent, args=(server,), daemon=True).start()
+    server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
