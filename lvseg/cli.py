@@ -510,6 +510,115 @@ def runs_show(run: Annotated[Path, typer.Argument(help="A run directory.")]) -> 
             console.print(renderable)
 
 
+class ExplainMethod(str, Enum):
+    cam = "cam"
+    gradcam = "gradcam"
+
+
+@app.command("explain")
+@clean_errors
+def explain_command(
+    model: Annotated[Path, typer.Argument(help="A run directory or a .pt checkpoint.")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Datasets, studies or NIfTI files, single 2-D image or DICOM files, or 'phantom'."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write: panels/, index.html, metrics.json")
+    ],
+    method: Annotated[
+        list[ExplainMethod] | None,
+        typer.Option(
+            "--method",
+            "-m",
+            help="Repeatable. Default: both where the model has a CAM head, else gradcam.",
+        ),
+    ] = None,
+    layers: Annotated[
+        list[str] | None,
+        typer.Option("--layers", "--layer", help="Repeatable: Grad-CAM layers (default: last)."),
+    ] = None,
+    gallery: Annotated[
+        str | None, typer.Option(help="Add the strongest activation maps of this layer.")
+    ] = None,
+    gallery_k: Annotated[int, typer.Option(help="Maps in the gallery.", min=1)] = 8,
+    format: FormatOption = Format.auto,
+    metrics: Annotated[
+        bool,
+        typer.Option(help="Measure localisation, deletion/insertion and the sanity check."),
+    ] = False,
+    limit: Annotated[int | None, typer.Option(help="Explain the first N slices.", min=1)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+) -> None:
+    """Explain a model's LV segmentation, slice by slice: CAM, Grad-CAM, an HTML index."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from lvseg.explain.run import explain
+
+    # started on the first report, so it never overlaps the readers' own progress bars
+    bar = Progress(
+        "explain", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=error_console, transient=True,
+    )  # fmt: skip
+    task = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("explain", total=total)
+        bar.update(task, completed=done)
+
+    try:
+        summary = explain(
+            model,
+            inputs,
+            out,
+            methods=[m.value for m in method or ()],
+            layers=layers or [],
+            format=format.value,
+            metrics=metrics,
+            gallery_k=gallery_k,
+            progress=progress if error_console.is_terminal else None,
+            gallery=gallery,
+            limit=limit,
+            overwrite=overwrite,
+        )
+    finally:
+        bar.stop()
+    console.print(
+        f"explained {summary['slices']} slices ({', '.join(summary['explanations'])}): "
+        f"{summary['index']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    means = summary["means"]
+    if means.get("dice") is not None:
+        console.print(
+            f"  mean Dice {means['dice']:.4f} on {means['slices_with_reference']} slices "
+            "with a reference LV",
+            highlight=False,
+        )
+    if summary["metrics"] is not None:
+        console.print(f"  measures: {summary['metrics']}", highlight=False, soft_wrap=True)
+
+        def number(row: dict[str, Any], name: str) -> str:
+            return "-" if row.get(name) is None else f"{row[name]:.3f}"
+
+        for label, row in means["explanations"].items():
+            console.print(
+                f"  {label} ({int(row.get('slices', 0))} slices): energy in LV "
+                f"{number(row, 'energy_inside')}, pointing {number(row, 'pointing_accuracy')}, "
+                f"deletion AUC {number(row, 'deletion_auc')} (random "
+                f"{number(row, 'random_deletion_auc')}), insertion AUC "
+                f"{number(row, 'insertion_auc')} (random {number(row, 'random_insertion_auc')})",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
 @app.command("dashboard")
 @clean_errors
 def dashboard_command(

@@ -8,9 +8,10 @@ reads them; it never imports torch):
 
 - ``image`` (epoch 0, once): the input crop, grey;
 - ``prediction``: the crop with the reference contour (green) and the predicted one (red);
-- ``cam``: the LV-versus-background class activation map ``S_lv - S_bg`` over the crop, on a
-  diverging colour scale centred on zero (red: LV evidence, blue: background evidence). For
-  LVNet this is exactly the CAM of its global-average-pooling head,
+- ``cam``: the LV-versus-background class activation map ``S_lv - S_bg`` over the crop
+  (:func:`lvseg.explain.cam.lv_log_odds`, from the same forward pass), on a diverging colour
+  scale centred on zero (red: LV evidence, blue: background evidence). For LVNet this is
+  exactly the CAM of its global-average-pooling head (:class:`lvseg.explain.cam.CAM`),
   ``sum_k (w_lv,k - w_bg,k) F_k + b_lv - b_bg``; for every model of the registry it is the map
   that its presence head averages.
 
@@ -31,6 +32,7 @@ from scipy import ndimage
 from torch import nn
 
 from lvseg.data.preprocess import CachedSlices
+from lvseg.explain.cam import lv_log_odds
 
 CAM_COLORMAP = "RdBu_r"
 UPSCALE = 2
@@ -89,8 +91,7 @@ class WatchSlices:
         model.eval()
         batch = self.cache.batch(self.indices)
         output = model(batch.images.to(device))
-        logits = output.logits.float()
-        score = (logits[:, 1] - logits[:, 0]).cpu().numpy()
+        score = lv_log_odds(output.logits.float()).cpu().numpy()
         presence = torch.sigmoid(output.presence_logit.float()).cpu().numpy()
         for slot in range(len(self.indices)):
             image = batch.images[slot, 0].numpy()

@@ -1,0 +1,603 @@
+"""``lvseg explain``: explain a model's LV segmentation of every slice of some inputs.
+
+One function, :func:`explain`, does what the command line asks: load the model, read the
+inputs with the data layer, prepare each slice exactly as at inference (the model's own
+preprocessing plan, crop centred on the image), segment and explain the slices in batches,
+draw one panel per slice (:mod:`lvseg.explain.render`) and an ``index.html`` that shows them
+all. With ``metrics`` it also measures the explanations (:mod:`lvseg.explain.faithfulness`):
+localisation and deletion/insertion per slice with a reference LV, and the model-randomisation
+sanity check once, on a few slices; everything goes to ``metrics.json``.
+
+Inputs are whatever :func:`lvseg.data.load.load_dataset` reads (a dataset folder, a study, a
+NIfTI file, ``phantom``), and also a *single 2-D slice file*, which no dataset reader accepts:
+
+- an image file (PNG, TIFF, BMP, JPEG): read with :func:`lvseg.data.folders.load_grey`; if it
+  sits in an ``Images/`` tree with a mask of the same relative path under the sibling
+  ``Labels/``, that mask is the reference LV (as the folders reader would pair them);
+- a DICOM file (``.dcm``, or any file with the DICM preamble): read with
+  :func:`lvseg.data.sunnybrook.read_dicom`, with its pixel spacing; no reference.
+
+The patient id of a single file comes from the Sunnybrook name pattern where it matches, else
+the file name. The output folder is built beside its place and moved there when complete, so an
+interrupted run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lvseg.data import atomic
+from lvseg.data.errors import InvalidInputError
+from lvseg.data.records import LV, Geometry, SliceRecord
+from lvseg.explain import render
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each batch of slices."""
+
+METRICS_FILE = "metrics.json"
+PANELS_FOLDER = "panels"
+BATCH_SIZE = 16
+SANITY_SLICES = 8
+DILATION_PX = 5
+STEPS = 20
+SEED = 0
+CURVES = ("deletion", "insertion", "random_deletion", "random_insertion")
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() in _DICOM_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _single_identity(path: Path) -> dict[str, Any]:
+    from lvseg.data.folders import DEFAULT_PATTERN, match_name
+
+    fields = match_name(DEFAULT_PATTERN, path.name) or {}
+    identity: dict[str, Any] = {"patient_id": fields.get("patient", path.name)}
+    if "instance" in fields:
+        identity["slice_index"], identity["phase_index"] = divmod(int(fields["instance"]) - 1, 20)
+    return identity
+
+
+def _partner_mask(path: Path) -> Path | None:
+    """The ``Labels/`` file matching an image under ``Images/`` (the folders layout), if any."""
+    from lvseg.data.folders import IMAGES_FOLDER, LABELS_FOLDER
+
+    resolved = path.resolve()
+    for parent in resolved.parents:
+        if parent.name == IMAGES_FOLDER:
+            mask = parent.parent / LABELS_FOLDER / resolved.relative_to(parent)
+            return mask if mask.is_file() else None
+    return None
+
+
+def read_single_slice(path: str | Path) -> SliceRecord:
+    """One record from a single 2-D image or DICOM file (see the module docstring)."""
+    from lvseg.data.folders import load_grey
+
+    path = Path(path)
+    identity = _single_identity(path)
+    if _is_dicom(path):
+        from lvseg.data.sunnybrook import dicom_pixels, read_dicom
+
+        dicom = read_dicom(path)
+        image = dicom_pixels(dicom, path)
+        spacing = None
+        try:
+            values = tuple(float(v) for v in dicom.get("PixelSpacing") or ())
+            spacing = values if len(values) == 2 and min(values) > 0 else None
+        except (TypeError, ValueError):
+            spacing = None
+        return SliceRecord(
+            image=image,
+            masks={},
+            source=str(path),
+            geometry=Geometry(original_shape=image.shape, pixel_spacing_mm=spacing),
+            pixel_spacing_mm=spacing,
+            **identity,
+        )
+    image = load_grey(path).astype(np.float32)
+    masks: dict[str, np.ndarray] = {}
+    annotations: tuple[str, ...] = ()
+    mask_file = _partner_mask(path)
+    if mask_file is not None:
+        mask = load_grey(mask_file)
+        if mask.shape != image.shape:
+            raise InvalidInputError(mask_file, f"mask is {mask.shape}, image is {image.shape}")
+        masks, annotations = {LV: mask > 0}, (str(mask_file),)
+    return SliceRecord(
+        image=image,
+        masks=masks,
+        source=str(path),
+        geometry=Geometry(original_shape=image.shape),
+        annotation_sources=annotations,
+        **identity,
+    )
+
+
+def read_inputs(
+    inputs: Sequence[str | Path], format: str = "auto", limit: int | None = None
+) -> list[SliceRecord]:
+    """The records of every input, in order; at most ``limit`` (the first ones)."""
+    from lvseg.data.folders import IMAGE_SUFFIXES
+    from lvseg.data.load import EMBEDDED_PHANTOM, load_dataset
+    from lvseg.data.nifti import looks_like as looks_like_nifti
+
+    records: list[SliceRecord] = []
+    for item in inputs:
+        path = Path(item)
+        single = (
+            path.is_file()
+            and not looks_like_nifti(path)
+            and (
+                (format in ("auto", "folders") and path.suffix.lower() in IMAGE_SUFFIXES)
+                or (format in ("auto", "sunnybrook") and _is_dicom(path))
+            )
+        )
+        if single:
+            records.append(read_single_slice(path))
+        elif str(item) == EMBEDDED_PHANTOM or path.exists():
+            records.extend(load_dataset(path, format).records)
+        else:
+            raise InvalidInputError(path, "no such file or folder")
+        if limit is not None and len(records) >= limit:
+            break
+    if limit is not None:
+        records = records[:limit]
+    if not records:
+        raise InvalidInputError(None, "the inputs hold no slices to explain")
+    return records
+
+
+# ------------------------------------------------------------------------------ explanations
+
+
+@dataclass
+class Explanation:
+    """One requested explanation: a method at a layer, and its explainer."""
+
+    method: str
+    layer: str
+    explainer: Any
+
+    @property
+    def label(self) -> str:
+        return f"{self.method}@{self.layer}"
+
+
+def cam_available(model: torch.nn.Module) -> bool:
+    """Whether the model has the global-average-pooling head that CAM needs."""
+    from lvseg.explain.cam import make_explainer
+
+    try:
+        make_explainer("cam", model)
+    except InvalidInputError:
+        return False
+    return True
+
+
+def plan_explanations(
+    model: torch.nn.Module,
+    methods: Sequence[str] | None = None,
+    layers: Sequence[str] | None = None,
+) -> list[Explanation]:
+    """The explanations to compute: CAM once, Grad-CAM once per layer.
+
+    ``methods`` defaults to both where the model has a CAM head, else Grad-CAM; ``layers``
+    (Grad-CAM only) default to :func:`~lvseg.explain.cam.default_layer`. Unknown methods or
+    layers raise :class:`InvalidInputError` naming the valid ones.
+    """
+    from lvseg.explain.cam import METHODS, conv_layer_names, default_layer, make_explainer
+
+    methods = list(dict.fromkeys(methods or ()))
+    layers = list(dict.fromkeys(layers or ()))
+    for method in methods:
+        if method not in METHODS:
+            raise InvalidInputError(
+                None, f"unknown method {method!r}; choose one of {', '.join(METHODS)}"
+            )
+    valid = conv_layer_names(model)
+    for layer in layers:
+        if layer not in valid:
+            raise InvalidInputError(
+                None, f"unknown layer {layer!r}; the model's layers are {', '.join(valid)}"
+            )
+    if not methods:
+        methods = ["cam", "gradcam"] if cam_available(model) else ["gradcam"]
+    if layers and "gradcam" not in methods:
+        raise InvalidInputError(None, "--layers chooses Grad-CAM layers; add --method gradcam")
+    planned = []
+    for method in methods:
+        if method == "cam":
+            explainer = make_explainer("cam", model)
+            planned.append(Explanation("cam", default_layer(model, "cam"), explainer))
+            continue
+        for layer in layers or [default_layer(model, method)]:
+            planned.append(Explanation(method, layer, make_explainer(method, model, layer)))
+    return planned
+
+
+def _numpy(values: Any) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().float().cpu().numpy()
+    return np.asarray(values)
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: non-finite floats become None (JSON has no NaN)."""
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return sum(kept) / len(kept) if kept else None
+
+
+def dice(predicted: np.ndarray, reference: np.ndarray) -> float:
+    """Hard Dice of two boolean masks; 1 where both are empty (as in training)."""
+    total = int(predicted.sum()) + int(reference.sum())
+    return 1.0 if total == 0 else 2.0 * int((predicted & reference).sum()) / total
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "slice"
+
+
+def _panel_name(position: int, record: SliceRecord) -> str:
+    slice_part = "-" if record.slice_index is None else str(record.slice_index)
+    phase_part = "-" if record.phase_index is None else str(record.phase_index)
+    return f"{position:04d}_{_slug(record.patient_id)}_s{slice_part}_p{phase_part}.png"
+
+
+def _title(record: SliceRecord) -> str:
+    slice_part = "-" if record.slice_index is None else record.slice_index
+    phase = record.phase or ("-" if record.phase_index is None else f"phase {record.phase_index}")
+    return f"{record.patient_id}  slice {slice_part}  {phase}  ({Path(record.source).name})"
+
+
+def _reference(record: SliceRecord) -> np.ndarray | None:
+    mask = record.masks.get(LV)
+    return None if mask is None else np.asarray(mask, bool)
+
+
+def _sanity_positions(records: Sequence[SliceRecord], count: int) -> list[int]:
+    """``count`` slices spread evenly over the input, those with a reference LV first."""
+    with_lv = [i for i, r in enumerate(records) if LV in r.masks and r.masks[LV].any()]
+    pool = with_lv if len(with_lv) >= min(count, len(records)) else list(range(len(records)))
+    if len(pool) <= count:
+        return pool
+    return sorted({pool[round(j * (len(pool) - 1) / (count - 1))] for j in range(count)})
+
+
+# ------------------------------------------------------------------------------ the command
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an existing file, or a non-empty folder unless ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(out, "exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty")
+
+
+@dataclass
+class _Measured:
+    """The measures of every explanation, gathered slice by slice for the means."""
+
+    located: dict[str, list[Any]] = field(default_factory=dict)
+    faithful: dict[str, list[Any]] = field(default_factory=dict)
+
+    def add(self, label: str, place: Any, faith: Any) -> dict[str, Any]:
+        """Keep one slice's results; return its row for ``metrics.json`` and the caption."""
+        self.located.setdefault(label, []).append(place)
+        self.faithful.setdefault(label, []).append(faith)
+        return {
+            "energy_inside": None if place is None else place.energy_inside,
+            "pointing_hit": None if place is None else place.pointing_hit,
+            **{f"{name}_auc": getattr(faith, name).auc for name in CURVES},
+        }
+
+    def means(self, label: str) -> dict[str, float]:
+        from lvseg.explain.faithfulness import summarise
+
+        return summarise(self.located.get(label, ()), self.faithful.get(label, ()))
+
+    def mean_curves(self, label: str) -> dict[str, list[float]] | None:
+        faithful = self.faithful.get(label)
+        if not faithful:
+            return None
+        curves: dict[str, list[float]] = {"fractions": list(faithful[0].deletion.fractions)}
+        for name in CURVES:
+            scores = np.array([getattr(f, name).scores for f in faithful], np.float64)
+            curves[name] = scores.mean(axis=0).tolist()
+        return curves
+
+
+def _measure(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    maps: dict[str, torch.Tensor],
+    references: Sequence[np.ndarray | None],
+    explanations: Sequence[Explanation],
+    measured: _Measured,
+) -> dict[int, dict[str, dict[str, Any]]]:
+    """Localisation and deletion/insertion of every explanation on the batch positions with a
+    non-empty reference LV: ``{position: {label: measures}}``."""
+    from lvseg.explain.faithfulness import deletion_insertion, localisation
+
+    positions = [i for i, ref in enumerate(references) if ref is not None and ref.any()]
+    found: dict[int, dict[str, dict[str, Any]]] = {i: {} for i in positions}
+    if not positions:
+        return found
+    reference = torch.from_numpy(np.stack([references[i] for i in positions]))
+    for e in explanations:
+        selected = maps[e.label][positions]
+        places = localisation(selected, reference, dilation_px=DILATION_PX)
+        faiths = deletion_insertion(model, images[positions], selected, steps=STEPS, seed=SEED)
+        for i, place, faith in zip(positions, places, faiths, strict=True):
+            found[i][e.label] = measured.add(e.label, place, faith)
+    return found
+
+
+def explain(
+    model_spec: str | Path,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    methods: Sequence[str] | None = None,
+    layers: Sequence[str] | None = None,
+    format: str = "auto",
+    metrics: bool = False,
+    gallery_k: int = 8,
+    progress: ProgressCallback | None = None,
+    *,
+    gallery: str | None = None,
+    limit: int | None = None,
+    overwrite: bool = False,
+    batch_size: int = BATCH_SIZE,
+    sanity_slices: int = SANITY_SLICES,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Explain ``model_spec``'s segmentation of ``inputs`` into the folder ``out``.
+
+    Writes ``out/panels/*.png`` (one per slice), ``out/index.html`` and, with ``metrics``,
+    ``out/metrics.json``; returns a summary (counts, paths, the means). ``gallery`` names a layer
+    whose ``gallery_k`` strongest activation maps join every panel. Bad input (model, inputs,
+    method, layer, shape) raises :class:`InvalidInputError` and leaves ``out`` as it was: the
+    folder is built beside it and moved into place when complete.
+    """
+    from lvseg.data.preprocess import PreprocessPlan, preprocess_record
+    from lvseg.explain.cam import activation_gallery, check_images, conv_layer_names
+    from lvseg.model.checkpoint import load_model
+
+    out = Path(out)
+    check_out(out, overwrite)
+    if gallery_k < 1:
+        raise InvalidInputError(None, f"--gallery-k must be at least 1, got {gallery_k}")
+    loaded = load_model(model_spec, device=device)
+    model = loaded.model
+    explanations = plan_explanations(model, methods, layers)
+    if gallery is not None and gallery not in (valid := conv_layer_names(model)):
+        raise InvalidInputError(
+            None, f"unknown gallery layer {gallery!r}; the model's layers are {', '.join(valid)}"
+        )
+    try:
+        plan = PreprocessPlan.from_dict(loaded.plan)
+    except (TypeError, ValueError) as error:
+        raise InvalidInputError(loaded.source, f"unusable preprocessing plan ({error})") from None
+    records = read_inputs(inputs, format, limit)
+
+    sanity_at = set(_sanity_positions(records, sanity_slices)) if metrics else set()
+    sanity_images: list[torch.Tensor] = []
+    measured = _Measured()
+    entries: list[render.IndexEntry] = []
+    rows: list[dict[str, Any]] = []
+    total = len(records)
+    with atomic.atomic_directory(out, overwrite=True) as folder:
+        (folder / PANELS_FOLDER).mkdir()
+        if progress is not None:
+            progress(0, total)
+        for start in range(0, total, batch_size):
+            chunk = records[start : start + batch_size]
+            prepared = [preprocess_record(r, plan, centre="image") for r in chunk]
+            stacked = torch.from_numpy(np.stack([p.image for p in prepared])[:, None])
+            images = check_images(stacked, model).to(device)  # a clear error, not a traceback
+            with torch.no_grad():
+                predicted = (model(images).logits.argmax(dim=1) == 1).cpu().numpy()
+            maps = {e.label: e.explainer(images) for e in explanations}
+            galleries = None
+            if gallery is not None:
+                gallery_maps, channels = activation_gallery(model, images, gallery, k=gallery_k)
+                galleries = (_numpy(gallery_maps), _numpy(channels))
+            references = [_reference(p) for p in prepared]
+            measures = (
+                _measure(model, images, maps, references, explanations, measured) if metrics else {}
+            )
+            for i, (record, crop) in enumerate(zip(chunk, prepared, strict=True)):
+                position = start + i
+                if position in sanity_at:
+                    sanity_images.append(images[i : i + 1])
+                reference = references[i]
+                slice_dice = None if reference is None else dice(predicted[i], reference)
+                name = f"{PANELS_FOLDER}/{_panel_name(position, record)}"
+                panel = render.Panel(
+                    image=crop.image,
+                    prediction=predicted[i],
+                    reference=reference,
+                    dice=slice_dice,
+                    title=_title(record),
+                    overlays=[
+                        render.Overlay(e.method, e.layer, _numpy(maps[e.label][i]))
+                        for e in explanations
+                    ],
+                    gallery=None
+                    if galleries is None
+                    else render.Gallery(gallery, galleries[0][i], list(galleries[1][i])),
+                )
+                render.render_panel(panel, folder / name)
+                slice_measures = _finite(measures.get(i, {}))
+                entries.append(
+                    render.IndexEntry(
+                        panel=name,
+                        patient_id=record.patient_id,
+                        slice_index=record.slice_index,
+                        phase=record.phase,
+                        dice=slice_dice,
+                        key=record.key,
+                        source=record.source,
+                        measures=slice_measures,
+                    )
+                )
+                rows.append(
+                    {
+                        "key": record.key,
+                        "patient_id": record.patient_id,
+                        "slice_index": record.slice_index,
+                        "phase_index": record.phase_index,
+                        "phase": record.phase,
+                        "source": record.source,
+                        "panel": name,
+                        "reference": reference is not None,
+                        "reference_lv_pixels": None if reference is None else int(reference.sum()),
+                        "predicted_lv_pixels": int(predicted[i].sum()),
+                        "dice": slice_dice,
+                        "explanations": slice_measures,
+                    }
+                )
+            if progress is not None:
+                progress(min(start + batch_size, total), total)
+
+        report = _metrics_report(loaded, inputs, explanations, rows, measured)
+        if metrics:
+            report["sanity"] = _sanity(model, sanity_images, explanations)
+            report = _finite(report)
+            atomic.write_text(folder / METRICS_FILE, json.dumps(report, indent=1) + "\n")
+        render.write_index(
+            folder,
+            entries,
+            title=f"{loaded.name} explanations: {', '.join(Path(str(i)).name for i in inputs)}",
+            metrics=report if metrics else None,
+            notes=_notes(loaded, explanations, plan.crop_size, metrics),
+        )
+    return {
+        "out": str(out),
+        "index": str(out / render.INDEX_FILE),
+        "metrics": str(out / METRICS_FILE) if metrics else None,
+        "slices": total,
+        "panels": len(entries),
+        "explanations": [e.label for e in explanations],
+        "means": _finite(report["means"]),
+    }
+
+
+def _sanity(
+    model: torch.nn.Module, images: list[torch.Tensor], explanations: Sequence[Explanation]
+) -> dict[str, Any]:
+    """The cascading-randomisation check of every explanation on the chosen slices."""
+    from lvseg.explain.faithfulness import sanity_check
+
+    if not images:
+        return {}
+    sample = torch.cat(images)
+    found = {}
+    for e in explanations:
+        layer = None if e.method == "cam" else e.layer
+        result = sanity_check(model, sample, e.method, layer=layer, seed=SEED)
+        found[e.label] = {
+            "slices": len(sample),
+            "layers": list(result.layers),
+            "spearman": list(result.spearman),
+            "ssim": list(result.ssim),
+        }
+    return found
+
+
+def _metrics_report(
+    loaded: Any,
+    inputs: Sequence[str | Path],
+    explanations: Sequence[Explanation],
+    rows: list[dict[str, Any]],
+    measured: _Measured,
+) -> dict[str, Any]:
+    """The ``metrics.json`` content: settings, one row per slice, means and mean curves."""
+    means: dict[str, Any] = {
+        "slices": len(rows),
+        "slices_with_reference": sum(r["dice"] is not None for r in rows),
+        "dice": _mean([r["dice"] for r in rows]),
+        "explanations": {e.label: measured.means(e.label) for e in explanations},
+    }
+    means["explanations"] = {k: v for k, v in means["explanations"].items() if v}
+    curves = {e.label: measured.mean_curves(e.label) for e in explanations}
+    return {
+        "model": {"name": loaded.name, "checkpoint": str(loaded.source)},
+        "inputs": [str(i) for i in inputs],
+        "explanations": [
+            {"label": e.label, "method": e.method, "layer": e.layer} for e in explanations
+        ],
+        "settings": {
+            "prediction": "argmax of the class scores is the LV class",
+            "localisation_dilation_px": DILATION_PX,
+            "deletion_steps": STEPS,
+            "seed": SEED,
+        },
+        "slices": rows,
+        "means": means,
+        "mean_curves": {label: c for label, c in curves.items() if c is not None},
+    }
+
+
+def _notes(
+    loaded: Any, explanations: Sequence[Explanation], crop_size: int, metrics: bool
+) -> list[str]:
+    notes = [
+        f"Model {loaded.name} ({Path(loaded.source).name}); every slice is prepared with the "
+        f"model's plan and cropped to {crop_size} px around the image centre, as at inference.",
+        "Contours: red = predicted LV (argmax of the class scores), green = reference LV.",
+    ]
+    if any(e.method == "cam" for e in explanations):
+        notes.append(
+            "CAM = S_lv - S_bg of the global-average-pooling head, signed: red is LV evidence, "
+            "blue background evidence, white zero."
+        )
+    if any(e.method == "gradcam" for e in explanations):
+        notes.append(
+            "Grad-CAM (Seg-Grad-CAM of the predicted LV) is >= 0: bright = the layer's features "
+            "that raise the LV score."
+        )
+    if metrics:
+        notes.append(
+            f"Measures on slices with a reference LV: energy in LV = share of the positive map "
+            f"inside the LV dilated by {DILATION_PX} px; pointing = the map's maximum lies there; "
+            "deletion (insertion) AUC = mean LV probability as the most salient pixels are "
+            "removed (restored): lower (higher) is better, and should beat the random order."
+        )
+    return notes
