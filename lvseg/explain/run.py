@@ -8,18 +8,10 @@ all. With ``metrics`` it also measures the explanations (:mod:`lvseg.explain.fai
 localisation and deletion/insertion per slice with a reference LV, and the model-randomisation
 sanity check once, on a few slices; everything goes to ``metrics.json``.
 
-Inputs are whatever :func:`lvseg.data.load.load_dataset` reads (a dataset folder, a study, a
-NIfTI file, ``phantom``), and also a *single 2-D slice file*, which no dataset reader accepts:
-
-- an image file (PNG, TIFF, BMP, JPEG): read with :func:`lvseg.data.folders.load_grey`; if it
-  sits in an ``Images/`` tree with a mask of the same relative path under the sibling
-  ``Labels/``, that mask is the reference LV (as the folders reader would pair them);
-- a DICOM file (``.dcm``, or any file with the DICM preamble): read with
-  :func:`lvseg.data.sunnybrook.read_dicom`, with its pixel spacing; no reference.
-
-The patient id of a single file comes from the Sunnybrook name pattern where it matches, else
-the file name. The output folder is built beside its place and moved there when complete, so an
-interrupted run leaves nothing half-written.
+Inputs are whatever :func:`lvseg.data.inputs.read_inputs` reads: a dataset folder, a study, a
+NIfTI file, ``phantom``, or a single 2-D image or DICOM slice file. The output folder is built
+beside its place and moved there when complete, so an interrupted run leaves nothing
+half-written.
 """
 
 from __future__ import annotations
@@ -37,7 +29,8 @@ import torch
 
 from lvseg.data import atomic
 from lvseg.data.errors import InvalidInputError
-from lvseg.data.records import LV, Geometry, SliceRecord
+from lvseg.data.inputs import read_inputs
+from lvseg.data.records import LV, SliceRecord
 from lvseg.explain import render
 
 ProgressCallback = Callable[[int, int], None]
@@ -51,121 +44,6 @@ DILATION_PX = 5
 STEPS = 20
 SEED = 0
 CURVES = ("deletion", "insertion", "random_deletion", "random_insertion")
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-
-
-# ------------------------------------------------------------------------------ inputs
-
-
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() in _DICOM_SUFFIXES:
-        return True
-    try:
-        with path.open("rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def _single_identity(path: Path) -> dict[str, Any]:
-    from lvseg.data.folders import DEFAULT_PATTERN, match_name
-
-    fields = match_name(DEFAULT_PATTERN, path.name) or {}
-    identity: dict[str, Any] = {"patient_id": fields.get("patient", path.name)}
-    if "instance" in fields:
-        identity["slice_index"], identity["phase_index"] = divmod(int(fields["instance"]) - 1, 20)
-    return identity
-
-
-def _partner_mask(path: Path) -> Path | None:
-    """The ``Labels/`` file matching an image under ``Images/`` (the folders layout), if any."""
-    from lvseg.data.folders import IMAGES_FOLDER, LABELS_FOLDER
-
-    resolved = path.resolve()
-    for parent in resolved.parents:
-        if parent.name == IMAGES_FOLDER:
-            mask = parent.parent / LABELS_FOLDER / resolved.relative_to(parent)
-            return mask if mask.is_file() else None
-    return None
-
-
-def read_single_slice(path: str | Path) -> SliceRecord:
-    """One record from a single 2-D image or DICOM file (see the module docstring)."""
-    from lvseg.data.folders import load_grey
-
-    path = Path(path)
-    identity = _single_identity(path)
-    if _is_dicom(path):
-        from lvseg.data.sunnybrook import dicom_pixels, read_dicom
-
-        dicom = read_dicom(path)
-        image = dicom_pixels(dicom, path)
-        spacing = None
-        try:
-            values = tuple(float(v) for v in dicom.get("PixelSpacing") or ())
-            spacing = values if len(values) == 2 and min(values) > 0 else None
-        except (TypeError, ValueError):
-            spacing = None
-        return SliceRecord(
-            image=image,
-            masks={},
-            source=str(path),
-            geometry=Geometry(original_shape=image.shape, pixel_spacing_mm=spacing),
-            pixel_spacing_mm=spacing,
-            **identity,
-        )
-    image = load_grey(path).astype(np.float32)
-    masks: dict[str, np.ndarray] = {}
-    annotations: tuple[str, ...] = ()
-    mask_file = _partner_mask(path)
-    if mask_file is not None:
-        mask = load_grey(mask_file)
-        if mask.shape != image.shape:
-            raise InvalidInputError(mask_file, f"mask is {mask.shape}, image is {image.shape}")
-        masks, annotations = {LV: mask > 0}, (str(mask_file),)
-    return SliceRecord(
-        image=image,
-        masks=masks,
-        source=str(path),
-        geometry=Geometry(original_shape=image.shape),
-        annotation_sources=annotations,
-        **identity,
-    )
-
-
-def read_inputs(
-    inputs: Sequence[str | Path], format: str = "auto", limit: int | None = None
-) -> list[SliceRecord]:
-    """The records of every input, in order; at most ``limit`` (the first ones)."""
-    from lvseg.data.folders import IMAGE_SUFFIXES
-    from lvseg.data.load import EMBEDDED_PHANTOM, load_dataset
-    from lvseg.data.nifti import looks_like as looks_like_nifti
-
-    records: list[SliceRecord] = []
-    for item in inputs:
-        path = Path(item)
-        single = (
-            path.is_file()
-            and not looks_like_nifti(path)
-            and (
-                (format in ("auto", "folders") and path.suffix.lower() in IMAGE_SUFFIXES)
-                or (format in ("auto", "sunnybrook") and _is_dicom(path))
-            )
-        )
-        if single:
-            records.append(read_single_slice(path))
-        elif str(item) == EMBEDDED_PHANTOM or path.exists():
-            records.extend(load_dataset(path, format).records)
-        else:
-            raise InvalidInputError(path, "no such file or folder")
-        if limit is not None and len(records) >= limit:
-            break
-    if limit is not None:
-        records = records[:limit]
-    if not records:
-        raise InvalidInputError(None, "the inputs hold no slices to explain")
-    return records
 
 
 # ------------------------------------------------------------------------------ explanations
