@@ -381,7 +381,7 @@ def detail(store: RunStore, name: str) -> dict[str, Any]:
     return {
         "name": name,
         "summary": _summary_dict(name, store.summary()),
-        "status": store.status,
+        "status": store.live_status,
         "status_message": store.status_message,
         "status_history": store.status_history(),
         "config": config,

@@ -212,7 +212,7 @@ def _poll_run(store: RunStore, cursor: _Cursor) -> dict[str, Any] | None:
         cursor.watch_sent.update(((f["epoch"], f["slice"], f["kind"]), f["time"]) for f in frames)
         update["watch"] = clean(frames)
 
-    status = (store.status, store.status_message)
+    status = (store.live_status, store.status_message)
     if status != cursor.status:
         cursor.status = status
         update["status"] = {"status": status[0], "message": status[1]}

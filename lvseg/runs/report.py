@@ -22,6 +22,7 @@ STATUS_STYLES = {
     "running": "cyan",
     "finished": "green",
     "stopped": "yellow",
+    "interrupted": "yellow",
     "failed": "red",
     "corrupt": "bold red",
 }

@@ -455,6 +455,31 @@ class RunStore:
         rows = self._query("SELECT status, message FROM status ORDER BY id DESC LIMIT 1")
         return (rows[0][0], rows[0][1]) if rows else ("running", None)
 
+    def writer_alive(self) -> bool | None:
+        """Whether the process that writes this run still runs: None where that cannot be told
+        (another host, or no pid recorded). The trainer records its host and pid in meta when
+        it creates or resumes a run."""
+        meta = self.meta
+        pid, host = meta.get("pid"), meta.get("host")
+        if not isinstance(pid, int) or host != socket.gethostname():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # someone else's process: alive
+            return True
+        return True
+
+    @property
+    def live_status(self) -> str:
+        """:attr:`status`, except that a "running" run whose writer is known to be gone (killed,
+        crashed machine) reads "interrupted": it can be resumed with ``--resume``."""
+        status = self.status
+        if status == "running" and self.writer_alive() is False:
+            return "interrupted"
+        return status
+
     def set_status(self, status: str, message: str | None = None) -> None:
         """Record a status change; "stopped" means early stopping or the user stopped it."""
         if status not in STATUSES:
@@ -926,7 +951,7 @@ class RunStore:
         return RunSummary(
             name=self.path.name,
             path=self.path,
-            status=self.status,
+            status=self.live_status,
             model=_model_name(meta, self),
             epochs=len(epochs),
             best_val_dice=best_dice,

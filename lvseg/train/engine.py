@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import socket
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -301,6 +302,7 @@ def train(
             if resume:
                 store = RunStore.open(run_dir)
                 store.truncate_after(state.step, state.epoch)
+                store.set_meta(pid=os.getpid(), host=socket.gethostname())
                 store.set_status("running")
             else:
                 store = RunStore.create(

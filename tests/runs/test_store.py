@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -398,3 +400,19 @@ def test_many_steps_read_since_a_step(tmp_path: Path) -> None:
             {"step": 19_999, "epoch": 19, "time": store.steps()[-1]["time"], "loss": 1.0}
         ]
         assert list_runs(tmp_path)[0].steps == 20_000
+
+
+def test_a_running_run_whose_writer_is_gone_reads_interrupted(tmp_path: Path) -> None:
+    with make_run(tmp_path / "run", epochs=1) as store:
+        assert store.writer_alive() is True and store.live_status == "running"
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        store.set_meta(pid=gone.pid)  # the trainer that wrote the run was killed
+        assert store.writer_alive() is False
+        assert store.live_status == "interrupted" and store.status == "running"
+        assert store.summary().status == "interrupted"
+        store.set_meta(host="another-machine")
+        assert store.writer_alive() is None and store.live_status == "running"
+        store.set_meta(host=socket.gethostname(), pid=os.getpid())
+        store.set_status("failed", "diverged")
+        assert store.live_status == "failed"  # only "running" is ever reinterpreted
