@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import best_seconds
 
 from lvseg.data.augment import AugmentConfig, Augmenter
 from lvseg.data.folders import read
@@ -31,18 +30,6 @@ from lvseg.data.preprocess import (
 
 THREADS = 2
 BATCH = 32
-
-
-def best_seconds(run: Callable[[], object], repeats: int, warm_up: bool = True) -> float:
-    """Shortest wall time of ``repeats`` calls (after one untimed warm-up call)."""
-    if warm_up:
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> int:

@@ -26,13 +26,14 @@ import argparse
 import platform
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import best_seconds  # noqa: E402
 
 from lvseg.explain.cam import make_explainer  # noqa: E402
 from lvseg.explain.faithfulness import deletion_insertion, localisation  # noqa: E402
@@ -42,17 +43,6 @@ SUNNYBROOK_SLICES = 526
 """Labelled slices of the Sunnybrook PNG set: the extrapolation target without ``--data``."""
 MODELS = ("lvnet", "unet")
 BATCHES = (1, 16)
-
-
-def best_seconds(run: Callable[[], object], repeats: int) -> float:
-    """Shortest wall time of ``repeats`` calls after one untimed warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def random_slices(count: int, size: int) -> tuple[torch.Tensor, torch.Tensor, int]:
