@@ -31,6 +31,7 @@ from lvseg.data import atomic
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.inputs import read_inputs
 from lvseg.data.records import LV, SliceRecord
+from lvseg.evaluate.metrics import dice
 from lvseg.explain import render
 
 ProgressCallback = Callable[[int, int], None]
@@ -139,12 +140,6 @@ def _finite(value: Any) -> Any:
 def _mean(values: Sequence[float | None]) -> float | None:
     kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return sum(kept) / len(kept) if kept else None
-
-
-def dice(predicted: np.ndarray, reference: np.ndarray) -> float:
-    """Hard Dice of two boolean masks; 1 where both are empty (as in training)."""
-    total = int(predicted.sum()) + int(reference.sum())
-    return 1.0 if total == 0 else 2.0 * int((predicted & reference).sum()) / total
 
 
 def _slug(text: str) -> str:

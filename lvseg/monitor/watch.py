@@ -32,6 +32,7 @@ from scipy import ndimage
 from torch import nn
 
 from lvseg.data.preprocess import CachedSlices
+from lvseg.evaluate.metrics import dice as segmentation_dice
 from lvseg.explain.cam import lv_log_odds
 
 CAM_COLORMAP = "RdBu_r"
@@ -97,7 +98,7 @@ class WatchSlices:
             image = batch.images[slot, 0].numpy()
             reference = batch.masks[slot, 0].numpy() > 0.5
             predicted = score[slot] > 0
-            dice = _dice(predicted, reference)
+            dice = segmentation_dice(predicted, reference)
             base = grey(image)
             overlay = draw_contour(
                 draw_contour(base, reference, REFERENCE_RGB), predicted, PREDICTION_RGB
@@ -160,8 +161,3 @@ def encode_png(picture: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(big).save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
-
-
-def _dice(predicted: np.ndarray, reference: np.ndarray) -> float:
-    total = int(predicted.sum() + reference.sum())
-    return 1.0 if total == 0 else 2 * int((predicted & reference).sum()) / total

@@ -1,0 +1,1 @@
+"""Evaluation: segmentation metrics (:mod:`lvseg.evaluate.metrics`)."""
