@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lvseg.data.errors import InvalidInputError
-from lvseg.data.records import Dataset
+from lvseg.data.records import LV, Dataset
 
 READERS = {
     # name -> module; the order is the order auto-detection tries them in.
@@ -80,3 +80,13 @@ def load_dataset(
             flag = "--" + option.replace("_", "-")
             raise InvalidInputError(None, f"option {flag} does not apply to the {name} format")
     return module.read(path, skip_invalid=skip_invalid, **options)
+
+
+def labelled_dataset(path: str | Path, format: str = "auto", structure: str = LV) -> Dataset:
+    """The dataset's slices that have an annotation of ``structure`` (possibly empty: no LV on
+    that slice); the slices training learns from and evaluation scores."""
+    dataset = load_dataset(path, format)
+    records = [r for r in dataset.records if structure in r.masks]
+    if not records:
+        raise InvalidInputError(path, f"no slice with an {structure.upper()} annotation")
+    return Dataset(records=records, format=dataset.format, root=dataset.root)

@@ -169,5 +169,26 @@ def kfold(
     ]
 
 
+def split_for(
+    dataset: Dataset, *, folds: int | None, fold: int, val_fraction: float, seed: int
+) -> Split:
+    """The split a training config asks for: fold ``fold`` of ``folds`` patient folds, or else a
+    stratified train/val split with ``val_fraction`` of the patients in val.
+
+    Training and evaluation both call this, so an evaluation can rebuild the exact split a model
+    was trained with from the config saved in its checkpoint.
+    """
+    groups = patient_groups(dataset)
+    if folds:
+        if len(groups) < folds:
+            raise InvalidInputError(
+                dataset.root, f"{len(groups)} patients cannot make {folds} folds"
+            )
+        return kfold(groups, folds, seed=seed)[fold]
+    if val_fraction and len(groups) < 2:
+        raise InvalidInputError(dataset.root, "one patient cannot be split into train and val")
+    return split_patients(groups, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
+
+
 def _count(fraction: float, n: int) -> int:
     return 0 if fraction == 0 else max(1, int(round(fraction * n)))

@@ -572,6 +572,7 @@ def _save_checkpoints(
         "state_dict": state_dict,
         "plan": data.plan.to_dict(),
         "train_config": config.to_dict(),
+        "split": data.split.to_dict(),  # so an evaluation can leave the training patients out
         "epoch": state.epoch,
         "step": state.step,
         "metrics": clean,
