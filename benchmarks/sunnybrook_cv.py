@@ -3,15 +3,23 @@
 The 30 patients of ``../shared/data/sunnybrook-png`` are dealt into 5 folds stratified by
 pathology group (``lvseg.data.splits.kfold``). For each fold and model the engine trains on the
 other 24 patients with the same recipe (the default config, no early stopping, a fixed number of
-epochs) and the **last** checkpoint is scored on the held-out patients, so the held-out fold
-never chooses anything. Per-slice Dice of the LV blood pool is pooled over all folds (every one
-of the 526 labelled slices is scored once, by a model that never saw its patient), on the
-image-centred crop inference uses. The best-epoch figure is also printed: it peeks at the
-held-out fold and is optimistic, shown only to say how much early stopping would buy.
+epochs) and the **last** checkpoint is scored on the held-out patients by ``lvseg evaluate``'s
+code (:func:`lvseg.evaluate.run.evaluate`: predictions mapped back onto the source grid, every
+measure), so the held-out fold never chooses anything. The rows of all folds are pooled: every
+one of the 526 labelled slices is scored once, by a model that never saw its patient. The
+best-epoch figure is also printed: it peeks at the held-out fold and is optimistic, shown only to
+say how much early stopping would buy.
 
-Run from the project root (LVNet: about 30 minutes on 2 CPU cores; the U-Net about 4x that)::
+The PNGs store no pixel spacing, so distances are in pixels (about 1.3 mm each on these scans)
+and the good-contour rates, whose thresholds are in mm, are not defined.
 
-    .venv/bin/python benchmarks/sunnybrook_cv.py [--models lvnet,unet] [--folds 0,1,2,3,4]
+Run from the project root (LVNet: about 13 minutes a fold on 2 CPU cores; the U-Net about 30)::
+
+    .venv/bin/python benchmarks/sunnybrook_cv.py [--models lvnet,unet,dli-fcn] [--folds 0,1,2,3,4]
+        [--runs DIR [--reuse]] [--json results.json]
+
+``--reuse`` scores runs already finished in ``--runs`` instead of training them again, so the
+table can be remade (or extended with new measures) without hours of training.
 """
 
 from __future__ import annotations
@@ -29,12 +37,48 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lvseg.config import TrainConfig  # noqa: E402
-from lvseg.model.checkpoint import load_model  # noqa: E402
+from lvseg.evaluate import clinical, summary  # noqa: E402
+from lvseg.evaluate.run import evaluate  # noqa: E402
 from lvseg.runs.store import RunStore  # noqa: E402
-from lvseg.train.data import prepare  # noqa: E402
-from lvseg.train.engine import train, validate  # noqa: E402
+from lvseg.train.engine import train  # noqa: E402
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sunnybrook-png"
+MEASURES = (
+    ("Dice", "dice"), ("IoU", "iou"), ("precision", "precision"), ("recall", "recall"),
+    ("pixel accuracy", "pixel_accuracy"), ("all-background accuracy", "background_accuracy"),
+    ("HD95", "hd95"), ("ASSD", "assd"), ("APD", "apd"),
+)  # fmt: skip
+
+
+def finished(run: Path, epochs: int) -> bool:
+    """Whether ``run`` holds a last checkpoint of a run that trained all ``epochs``."""
+    if not (run / "checkpoints" / "last.pt").is_file():
+        return False
+    with RunStore.open(run, readonly=True) as store:
+        return store.status == "finished" and len(store.epochs()) >= epochs
+
+
+def config_for(args: argparse.Namespace, name: str, fold: int) -> TrainConfig:
+    overrides = {
+        "seed": args.seed,
+        "data": {"path": str(args.data), "folds": 5, "fold": fold},
+        "model": {"name": name},
+        "optim": {"early_stopping": 0},
+        "runtime": {"device": "cpu", "threads": args.threads},
+    }
+    if args.epochs:
+        overrides["optim"]["epochs"] = args.epochs
+    base = TrainConfig.load(args.config) if args.config else TrainConfig()
+    if base.model.name != name:  # the recipe's model options belong to its model only
+        overrides["model"]["options"] = {}
+    return base.merged(overrides)
+
+
+def mean_std(rows: list[dict], key: str) -> str:
+    values = [r[key] for r in rows if r[key] is not None]
+    if not values:
+        return "-"
+    return f"{statistics.fmean(values):.4f} ± {statistics.pstdev(values):.4f}"
 
 
 def main() -> None:
@@ -52,53 +96,53 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=None, help="keep the runs here")
+    parser.add_argument("--reuse", action="store_true", help="score finished runs in --runs")
     parser.add_argument("--json", type=Path, default=None, help="write per-slice results here")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"error: {args.data}: no Sunnybrook PNG data (see ../shared/data/README.md)")
+    if args.reuse and args.runs is None:
+        sys.exit("error: --reuse needs --runs (the folder holding the finished runs)")
     torch.set_num_threads(args.threads)
     folds = [int(f) for f in args.folds.split(",")]
     runs_root = args.runs or Path(tempfile.mkdtemp(prefix="lvseg-cv-"))
     results: dict[str, dict] = {}
     for name in args.models.split(","):
-        per_slice: list[float] = []
+        rows: list[dict] = []
+        volumes: list[dict] = []
         best_epoch_dice: list[float] = []
+        fold_dice: list[float] = []
         seconds = 0.0
+        parameters = 0
         for fold in folds:
-            overrides = {
-                "seed": args.seed,
-                "data": {"path": str(args.data), "folds": 5, "fold": fold},
-                "model": {"name": name},
-                "optim": {"early_stopping": 0},
-                "runtime": {"device": "cpu", "threads": args.threads},
-            }
-            if args.epochs:
-                overrides["optim"]["epochs"] = args.epochs
-            base = TrainConfig.load(args.config) if args.config else TrainConfig()
-            if base.model.name != name:  # the recipe's model options belong to its model only
-                overrides["model"]["options"] = {}
-            config = base.merged(overrides)
+            config = config_for(args, name, fold)
             out = runs_root / f"{name}-fold{fold}"
             start = time.perf_counter()
-            train(config, out)
-            seconds += time.perf_counter() - start
-            loaded = load_model(out / "checkpoints" / "last.pt")
-            parameters = sum(p.numel() for p in loaded.model.parameters())
-            data = prepare(config.data, config.seed)
-            fold_dice: list[float] = []
-            validate(loaded.model, data.val, torch.device("cpu"), config, None, per_slice=fold_dice)
-            per_slice.extend(fold_dice)
+            reused = args.reuse and finished(out, config.optim.epochs)
+            if not reused:
+                train(config, out)
+                seconds += time.perf_counter() - start
+            found = evaluate(out / "checkpoints" / "last.pt", args.data, write=False)
+            parameters = found["model"]["parameters"]
+            rows += [{**row, "fold": fold} for row in found["rows"]]
+            volumes += (found["clinical"] or {}).get("patients", [])
+            fold_dice.append(found["summary"]["dice_mean"])
             with RunStore.open(out, readonly=True) as store:
                 best_epoch_dice.append(store.best_checkpoint()["metrics"]["val_dice"])
             print(
-                f"{name} fold {fold}: {len(fold_dice)} slices, last-epoch Dice "
-                f"{statistics.fmean(fold_dice):.4f}, best-epoch {best_epoch_dice[-1]:.4f}, "
-                f"{time.perf_counter() - start:.0f} s",
+                f"{name} fold {fold}: {found['summary']['slices']} slices, last-epoch Dice "
+                f"{fold_dice[-1]:.4f}, best-epoch {best_epoch_dice[-1]:.4f}, "
+                + ("reused" if reused else f"{time.perf_counter() - start:.0f} s"),
                 flush=True,
             )
         results[name] = {
             "parameters": parameters,
-            "per_slice_dice": per_slice,
+            "folds": folds,
+            "fold_dice": fold_dice,
+            "per_slice_dice": [r["dice"] for r in rows],
+            "rows": rows,
+            "summary": summary.summarise(rows),
+            "clinical_patients": volumes,
             "best_epoch_fold_dice": best_epoch_dice,
             "train_seconds": seconds,
         }
@@ -106,18 +150,54 @@ def main() -> None:
     print(f"5-fold patient-level CV on {args.data} (folds run: {args.folds}), CPU x{args.threads}")
     print()
     print(
-        "| model | parameters | slices | per-slice Dice mean | std | median | best-epoch mean "
-        "(optimistic) | training time |"
+        "| model | parameters | slices | per-slice Dice mean | std | median | fold means | "
+        "best-epoch mean (optimistic) | training time |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         dice = r["per_slice_dice"]
         print(
             f"| {name} | {r['parameters']:,} | {len(dice)} | {statistics.fmean(dice):.4f} | "
             f"{statistics.pstdev(dice):.4f} | {statistics.median(dice):.4f} | "
+            f"{' / '.join(f'{d:.3f}' for d in r['fold_dice'])} | "
             f"{statistics.fmean(r['best_epoch_fold_dice']):.4f} | "
             f"{r['train_seconds'] / 60:.1f} min |"
         )
+    print()
+    print("Every measure, per slice, pooled over the folds (mean ± std; distances in pixels):")
+    print()
+    print("| measure | " + " | ".join(results) + " |")
+    print("|---|" + "---|" * len(results))
+    for title, key in MEASURES:
+        cells = [mean_std(r["rows"], key) for r in results.values()]
+        print(f"| {title} | " + " | ".join(cells) + " |")
+    for title, key in (("detection rate", "detection_rate"),):
+        cells = [f"{r['summary'][key]:.4f}" for r in results.values()]
+        print(f"| {title} | " + " | ".join(cells) + " |")
+    cells = [str(r["summary"]["false_positive_slices"]) for r in results.values()]
+    print("| false-positive slices | " + " | ".join(cells) + " |")
+    for part in ("position", "phase"):
+        for key, stats in summary.breakdowns(next(iter(results.values()))["rows"])[part].items():
+            cells = [
+                mean_std(
+                    [row for row in r["rows"] if row.get(part) == key],
+                    "dice",
+                )
+                for r in results.values()
+            ]
+            print(f"| Dice, {part} {key} ({stats['slices']} slices) | " + " | ".join(cells) + " |")
+    cells = []
+    for r in results.values():
+        pairs = [(p["predicted"]["ef"], p["reference"]["ef"]) for p in r["clinical_patients"]]
+        pairs = [pair for pair in pairs if None not in pair]
+        found = clinical.agreement(*zip(*pairs, strict=True)) if pairs else None
+        cells.append(
+            "-"
+            if found is None
+            else f"{100 * found.bias:+.1f} ({100 * found.loa_low:+.1f} to "
+            f"{100 * found.loa_high:+.1f}), r {found.pearson_r:.3f}, n {found.n}"
+        )
+    print("| EF bias in points (limits of agreement), r | " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
 

@@ -619,6 +619,137 @@ def explain_command(
             )
 
 
+class EvaluateSplit(str, Enum):
+    held_out = "held-out"
+    all = "all"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@app.command("evaluate")
+@clean_errors
+def evaluate_command(
+    targets: Annotated[
+        list[Path],
+        typer.Argument(
+            help="MODEL DATA: a run directory or .pt checkpoint, and a dataset. With --compare: "
+            "evaluation folders (or runs evaluated into RUN/evaluation) to put side by side.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Folder to write (default: RUN/evaluation, else ./evaluation)."
+        ),
+    ] = None,
+    format: FormatOption = Format.auto,
+    split: Annotated[
+        EvaluateSplit,
+        typer.Option(help="held-out: leave out the patients the model trained on; all: score all."),
+    ] = EvaluateSplit.held_out,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the summary and per-patient rows as JSON.")
+    ] = False,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Compare finished evaluations in one table.")
+    ] = False,
+    explanations: Annotated[
+        Path | None,
+        typer.Option(help="Add the measures of an 'lvseg explain --metrics' output to the report."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Score the first N slices.", min=1)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+) -> None:
+    """Score a model per slice and per patient (Dice, distances, Sunnybrook measures, volumes
+    and EF) on the patients it did not train on; write metrics.json, slices.csv, report.html."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from lvseg.evaluate.run import compare as compare_evaluations
+    from lvseg.evaluate.run import evaluate
+
+    if compare:
+        found = compare_evaluations(targets, out)
+        if json_output:
+            print(json.dumps(found["rows"], indent=2))
+        else:
+            console.print(found["markdown"], highlight=False, soft_wrap=True, markup=False)
+        if found["out"]:
+            error_console.print(f"written: {found['out']}", highlight=False, soft_wrap=True)
+        return
+    if len(targets) != 2:
+        raise fail(f"evaluate takes MODEL DATA (got {len(targets)} paths); see lvseg evaluate -h")
+    model, data = targets
+    bar = Progress(
+        "evaluate", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=error_console, transient=True,
+    )  # fmt: skip
+    task = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("evaluate", total=total)
+        bar.update(task, completed=done)
+
+    try:
+        found = evaluate(
+            model,
+            data,
+            out,
+            format=format.value,
+            split=split.value,
+            explanations=explanations,
+            limit=limit,
+            overwrite=overwrite,
+            progress=progress if error_console.is_terminal else None,
+        )
+    finally:
+        bar.stop()
+    summary = found["summary"]
+    if json_output:
+        print(json.dumps({**summary, "per_patient": found["patients"]}, indent=2))
+        return
+    units = found["data"]["distance_units"]
+    console.print(
+        f"{found['model']['name']} on {summary['slices']} slices of {summary['patients']} "
+        f"patients ({found['data']['split_note']})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"  Dice {_number(summary['dice_mean'])} (median {_number(summary['dice_median'])}), "
+        f"IoU {_number(summary['iou_mean'])}, pixel accuracy "
+        f"{_rate(summary['pixel_accuracy'])} (all-background: "
+        f"{_rate(summary['background_only_accuracy'])})",
+        highlight=False,
+    )
+    console.print(
+        f"  HD95 {_number(summary['hd95_mm_mean'], 2)} {units}, APD "
+        f"{_number(summary['apd_mm_mean'], 2)} {units}, good contours "
+        f"{_rate(summary['good_contour_rate_5mm'])} (5 mm) "
+        f"{_rate(summary['good_contour_rate_4mm'])} (4 mm), detected "
+        f"{_rate(summary['detection_rate'])}",
+        highlight=False,
+    )
+    clinical = found["clinical"]
+    if clinical and clinical["agreement"].get("ef"):
+        ef = clinical["agreement"]["ef"]
+        console.print(
+            f"  EF of {ef['n']} patients: bias {100 * ef['bias']:+.1f} points, limits of "
+            f"agreement {100 * ef['loa_low']:+.1f} to {100 * ef['loa_high']:+.1f}",
+            highlight=False,
+        )
+    console.print(f"  report: {Path(found['out']) / 'report.html'}", highlight=False)
+
+
 @app.command("dashboard")
 @clean_errors
 def dashboard_command(

@@ -1,0 +1,102 @@
+"""Evaluation throughput (slices/s) on the 526 Sunnybrook PNG slices, surface distances included.
+
+Three figures, best of ``--repeats``:
+
+- **scoring**: :func:`lvseg.evaluate.metrics.score_slice` alone (Dice ... HD95, ASSD, APD) on
+  realistic predictions: each reference LV shifted by 2 px and eroded by 1 px, so every slice has
+  two non-trivial contours to measure;
+- **segmenting**: preprocessing, the forward pass and the mapping back onto the source grid
+  (:func:`lvseg.evaluate.run.segment`) for LVNet and the U-Net, in batches of 16;
+- **end to end**: ``lvseg evaluate`` of an LVNet checkpoint (``split="all"``), scoring,
+  summaries, clinical section and the report (figures and HTML) included.
+
+The networks are freshly initialised: speed does not depend on the weights, except that an
+untrained net's masks are trivial to score, which is why scoring is also timed on its own.
+
+    .venv/bin/python benchmarks/evaluate_speed.py [--data ../shared/data/sunnybrook-png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import best_seconds  # noqa: E402
+
+from lvseg.data.load import labelled_dataset  # noqa: E402
+from lvseg.data.preprocess import fingerprint, plan_preprocessing  # noqa: E402
+from lvseg.data.records import LV  # noqa: E402
+from lvseg.evaluate.metrics import score_slice  # noqa: E402
+from lvseg.evaluate.run import evaluate, segment  # noqa: E402
+from lvseg.model.registry import build_model, config_of  # noqa: E402
+from lvseg.train import checkpoint  # noqa: E402
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sunnybrook-png"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=REAL_DATA)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"error: {args.data}: no Sunnybrook PNG data (see ../shared/data/README.md)")
+    torch.set_num_threads(args.threads)
+    records = labelled_dataset(args.data).records
+    n = len(records)
+    plan = plan_preprocessing(fingerprint(records))
+    plan.structures = (LV,)
+
+    predictions = [
+        ndimage.binary_erosion(np.roll(r.masks[LV], 2, axis=1)) for r in records
+    ]  # realistic, imperfect contours
+
+    def score_all() -> None:
+        for record, predicted in zip(records, predictions, strict=True):
+            score_slice(predicted, record.masks[LV], record.pixel_spacing_mm)
+
+    results = [("scoring (Dice ... HD95, ASSD, APD)", best_seconds(score_all, args.repeats))]
+    models = {}
+    for name in ("lvnet", "unet"):
+        model = build_model(name).eval()
+        models[name] = model
+
+        def segment_all(model=model) -> None:
+            for start in range(0, n, 16):
+                segment(model, records[start : start + 16], plan)
+
+        results.append((f"segmenting, {name}", best_seconds(segment_all, args.repeats)))
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "lvnet.pt"
+        model = models["lvnet"]
+        payload = {
+            "model": {"name": "lvnet", "config": config_of(model)},
+            "state_dict": model.state_dict(),
+            "plan": plan.to_dict(),
+        }
+        checkpoint.save(path, payload)
+        start = time.perf_counter()
+        evaluate(path, args.data, Path(folder) / "out", split="all")
+        results.append(("end to end, lvnet (report included)", time.perf_counter() - start))
+
+    print(f"Evaluation throughput on {n} slices of {args.data}, CPU x{args.threads}")
+    print()
+    print("| what | seconds | slices/s |")
+    print("|---|---|---|")
+    for what, seconds in results:
+        print(f"| {what} | {seconds:.2f} | {n / seconds:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

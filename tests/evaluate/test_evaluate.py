@@ -1,0 +1,184 @@
+"""``lvseg evaluate`` end to end on a tiny trained LVNet: held-out split, files, JSON, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from lvseg.cli import app
+from lvseg.config import TrainConfig
+from lvseg.data.load import labelled_dataset
+from lvseg.evaluate import run as evaluate_run
+from lvseg.model.checkpoint import load_checkpoint, resolve_model_path
+from lvseg.model.registry import build_model
+from lvseg.train import checkpoint as train_checkpoint
+from lvseg.train.engine import train
+
+runner = CliRunner()
+JSON_KEYS = {
+    "slices", "patients", "dice_mean", "dice_median", "iou_mean", "pixel_accuracy",
+    "background_only_accuracy", "hd95_mm_mean", "apd_mm_mean", "good_contour_rate_5mm",
+    "good_contour_rate_4mm",
+}  # fmt: skip
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_phantom, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("evaluate") / "run"
+    config = TrainConfig.from_dict(
+        {
+            "data": {"path": str(tiny_phantom), "val_fraction": 0.25},
+            "model": {"options": {"width": 8}},
+            "optim": {"epochs": 2, "batch_size": 8},
+            "runtime": {"device": "cpu"},
+            "monitor": {"enabled": False},
+        }
+    )
+    train(config, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def evaluated(run_dir, tiny_phantom, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("evaluated") / "eval"
+    result = invoke("evaluate", run_dir, tiny_phantom, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_json_summary_scores_only_the_held_out_patients(evaluated, run_dir, tiny_phantom):
+    out, printed = evaluated
+    assert JSON_KEYS <= set(printed)
+    split = load_checkpoint(resolve_model_path(run_dir))["split"]
+    dataset = labelled_dataset(tiny_phantom)
+    held_out = [r for r in dataset.records if r.patient_id in split["val"]]
+    assert printed["patients"] == len(split["val"]) == 1
+    assert printed["slices"] == len(held_out)
+    assert [p["patient_id"] for p in printed["per_patient"]] == list(split["val"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["excluded_patients"] == sorted(split["train"])
+    assert metrics["data"]["distance_units"] == "mm"  # the phantom stores its pixel spacing
+    assert "did not train on" in metrics["data"]["split_note"]
+    assert metrics["summary"] == {k: v for k, v in printed.items() if k != "per_patient"}
+    assert 0 <= printed["pixel_accuracy"] <= 1 and printed["background_only_accuracy"] > 0.5
+    # every slice of the CSV is a held-out slice, with every column filled in where defined
+    with open(out / "slices.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(held_out)
+    assert {r["patient_id"] for r in rows} == set(split["val"])
+    assert all(r["dice"] != "" and r["position"] in {"basal", "mid", "apical"} for r in rows)
+    assert (out / "report.html").is_file()
+    # the phantom labels ED and ES stacks with spacing: volumes in ml, a reference mass
+    clinical = metrics["clinical"]
+    assert clinical["volume_units"] == "ml"
+    (patient,) = clinical["patients"]
+    assert patient["reference"]["edv"] > patient["reference"]["esv"] > 0
+    assert patient["reference"]["mass_g"] > 0
+
+
+def test_all_split_scores_every_patient_and_says_so(run_dir, tiny_phantom, tmp_path):
+    found = evaluate_run.evaluate(run_dir, tiny_phantom, tmp_path / "e", split="all", write=False)
+    assert found["summary"]["patients"] == 4
+    assert "optimistic" in found["data"]["split_note"]
+    assert found["out"] is None and not (tmp_path / "e").exists()
+
+
+def test_split_is_rebuilt_from_the_training_config_of_older_checkpoints(run_dir, tiny_phantom):
+    payload = load_checkpoint(resolve_model_path(run_dir))
+    saved = payload.pop("split")
+    dataset = labelled_dataset(tiny_phantom)
+    train_patients, val, how = evaluate_run.training_split(payload, dataset, tiny_phantom)
+    assert (train_patients, val) == (saved["train"], saved["val"]) and "rebuilt" in how
+    # other data (e.g. the same patients as DICOM): the split comes from the training data
+    elsewhere = evaluate_run.training_split(payload, dataset, tiny_phantom.parent / "other")
+    assert elsewhere[:2] == (saved["train"], saved["val"])
+    payload["train_config"]["data"]["path"] = str(tiny_phantom.parent / "gone")
+    unknown = evaluate_run.training_split(payload, dataset, tiny_phantom.parent / "other")
+    assert unknown[0] is None and "unknown" in unknown[2]
+
+
+def test_compare_puts_evaluations_beside_the_published_figures(evaluated, tmp_path):
+    out, _ = evaluated
+    result = invoke("evaluate", "--compare", out, out, "--out", tmp_path / "cmp")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("lvnet") >= 2
+    assert "Avendi" in result.stdout and "published" in result.stdout
+    assert (tmp_path / "cmp" / "compare.html").is_file()
+
+
+def test_bad_input_is_one_line_and_exit_2(run_dir, tiny_phantom, tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    cases = [
+        (("evaluate", junk, tiny_phantom, "--out", tmp_path / "a"), "junk.pt"),
+        (("evaluate", run_dir, tmp_path / "missing"), "missing"),
+        (("evaluate", run_dir), "MODEL DATA"),
+        (("evaluate", "--compare", tmp_path), "no evaluation here"),
+    ]
+    # a dataset whose images have no labels
+    images = tmp_path / "unlabelled" / "Images"
+    images.mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(images / "SC-N-01-IM-0001-0001.dcm.png")
+    cases.append((("evaluate", run_dir, images.parent, "--out", tmp_path / "c"), "unlabelled"))
+    for case, needle in cases:
+        result = invoke(*case)
+        assert result.exit_code == 2, (case, result.output)
+        assert needle in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    # a model that wants two channels
+    payload = load_checkpoint(resolve_model_path(run_dir))
+    payload["model"] = {"name": "lvnet", "config": {"in_channels": 2, "width": 8}}
+    payload["state_dict"] = build_model("lvnet", in_channels=2, width=8).state_dict()
+    two = tmp_path / "two.pt"
+    train_checkpoint.save(two, payload)
+    result = invoke("evaluate", two, tiny_phantom, "--out", tmp_path / "b")
+    assert result.exit_code == 2 and "2 input channels" in result.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_existing_output_is_kept_and_a_crash_writes_nothing(
+    run_dir, tiny_phantom, tmp_path, monkeypatch
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = invoke("evaluate", run_dir, tiny_phantom, "--out", out)
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert (out / "keep.txt").read_text() == "mine"
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(evaluate_run.report, "write_report", crash)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RuntimeError):
+        evaluate_run.evaluate(run_dir, tiny_phantom, fresh)
+    assert not fresh.exists() and not any(p.name.startswith(".fresh") for p in tmp_path.iterdir())
+
+
+@pytest.mark.shared_data
+def test_real_dicom_study_is_scored_in_mm_with_volumes_and_mass(run_dir, sunnybrook_dicom):
+    # a phantom-trained model knows none of these patients: everyone is scored, in mm
+    found = evaluate_run.evaluate(run_dir, sunnybrook_dicom, write=False)
+    assert found["summary"]["slices"] == 96 and found["summary"]["patients"] == 5
+    assert found["data"]["distance_units"] == "mm" and found["data"]["excluded_patients"] == []
+    assert "unknown" not in found["data"]["split_note"]  # the tiny phantom is still on disk
+    positions = {r["position"] for r in found["rows"]}
+    assert positions == {"basal", "mid", "apical"}
+    clinical = found["clinical"]
+    assert clinical["volume_units"] == "ml" and len(clinical["patients"]) == 5
+    for patient in clinical["patients"]:
+        reference = patient["reference"]
+        assert 8 <= patient["slice_spacing_mm"] <= 10
+        assert 50 < reference["edv"] < 400 and 0 < reference["ef"] < 0.7  # heart-failure patients
+        assert 60 < reference["mass_g"] < 300  # o-contours at ED
