@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,15 @@ JSON_KEYS = {
     "background_only_accuracy", "hd95_mm_mean", "apd_mm_mean", "good_contour_rate_5mm",
     "good_contour_rate_4mm",
 }  # fmt: skip
+
+
+class Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.found.extend(v for k, v in attrs if k in ("src", "href") and v)
 
 
 def invoke(*args):
@@ -77,7 +87,12 @@ def test_json_summary_scores_only_the_held_out_patients(evaluated, run_dir, tiny
     assert len(rows) == len(held_out)
     assert {r["patient_id"] for r in rows} == set(split["val"])
     assert all(r["dice"] != "" and r["position"] in {"basal", "mid", "apical"} for r in rows)
-    assert (out / "report.html").is_file()
+    # the report links only files that exist beside it (figures, the raw numbers)
+    links = Links()
+    links.feed((out / "report.html").read_text(encoding="utf-8"))
+    links = links.found
+    assert any(link.startswith("figures/worst_") for link in links)
+    assert all((out / link).is_file() for link in links), links
     # the phantom labels ED and ES stacks with spacing: volumes in ml, a reference mass
     clinical = metrics["clinical"]
     assert clinical["volume_units"] == "ml"
