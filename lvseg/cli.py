@@ -6,6 +6,7 @@ file-system errors) become one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from enum import Enum
@@ -510,6 +511,36 @@ def runs_show(run: Annotated[Path, typer.Argument(help="A run directory.")]) -> 
             console.print(renderable)
 
 
+@contextlib.contextmanager
+def slice_progress(label: str):
+    """A progress callback ``(done, total)`` drawing a bar on a terminal's stderr (None elsewhere).
+
+    The bar starts on the first report, so it never overlaps the data readers' own bars.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    if not error_console.is_terminal:
+        yield None
+        return
+    bar = Progress(
+        label, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=error_console, transient=True,
+    )  # fmt: skip
+    task = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(label, total=total)
+        bar.update(task, completed=done)
+
+    try:
+        yield progress
+    finally:
+        bar.stop()
+
+
 class ExplainMethod(str, Enum):
     cam = "cam"
     gradcam = "gradcam"
@@ -553,25 +584,9 @@ def explain_command(
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
 ) -> None:
     """Explain a model's LV segmentation, slice by slice: CAM, Grad-CAM, an HTML index."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from lvseg.explain.run import explain
 
-    # started on the first report, so it never overlaps the readers' own progress bars
-    bar = Progress(
-        "explain", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=error_console, transient=True,
-    )  # fmt: skip
-    task = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task("explain", total=total)
-        bar.update(task, completed=done)
-
-    try:
+    with slice_progress("explain") as progress:
         summary = explain(
             model,
             inputs,
@@ -581,13 +596,11 @@ def explain_command(
             format=format.value,
             metrics=metrics,
             gallery_k=gallery_k,
-            progress=progress if error_console.is_terminal else None,
+            progress=progress,
             gallery=gallery,
             limit=limit,
             overwrite=overwrite,
         )
-    finally:
-        bar.stop()
     console.print(
         f"explained {summary['slices']} slices ({', '.join(summary['explanations'])}): "
         f"{summary['index']}",
@@ -669,8 +682,6 @@ def evaluate_command(
 ) -> None:
     """Score a model per slice and per patient (Dice, distances, Sunnybrook measures, volumes
     and EF) on the patients it did not train on; write metrics.json, slices.csv, report.html."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from lvseg.evaluate.run import compare as compare_evaluations
     from lvseg.evaluate.run import evaluate
 
@@ -686,20 +697,7 @@ def evaluate_command(
     if len(targets) != 2:
         raise fail(f"evaluate takes MODEL DATA (got {len(targets)} paths); see lvseg evaluate -h")
     model, data = targets
-    bar = Progress(
-        "evaluate", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=error_console, transient=True,
-    )  # fmt: skip
-    task = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task("evaluate", total=total)
-        bar.update(task, completed=done)
-
-    try:
+    with slice_progress("evaluate") as progress:
         found = evaluate(
             model,
             data,
@@ -709,10 +707,8 @@ def evaluate_command(
             explanations=explanations,
             limit=limit,
             overwrite=overwrite,
-            progress=progress if error_console.is_terminal else None,
+            progress=progress,
         )
-    finally:
-        bar.stop()
     summary = found["summary"]
     if json_output:
         print(json.dumps({**summary, "per_patient": found["patients"]}, indent=2))

@@ -28,11 +28,10 @@ from typing import Any
 import numpy as np
 
 from lvseg.data import atomic
+from lvseg.figures import PREDICTION_COLOUR, REFERENCE_COLOUR, display_range, draw_contour
 
 REPORT_FILE = "report.html"
 FIGURES_FOLDER = "figures"
-REFERENCE_COLOUR = "#34c759"
-PREDICTION_COLOUR = "#ff3b30"
 DPI = 100
 POSITIONS = ("basal", "mid", "apical")
 PHASES = ("ED", "ES")
@@ -276,16 +275,6 @@ def _dice_by_position_phase_figure(rows: Sequence[Mapping[str, Any]], path: Path
     return True
 
 
-def _display_range(image: np.ndarray) -> tuple[float, float]:
-    low, high = np.percentile(image, [1, 99])
-    return float(low), float(max(high, low + 1e-6))
-
-
-def _contour(axis, mask: np.ndarray, colour: str) -> None:
-    if mask.any() and not mask.all():
-        axis.contour(mask.astype(np.float32), levels=[0.5], colors=colour, linewidths=1.0)
-
-
 def _slice_figure(view: SliceView, units: str, path: Path) -> None:
     """The image (1st-99th percentile window) with the reference (green) and predicted (red)
     contours."""
@@ -294,10 +283,10 @@ def _slice_figure(view: SliceView, units: str, path: Path) -> None:
     image = np.nan_to_num(np.asarray(view.image, np.float32))
     figure = _new_figure(3.0, 3.3)
     axis = figure.add_subplot()
-    low, high = _display_range(image)
+    low, high = display_range(image)
     axis.imshow(image, cmap="gray", vmin=low, vmax=high)
-    _contour(axis, np.asarray(view.reference, bool), REFERENCE_COLOUR)
-    _contour(axis, np.asarray(view.predicted, bool), PREDICTION_COLOUR)
+    draw_contour(axis, np.asarray(view.reference, bool), REFERENCE_COLOUR)
+    draw_contour(axis, np.asarray(view.predicted, bool), PREDICTION_COLOUR)
     handles = [
         Line2D([], [], color=REFERENCE_COLOUR, label="reference"),
         Line2D([], [], color=PREDICTION_COLOUR, label="predicted"),

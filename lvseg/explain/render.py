@@ -27,9 +27,8 @@ from typing import Any
 import numpy as np
 
 from lvseg.data import atomic
+from lvseg.figures import PREDICTION_COLOUR, REFERENCE_COLOUR, display_range, draw_contour
 
-PREDICTION_COLOUR = "#ff3b30"
-REFERENCE_COLOUR = "#34c759"
 SIGNED_COLORMAP = "RdBu_r"
 """Diverging, for maps whose sign means something (CAM: LV versus background evidence)."""
 POSITIVE_COLORMAP = "inferno"
@@ -84,16 +83,6 @@ class Panel:
     gallery: Gallery | None = None
 
 
-def _display_range(image: np.ndarray) -> tuple[float, float]:
-    low, high = np.percentile(image, [1, 99])
-    return float(low), float(max(high, low + 1e-6))
-
-
-def _contour(axis, mask: np.ndarray, colour: str) -> None:
-    if mask.any() and not mask.all():
-        axis.contour(mask.astype(np.float32), levels=[0.5], colors=colour, linewidths=1.0)
-
-
 def colour_scale(overlay: Overlay) -> tuple[str, float, float]:
     """(colormap, vmin, vmax) of an overlay: signed maps get a diverging map symmetric about
     zero, non-negative maps a sequential one from zero to their maximum."""
@@ -108,7 +97,7 @@ def colour_scale(overlay: Overlay) -> tuple[str, float, float]:
 
 def _overlay(figure, axis, image: np.ndarray, overlay: Overlay) -> None:
     """Grey image, the map blended over it, and a colour bar in the map's own units."""
-    low, high = _display_range(image)
+    low, high = display_range(image)
     axis.imshow(image, cmap="gray", vmin=low, vmax=high)
     cmap, vmin, vmax = colour_scale(overlay)
     values = np.nan_to_num(np.asarray(overlay.values, np.float32))
@@ -139,16 +128,16 @@ def render_panel(panel: Panel, path: str | Path, dpi: int = 100) -> Path:
         1, top, left=0.02, right=0.95, top=1 - 0.35 / height, bottom=main_bottom, wspace=0.3
     )
     axes = [figure.add_subplot(main[0, i]) for i in range(top)]
-    low, high = _display_range(panel.image)
+    low, high = display_range(panel.image)
 
     axes[0].imshow(panel.image, cmap="gray", vmin=low, vmax=high)
     axes[0].set_title("input", fontsize=8)
 
     axes[1].imshow(panel.image, cmap="gray", vmin=low, vmax=high)
     handles = [Line2D([], [], color=PREDICTION_COLOUR, label="predicted LV")]
-    _contour(axes[1], panel.prediction, PREDICTION_COLOUR)
+    draw_contour(axes[1], panel.prediction, PREDICTION_COLOUR)
     if panel.reference is not None:
-        _contour(axes[1], panel.reference, REFERENCE_COLOUR)
+        draw_contour(axes[1], panel.reference, REFERENCE_COLOUR)
         handles.append(Line2D([], [], color=REFERENCE_COLOUR, label="reference LV"))
     axes[1].legend(handles=handles, loc="lower left", fontsize=6, framealpha=0.7)
     dice = "" if panel.dice is None else f" (Dice {panel.dice:.3f})"
