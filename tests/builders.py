@@ -1,7 +1,9 @@
-"""Small data builders for tests: DICOM files and Sunnybrook layouts made by code, not blobs."""
+"""Small builders and helpers for tests: DICOM files and Sunnybrook layouts made by code, not
+blobs; the CLI runner; the links of an HTML page."""
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,34 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from lvseg.data.contours import mask_to_contour, write_contour
+
+
+def invoke(*args, env: dict[str, str] | None = None):
+    """Run the ``lvseg`` command line in-process; arguments may be paths or numbers."""
+    from typer.testing import CliRunner
+
+    from lvseg.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+class Links(HTMLParser):
+    """Every src and href of a page, and the tags used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        self.links.extend(value for name, value in attrs if name in ("src", "href") and value)
+
+
+def page_links(text: str) -> list[str]:
+    parser = Links()
+    parser.feed(text)
+    return parser.links
 
 
 def write_dicom(path: Path, pixels: np.ndarray, instance: int, **tags) -> Path:

@@ -4,17 +4,8 @@ import sys
 
 import numpy as np
 import pytest
-from builders import linked_layout
+from builders import invoke, linked_layout
 from PIL import Image
-from typer.testing import CliRunner
-
-from lvseg.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def run_lvseg(*args):

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import invoke, page_links
 from PIL import Image
-from typer.testing import CliRunner
 
-from lvseg.cli import app
-from lvseg.config import TrainConfig
 from lvseg.data.load import labelled_dataset
 from lvseg.evaluate import run as evaluate_run
 from lvseg.model.checkpoint import load_checkpoint, resolve_model_path
 from lvseg.model.registry import build_model
 from lvseg.train import checkpoint as train_checkpoint
-from lvseg.train.engine import train
 
-runner = CliRunner()
 JSON_KEYS = {
     "slices", "patients", "dice_mean", "dice_median", "iou_mean", "pixel_accuracy",
     "background_only_accuracy", "hd95_mm_mean", "apd_mm_mean", "good_contour_rate_5mm",
@@ -29,33 +24,9 @@ JSON_KEYS = {
 }  # fmt: skip
 
 
-class Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.found: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.found.extend(v for k, v in attrs if k in ("src", "href") and v)
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
 @pytest.fixture(scope="module")
-def run_dir(tiny_phantom, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("evaluate") / "run"
-    config = TrainConfig.from_dict(
-        {
-            "data": {"path": str(tiny_phantom), "val_fraction": 0.25},
-            "model": {"options": {"width": 8}},
-            "optim": {"epochs": 2, "batch_size": 8},
-            "runtime": {"device": "cpu"},
-            "monitor": {"enabled": False},
-        }
-    )
-    train(config, out)
-    return out
+def run_dir(tiny_run) -> Path:
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +59,7 @@ def test_json_summary_scores_only_the_held_out_patients(evaluated, run_dir, tiny
     assert {r["patient_id"] for r in rows} == set(split["val"])
     assert all(r["dice"] != "" and r["position"] in {"basal", "mid", "apical"} for r in rows)
     # the report links only files that exist beside it (figures, the raw numbers)
-    links = Links()
-    links.feed((out / "report.html").read_text(encoding="utf-8"))
-    links = links.found
+    links = page_links((out / "report.html").read_text(encoding="utf-8"))
     assert any(link.startswith("figures/worst_") for link in links)
     assert all((out / link).is_file() for link in links), links
     # the phantom labels ED and ES stacks with spacing: volumes in ml, a reference mass

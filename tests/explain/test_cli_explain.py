@@ -3,43 +3,22 @@
 from __future__ import annotations
 
 import json
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import invoke, page_links
 from PIL import Image
-from typer.testing import CliRunner
 
-from lvseg.cli import app
-from lvseg.config import TrainConfig
 from lvseg.explain.cam import conv_layer_names
 from lvseg.model.checkpoint import load_checkpoint, load_model, resolve_model_path
 from lvseg.model.registry import build_model
 from lvseg.train import checkpoint as train_checkpoint
-from lvseg.train.engine import train
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_phantom, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("explain") / "run"
-    config = TrainConfig.from_dict(
-        {
-            "data": {"path": str(tiny_phantom)},
-            "model": {"options": {"width": 8}},
-            "optim": {"epochs": 2, "batch_size": 8},
-            "runtime": {"device": "cpu"},
-            "monitor": {"enabled": False},
-        }
-    )
-    train(config, out)
-    return out
+def run_dir(tiny_run) -> Path:
+    return tiny_run
 
 
 def checkpoint_of(run_dir: Path, folder: Path, name: str, **config) -> Path:
@@ -53,19 +32,8 @@ def checkpoint_of(run_dir: Path, folder: Path, name: str, **config) -> Path:
     return path
 
 
-class Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.links.extend(value for name, value in attrs if name in ("src", "href") and value)
-
-
 def index_links(out: Path) -> list[str]:
-    parser = Links()
-    parser.feed((out / "index.html").read_text(encoding="utf-8"))
-    return parser.links
+    return page_links((out / "index.html").read_text(encoding="utf-8"))
 
 
 def test_one_panel_per_slice_and_an_index_of_existing_files(run_dir, tiny_phantom, tmp_path):

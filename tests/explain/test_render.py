@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import Links
 from PIL import Image
 
 from lvseg.explain import render
@@ -29,19 +29,6 @@ def panel(overlays=(), gallery=None, reference=True) -> render.Panel:
         overlays=list(overlays),
         gallery=gallery,
     )
-
-
-class Links(HTMLParser):
-    """Every src and href of a page, and the tags used."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[str] = []
-        self.tags: set[str] = set()
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.add(tag)
-        self.links.extend(value for name, value in attrs if name in ("src", "href") and value)
 
 
 def test_a_panel_has_one_column_per_overlay_and_a_gallery_row(tmp_path):

@@ -9,17 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from builders import invoke
 
-from lvseg.cli import app
 from lvseg.runs.store import RunStore
 
-runner = CliRunner()
 SMALL = ["--epochs", "2", "--batch-size", "8", "--device", "cpu"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def run_lvseg(*args, cwd=None):
@@ -61,7 +55,7 @@ def test_runs_list_and_show(two_runs):
     listing = invoke("runs", "list", two_runs)
     assert listing.exit_code == 0
     assert "w8" in listing.output and "w4" in listing.output and "finished" in listing.output
-    shown = runner.invoke(app, ["runs", "show", str(two_runs / "w8")], env={"COLUMNS": "200"})
+    shown = invoke("runs", "show", two_runs / "w8", env={"COLUMNS": "200"})
     assert shown.exit_code == 0
     for text in ("finished", "val_dice", "checkpoints/last.pt", "lvnet", "train_patients"):
         assert text in shown.output
