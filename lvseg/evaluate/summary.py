@@ -123,13 +123,7 @@ def by_patient(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "patient_id": patient,
             "group": members[0].get("group"),
-            "slices": len(members),
-            "dice_mean": mean(r["dice"] for r in members),
-            "dice_median": median(r["dice"] for r in members),
-            "iou_mean": mean(r["iou"] for r in members),
-            "hd95_mm_mean": mean(r["hd95"] for r in members),
-            "apd_mm_mean": mean(r["apd"] for r in members),
-            "good_contour_rate_5mm": rate(r["good_contour_5mm"] for r in members),
+            **group_stats(members),
             "good_contour_rate_4mm": rate(r["good_contour_4mm"] for r in members),
             "detection_rate": rate(r["detected"] for r in members),
         }
