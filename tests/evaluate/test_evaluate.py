@@ -166,3 +166,18 @@ def test_real_dicom_study_is_scored_in_mm_with_volumes_and_mass(run_dir, sunnybr
         assert 8 <= patient["slice_spacing_mm"] <= 10
         assert 50 < reference["edv"] < 400 and 0 < reference["ef"] < 0.7  # heart-failure patients
         assert 60 < reference["mass_g"] < 300  # o-contours at ED
+
+
+def test_explanation_measures_join_the_report(run_dir, tiny_phantom, tmp_path):
+    explained = tmp_path / "explained"
+    result = invoke("explain", run_dir, tiny_phantom, "--out", explained, "--metrics", "--limit", 4)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "eval"
+    result = invoke("evaluate", run_dir, tiny_phantom, "--out", out, "--explanations", explained)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["explanations"]["source"] == str(explained / "metrics.json")
+    assert "energy_inside" in metrics["explanations"]["means"]["cam@head"]
+    assert "cam@head" in (out / "report.html").read_text()
+    bad = invoke("evaluate", run_dir, tiny_phantom, "--out", tmp_path / "x", "--explanations", out)
+    assert bad.exit_code == 2 and "not an lvseg explain --metrics output" in bad.output
