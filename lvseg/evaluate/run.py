@@ -419,7 +419,10 @@ def compare(items: Sequence[str | Path], out: str | Path | None = None) -> dict[
     evaluations = []
     for item in items:
         found = load_evaluation(item)
-        evaluations.append((f"{found['model']['name']} ({Path(item).name})", found))
+        where = Path(item).resolve()
+        while where.name in (METRICS_FILE, DEFAULT_FOLDER) and where.parent != where:
+            where = where.parent  # name a run's evaluation after the run
+        evaluations.append((f"{found['model']['name']} ({where.name})", found))
     rows = compare_rows(evaluations)
     written = None if out is None else str(write_compare(Path(out), evaluations))
     return {"rows": rows, "markdown": compare_markdown(rows), "out": written}
