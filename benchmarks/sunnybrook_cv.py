@@ -113,6 +113,7 @@ def main() -> None:
         best_epoch_dice: list[float] = []
         fold_dice: list[float] = []
         seconds = 0.0
+        trained = 0
         parameters = 0
         for fold in folds:
             config = config_for(args, name, fold)
@@ -122,6 +123,7 @@ def main() -> None:
             if not reused:
                 train(config, out)
                 seconds += time.perf_counter() - start
+                trained += 1
             found = evaluate(out / "checkpoints" / "last.pt", args.data, write=False)
             parameters = found["model"]["parameters"]
             rows += [{**row, "fold": fold} for row in found["rows"]]
@@ -145,6 +147,7 @@ def main() -> None:
             "clinical_patients": volumes,
             "best_epoch_fold_dice": best_epoch_dice,
             "train_seconds": seconds,
+            "folds_trained": trained,
         }
     print()
     print(f"5-fold patient-level CV on {args.data} (folds run: {args.folds}), CPU x{args.threads}")
@@ -161,7 +164,8 @@ def main() -> None:
             f"{statistics.pstdev(dice):.4f} | {statistics.median(dice):.4f} | "
             f"{' / '.join(f'{d:.3f}' for d in r['fold_dice'])} | "
             f"{statistics.fmean(r['best_epoch_fold_dice']):.4f} | "
-            f"{r['train_seconds'] / 60:.1f} min |"
+            + (f"{r['train_seconds'] / 60:.1f} min" if r["folds_trained"] else "reused")
+            + " |"
         )
     print()
     print("Every measure, per slice, pooled over the folds (mean ± std; distances in pixels):")
