@@ -16,12 +16,13 @@ import argparse
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import wall_times  # noqa: E402
 
 from lvseg.data.augment import Augmenter  # noqa: E402
 from lvseg.model.registry import build_model, model_names, size_report  # noqa: E402
@@ -37,14 +38,8 @@ def disc_batch(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def time_it(function, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median wall time (the step-time figure of this benchmark)."""
+    return statistics.median(wall_times(function, repeats, warm_ups=warmup))
 
 
 def measure(

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lvseg.data.errors import InvalidInputError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -65,6 +67,16 @@ def write_with(path: str | Path, writer: Callable[[Path], object]) -> None:
     """Call ``writer(temporary_path)``, then rename; for library savers (PNG, DICOM, NIfTI)."""
     with atomic_path(path) as temporary:
         writer(temporary)
+
+
+def check_output_folder(path: str | Path, overwrite: bool) -> None:
+    """Before building an output folder: refuse an existing file at ``path``, or a non-empty
+    folder unless ``overwrite`` (the commands turn FileExistsError into "use --overwrite")."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InvalidInputError(path, "exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(f"{path} exists and is not empty")
 
 
 @contextmanager

@@ -25,7 +25,6 @@ import csv
 import heapq
 import io
 import json
-import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +41,7 @@ from lvseg.data.records import LV, Dataset, SliceRecord
 from lvseg.data.splits import split_for
 from lvseg.evaluate import report, stacks, summary
 from lvseg.evaluate.metrics import GOOD_CONTOUR_MM, score_slice
+from lvseg.jsonsafe import json_safe
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` after each batch of slices."""
@@ -162,8 +162,7 @@ def segment(
     prepared = [preprocess_record(r, plan, centre="image") for r in records]
     images = torch.from_numpy(np.stack([p.image for p in prepared])[:, None]).to(device)
     with torch.no_grad():
-        output = model(images)
-        logits = output.logits if hasattr(output, "logits") else output
+        logits = model(images).logits  # every registered model returns a SegmentationOutput
         lv_probability = logits.float().softmax(dim=1)[:, LV_CLASS].cpu().numpy()
     return [
         to_source_grid(probability, p.geometry) > 0.5
@@ -217,13 +216,6 @@ def _view(record: SliceRecord, predicted: np.ndarray, row: dict[str, Any]) -> re
 # ------------------------------------------------------------------------------ the command
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(out, "exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty")
-
-
 def _explanations(path: str | Path | None) -> dict[str, Any] | None:
     """The explanation measures of an ``lvseg explain --metrics`` output (folder or JSON)."""
     if path is None:
@@ -239,19 +231,6 @@ def _explanations(path: str | Path | None) -> dict[str, Any] | None:
         reason = f"not an lvseg explain --metrics output ({type(error).__name__})"
         raise InvalidInputError(path, reason) from None
     return {"source": str(path), "means": means}
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, non-finite floats to None (JSON has no NaN)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -291,7 +270,7 @@ def evaluate(
 
     out = Path(out) if out is not None else default_out(model_spec)
     if write:
-        _check_out(out, overwrite)
+        atomic.check_output_folder(out, overwrite)
     loaded = load_model(model_spec, device=device)
     try:
         plan = PreprocessPlan.from_dict(loaded.plan)
@@ -378,7 +357,7 @@ def evaluate(
         "clinical": stacks.clinical_section(records, predicted_of),
         "explanations": explained,
     }
-    metrics = _finite(metrics)
+    metrics = json_safe(metrics)
     if write:
         views = [view for *_, view in sorted(worst_heap, reverse=True)]
         with atomic.atomic_directory(out, overwrite=True) as folder:

@@ -33,6 +33,7 @@ from lvseg.data.inputs import read_inputs
 from lvseg.data.records import LV, SliceRecord
 from lvseg.evaluate.metrics import dice
 from lvseg.explain import render
+from lvseg.jsonsafe import json_safe
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` after each batch of slices."""
@@ -121,22 +122,6 @@ def _numpy(values: Any) -> np.ndarray:
     return np.asarray(values)
 
 
-def _finite(value: Any) -> Any:
-    """JSON-safe: non-finite floats become None (JSON has no NaN)."""
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _mean(values: Sequence[float | None]) -> float | None:
     kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return sum(kept) / len(kept) if kept else None
@@ -173,14 +158,6 @@ def _sanity_positions(records: Sequence[SliceRecord], count: int) -> list[int]:
 
 
 # ------------------------------------------------------------------------------ the command
-
-
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an existing file, or a non-empty folder unless ``overwrite``."""
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(out, "exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty")
 
 
 @dataclass
@@ -273,7 +250,7 @@ def explain(
     from lvseg.model.checkpoint import load_model
 
     out = Path(out)
-    check_out(out, overwrite)
+    atomic.check_output_folder(out, overwrite)
     if gallery_k < 1:
         raise InvalidInputError(None, f"--gallery-k must be at least 1, got {gallery_k}")
     loaded = load_model(model_spec, device=device)
@@ -337,7 +314,7 @@ def explain(
                     else render.Gallery(gallery, galleries[0][i], list(galleries[1][i])),
                 )
                 render.render_panel(panel, folder / name)
-                slice_measures = _finite(measures.get(i, {}))
+                slice_measures = json_safe(measures.get(i, {}))
                 entries.append(
                     render.IndexEntry(
                         panel=name,
@@ -372,7 +349,7 @@ def explain(
         report = _metrics_report(loaded, inputs, explanations, rows, measured)
         if metrics:
             report["sanity"] = _sanity(model, sanity_images, explanations)
-            report = _finite(report)
+            report = json_safe(report)
             atomic.write_text(folder / METRICS_FILE, json.dumps(report, indent=1) + "\n")
         render.write_index(
             folder,
@@ -388,7 +365,7 @@ def explain(
         "slices": total,
         "panels": len(entries),
         "explanations": [e.label for e in explanations],
-        "means": _finite(report["means"]),
+        "means": json_safe(report["means"]),
     }
 
 

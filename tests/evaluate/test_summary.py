@@ -7,6 +7,7 @@ import doctest
 import numpy as np
 import pytest
 
+from lvseg import jsonsafe
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM, Geometry, SliceRecord
 from lvseg.evaluate import stacks, summary
 
@@ -63,6 +64,11 @@ def test_summary_means_rates_and_good_contours_only():
     assert parts["phase"]["ED"]["dice_mean"] == pytest.approx(0.45)
     assert sorted(parts["group"]) == ["HF", "N"]
     assert doctest.testmod(summary).failed == 0
+
+
+def test_json_safe_values():
+    assert doctest.testmod(jsonsafe).failed == 0
+    assert jsonsafe.json_safe((float("inf"), {"x": np.float64(-0.5)})) == [None, {"x": -0.5}]
 
 
 def test_empty_rows_give_none_not_nan():
