@@ -44,6 +44,8 @@ class DataConfig:
     folds: int = 0
     """With ``folds >= 2``, train fold ``fold`` of a patient-level K-fold split instead."""
     fold: int = 0
+    exclude_patients: list[str] = field(default_factory=list)
+    """Patients kept out of training and validation entirely (e.g. an external test set)."""
     target_spacing_mm: float | None = None
     """Override the planned in-plane spacing (mm); by default the plan takes the data's median."""
 
@@ -314,6 +316,10 @@ def _check_type(name: str, hint: Any, value: Any, source: str | None) -> Any:
         if not isinstance(value, str):
             raise InvalidInputError(source, f"{name} must be a string, got {value!r}")
         return value
+    if text.startswith("list[str]"):
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise InvalidInputError(source, f"{name} must be a list of strings, got {value!r}")
+        return list(value)
     if text.startswith("dict"):
         if not isinstance(value, dict):
             raise InvalidInputError(source, f"{name} must be a table, got {value!r}")

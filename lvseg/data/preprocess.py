@@ -595,14 +595,26 @@ def preprocess_record(
     a record without masks); ``centre="image"`` is the inference mode. ``offset`` moves the crop
     (training jitter, see :func:`random_offset`); ``size`` overrides ``plan.crop_size``.
     """
+    prepared = resample_and_normalise(record, plan)
+    middle = heart_centre(prepared) if centre == "heart" else None
+    box = crop_box_at(middle or image_centre(prepared.image.shape), size or plan.crop_size, offset)
+    return crop_record(prepared, box)
+
+
+def resample_and_normalise(record: SliceRecord, plan: PreprocessPlan) -> SliceRecord:
+    """The first two steps of :func:`preprocess_record`: the whole image, before the crop."""
     resampled = resample_record(record, plan.target_spacing_mm, image_order=plan.image_order)
-    image = normalise_intensity(resampled.image, plan.clip_percentiles)
-    middle = heart_centre(resampled) if centre == "heart" else None
-    box = crop_box_at(middle or image_centre(image.shape), size or plan.crop_size, offset)
-    return resampled.replace(
+    return resampled.replace(image=normalise_intensity(resampled.image, plan.clip_percentiles))
+
+
+def crop_record(prepared: SliceRecord, box: tuple[int, int, int, int]) -> SliceRecord:
+    """The last step of :func:`preprocess_record`: crop a resampled, normalised record to
+    ``box``, padding the image with its darkest value and the masks with background."""
+    image = prepared.image
+    return prepared.replace(
         image=crop_padded(image, box, float(image.min())),
-        masks={name: crop_padded(mask, box, False) for name, mask in resampled.masks.items()},
-        geometry=replace(resampled.geometry, crop_box=box),
+        masks={name: crop_padded(mask, box, False) for name, mask in prepared.masks.items()},
+        geometry=replace(prepared.geometry, crop_box=box),
     )
 
 

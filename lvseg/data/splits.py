@@ -170,15 +170,41 @@ def kfold(
 
 
 def split_for(
-    dataset: Dataset, *, folds: int | None, fold: int, val_fraction: float, seed: int
+    dataset: Dataset,
+    *,
+    folds: int | None,
+    fold: int,
+    val_fraction: float,
+    seed: int,
+    exclude: Iterable[str] = (),
 ) -> Split:
     """The split a training config asks for: fold ``fold`` of ``folds`` patient folds, or else a
-    stratified train/val split with ``val_fraction`` of the patients in val.
+    stratified train/val split with ``val_fraction`` of the patients in val; the ``exclude``
+    patients are kept out of both (they form the test set).
 
     Training and evaluation both call this, so an evaluation can rebuild the exact split a model
     was trained with from the config saved in its checkpoint.
     """
     groups = patient_groups(dataset)
+    excluded = tuple(sorted(set(exclude)))
+    unknown = [p for p in excluded if p not in groups]
+    if unknown:
+        raise InvalidInputError(
+            dataset.root, f"patient {unknown[0]!r} to exclude is not in the data"
+        )
+    groups = {p: g for p, g in groups.items() if p not in set(excluded)}
+    split = _split_of(dataset, groups, folds, fold, val_fraction, seed)
+    return Split(train=split.train, val=split.val, test=excluded)
+
+
+def _split_of(
+    dataset: Dataset,
+    groups: dict[str, str | None],
+    folds: int | None,
+    fold: int,
+    val_fraction: float,
+    seed: int,
+) -> Split:
     if folds:
         if len(groups) < folds:
             raise InvalidInputError(

@@ -108,6 +108,7 @@ def training_split(
             fold=data_config.get("fold") or 0,
             val_fraction=data_config.get("val_fraction", 0.2),
             seed=config.get("seed", 0),
+            exclude=data_config.get("exclude_patients") or (),
         )
         return list(split.train), list(split.val), "the split rebuilt from the training config"
     return None, None, "unknown: the checkpoint does not say and its training data are not here"

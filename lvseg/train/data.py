@@ -55,6 +55,7 @@ def prepare(config: DataConfig, seed: int, *, cache_root: Path | None = None) ->
         fold=config.fold,
         val_fraction=config.val_fraction,
         seed=seed,
+        exclude=config.exclude_patients,
     )
     sets = split.apply(dataset)
     spacing = config.target_spacing_mm
