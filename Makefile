@@ -20,7 +20,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install $(TORCH_INSTALL)
-	$(PIP) install -e .
+	$(PIP) install -e ".[train]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python

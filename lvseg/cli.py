@@ -58,6 +58,20 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+EXTRA_OF = {
+    "torch": "train",
+    "kornia": "train",
+    "fastapi": "train",
+    "uvicorn": "train",
+    "plotly": "train",
+    "onnx": "train",
+    "onnxscript": "train",
+    "onnxruntime": "infer",
+}
+"""The optional packages (see pyproject.toml) and the extra that installs each: the core install
+reads data and, with ``lvseg[infer]``, predicts; everything else needs ``lvseg[train]``."""
+
+
 def clean_errors(function):
     """Turn expected failures into one line and exit code 2, never a traceback."""
 
@@ -73,6 +87,15 @@ def clean_errors(function):
             raise fail(f"{error.filename}: permission denied") from None
         except KeyboardInterrupt:
             raise fail("interrupted", code=130) from None
+        except ModuleNotFoundError as error:
+            missing = (error.name or "").split(".")[0]
+            extra = EXTRA_OF.get(missing)
+            if extra is None:
+                raise
+            raise fail(
+                f"this command needs {missing}, which is not installed: "
+                f"pip install 'lvseg[{extra}]'"
+            ) from None
 
     return wrapper
 
@@ -359,6 +382,13 @@ def train_command(
     folds: Annotated[int | None, typer.Option(help="K for a K-fold patient split.")] = None,
     fold: Annotated[int | None, typer.Option(help="Which fold to train (0..K-1).")] = None,
     val: Annotated[float | None, typer.Option(help="Share of patients for validation.")] = None,
+    exclude_patients: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated patient ids kept out of training and validation entirely "
+            "(e.g. the patients of an external test)."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     deterministic: Annotated[
         bool | None, typer.Option(help="Deterministic algorithms (exact resume).")
@@ -394,6 +424,12 @@ def train_command(
     put("data", "folds", folds)
     put("data", "fold", fold)
     put("data", "val_fraction", val)
+    if exclude_patients is not None:
+        put(
+            "data",
+            "exclude_patients",
+            [p.strip() for p in exclude_patients.split(",") if p.strip()],
+        )
     put("model", "name", model)
     put("optim", "epochs", epochs)
     put("optim", "batch_size", batch_size)
@@ -744,6 +780,132 @@ def evaluate_command(
             highlight=False,
         )
     console.print(f"  report: {Path(found['out']) / 'report.html'}", highlight=False)
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    ort = "ort"
+    torchscript = "torchscript"
+
+
+@app.command("export")
+@clean_errors
+def export_command(
+    model: Annotated[
+        Path, typer.Argument(help="A run directory (its selected model) or a .pt checkpoint.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
+    format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="onnx (ONNX Runtime), ort (ONNX Runtime Mobile) or torchscript (PyTorch Mobile).",
+        ),
+    ] = ExportFormat.onnx,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also write a statically quantised int8 model.")
+    ] = False,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labelled data to calibrate int8 and check the export on (default: the "
+            "model's training data, its validation patients for the checks)."
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+) -> None:
+    """Export a model for deployment, check it against PyTorch, write its model card."""
+    from lvseg.deploy.export import export
+
+    def stage(text: str) -> None:
+        error_console.print(f"export: {text}", highlight=False, soft_wrap=True)
+
+    found = export(
+        model,
+        out,
+        format=format.value,
+        int8=int8,
+        calibration=calibration,
+        overwrite=overwrite,
+        progress=stage,
+    )
+    checks = found["export_checks"]
+    console.print(
+        f"{found['model']['name']} checked on {checks['check_slices']} slices ({checks['checks']})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"  pytorch: validation Dice {_number(checks['validation_dice']['pytorch'])}, "
+        f"{checks['latency_ms_1_thread']['pytorch']:.2f} ms per slice on 1 thread",
+        highlight=False,
+    )
+    for label, file in checks["files"].items():
+        parity = checks["parity"][label]
+        latency = checks["latency_ms_1_thread"].get(label)
+        timing = f", {latency:.2f} ms per slice on 1 thread" if latency is not None else ""
+        console.print(
+            f"  {label}: {file['file']} {file['bytes'] / 1e6:.3f} MB, largest logit difference "
+            f"{parity['max_abs_logit_difference']:.2g}, mask Dice vs PyTorch "
+            f"{parity['mask_dice']:.4f}, validation Dice "
+            f"{_number(checks['validation_dice'][label])}{timing}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if "onnx int8" in checks["validation_dice"]:
+        drop = checks["validation_dice"]["pytorch"] - checks["validation_dice"]["onnx int8"]
+        verdict = "within" if drop <= 0.005 else "beyond"
+        console.print(f"  int8 Dice drop {drop:+.4f} ({verdict} the 0.005 aim)", highlight=False)
+    console.print(f"  model card: {Path(found['out']) / 'model-card.md'}", highlight=False)
+
+
+@app.command("predict")
+@clean_errors
+def predict_command(
+    model: Annotated[
+        Path,
+        typer.Argument(help="An exported model: .onnx / .ort file, or an 'lvseg export' folder."),
+    ],
+    input: Annotated[
+        Path,
+        typer.Argument(
+            help="A DICOM folder (a cine series, a study, or several studies), a NIfTI file, "
+            "or image files."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for ONNX Runtime (default: all).", min=1)
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the per-study summaries as JSON.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+) -> None:
+    """Segment the LV in every frame of a study with an exported model; write masks (NIfTI),
+    overlays, contours, the volume curve, EDV, ESV and EF. Needs no PyTorch."""
+    from lvseg.deploy.predict import predict
+
+    with slice_progress("predict") as progress:
+        found = predict(model, input, out, overwrite=overwrite, threads=threads, progress=progress)
+    if json_output:
+        print(json.dumps(found["studies"], indent=2))
+        return
+    for study in found["studies"]:
+        shape = study["study"]["shape"]
+        line = f"{study['study']['name']}: {shape[0]} slices x {shape[1]} phases"
+        if study.get("ef") is not None:
+            line += (
+                f"; EDV {study['edv_ml']:.1f} ml (phase {study['ed_phase']}), ESV "
+                f"{study['esv_ml']:.1f} ml (phase {study['es_phase']}), SV {study['sv_ml']:.1f} "
+                f"ml, EF {100 * study['ef']:.1f}%"
+            )
+        elif study.get("volume_note"):
+            line += f"; {study['volume_note']}"
+        console.print(line, highlight=False, soft_wrap=True)
+        console.print(f"  {'; '.join(study['notes'])}", highlight=False, soft_wrap=True)
+    console.print(f"written: {found['out']}", highlight=False, soft_wrap=True)
 
 
 @app.command("dashboard")

@@ -53,6 +53,7 @@ import math
 import re
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,29 +193,39 @@ def read_study(path: str | Path) -> list[CineStudy]:
 
     Raises :class:`InvalidInputError` naming the file or folder for anything unreadable.
     """
+    return list(iter_studies(path))
+
+
+def iter_studies(path: str | Path) -> Iterator[CineStudy]:
+    """The studies of :func:`read_study` one at a time: all headers are read first (so names
+    are unique and a folder with no cine fails at once), a study's pixels when it is reached,
+    so a folder of many studies never sits in memory whole."""
     path = Path(path)
     if not path.exists():
         raise InvalidInputError(path, "no such file or folder")
     if path.is_file():
         if _split_name(path.name) is not None:
-            return [_read_nifti(path)]
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            return _named([_read_image(path)])
-        if is_dicom_file(path):
-            return _named([_read_dicom_file(path)])
-        raise InvalidInputError(path, NOT_AN_INPUT)
+            yield _read_nifti(path)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            yield from _named([_read_image(path)])
+        elif is_dicom_file(path):
+            yield from _named([_read_dicom_file(path)])
+        else:
+            raise InvalidInputError(path, NOT_AN_INPUT)
+        return
     if not path.is_dir():
         raise InvalidInputError(path, NOT_AN_INPUT)
     dicoms, niftis, pictures = _scan(path)
     if dicoms:
-        return _read_dicom_folder(path, dicoms)
-    if niftis:
+        yield from _read_dicom_folder(path, dicoms)
+    elif niftis:
         raise InvalidInputError(
             path, f"holds {len(niftis)} NIfTI files and no DICOM: give a .nii/.nii.gz file itself"
         )
-    if pictures:
-        return _named([_read_image(file) for file in track(pictures, f"Reading {path.name}")])
-    raise InvalidInputError(path, f"no DICOM files found: {NOT_AN_INPUT}")
+    elif pictures:
+        yield from _named([_read_image(file) for file in track(pictures, f"Reading {path.name}")])
+    else:
+        raise InvalidInputError(path, f"no DICOM files found: {NOT_AN_INPUT}")
 
 
 def _scan(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
@@ -243,13 +254,20 @@ def _safe_name(text: str) -> str:
 
 def _named(studies: list[CineStudy]) -> list[CineStudy]:
     """Studies with their names made file-safe, and unique by a ``_1``, ``_2`` suffix."""
-    counts = Counter(_safe_name(study.name) for study in studies)
-    seen: Counter[str] = Counter()
-    for study in studies:
-        name = _safe_name(study.name)
-        seen[name] += 1
-        study.name = f"{name}_{seen[name]}" if counts[name] > 1 else name
+    for study, name in zip(studies, _unique_names([s.name for s in studies]), strict=True):
+        study.name = name
     return studies
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    counts = Counter(_safe_name(name) for name in names)
+    seen: Counter[str] = Counter()
+    unique = []
+    for name in names:
+        name = _safe_name(name)
+        seen[name] += 1
+        unique.append(f"{name}_{seen[name]}" if counts[name] > 1 else name)
+    return unique
 
 
 # --------------------------------------------------------------------------- DICOM headers
@@ -350,7 +368,7 @@ def _number(value) -> float | None:
 # --------------------------------------------------------------------------- DICOM studies
 
 
-def _read_dicom_folder(root: Path, files: list[Path]) -> list[CineStudy]:
+def _read_dicom_folder(root: Path, files: list[Path]) -> Iterator[CineStudy]:
     studies: dict[tuple[str, str], list[_Frame]] = defaultdict(list)
     for file in track(files, f"Reading headers in {root.name}"):
         frame = _read_header(file)
@@ -358,7 +376,15 @@ def _read_dicom_folder(root: Path, files: list[Path]) -> list[CineStudy]:
     ordered = sorted(
         studies.values(), key=lambda f: (f[0].patient_id, f[0].study_time, f[0].study_uid)
     )
-    return _named([_read_dicom_study(frames, root) for frames in ordered])
+    names = _unique_names([_study_name(frames, root) for frames in ordered])
+    for frames, name in zip(ordered, names, strict=True):
+        study = _read_dicom_study(frames, root)
+        study.name = name
+        yield study
+
+
+def _study_name(frames: list[_Frame], root: Path) -> str:
+    return frames[0].patient_id or (_common_folder([f.path for f in frames]) or root).name
 
 
 @dataclass
@@ -392,8 +418,7 @@ def _read_dicom_study(frames: list[_Frame], root: Path) -> CineStudy:
     pool = [p for p in planes if p.says_short_axis] or planes
     chosen = max(pool, key=lambda p: (p.position_count, len(p.frames)))
     slices, notes = _stack(chosen.frames)
-    first = slices[0][0]
-    patient_id = first.patient_id or folder.name
+    patient_id = _study_name(frames, root)
     return _dicom_study(slices, patient_id, patient_id, notes)
 
 

@@ -1,0 +1,210 @@
+"""The model card written beside every export: what the model takes, how it was trained and
+measured, how big and fast it is, and what it is not for (Markdown for people, JSON for tools).
+
+It follows the sections of Mitchell et al., "Model Cards for Model Reporting" (2019), cut to
+what lvseg knows for certain: nothing here is typed by hand, every figure comes from the
+checkpoint, the run's ``lvseg evaluate`` output where there is one, and the export's own checks.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lvseg import __version__
+from lvseg.data import atomic
+from lvseg.model.checkpoint import LoadedModel
+
+CARD_JSON = "model-card.json"
+CARD_MARKDOWN = "model-card.md"
+EVALUATION_METRICS = Path("evaluation") / "metrics.json"
+INTENDED_USE = (
+    "Research and teaching: segmenting the left-ventricular blood pool in short-axis cine MRI, "
+    "measuring volumes and ejection fraction on research data, and studying how a small CNN "
+    "learns. NOT FOR CLINICAL USE: not a medical device, not validated for diagnosis or "
+    "treatment decisions."
+)
+LIMITATIONS = (
+    "Trained from scratch on few patients (see training data); expect lower accuracy on other "
+    "scanners, field strengths, sequences and pathologies than measured here. Apical and "
+    "end-systolic slices (small cavities) are the least accurate. Papillary muscles count as "
+    "blood pool, as in the Sunnybrook challenge. Only the LV blood pool is segmented: no "
+    "myocardium, so no LV mass."
+)
+
+
+def _evaluation(source: Path) -> dict[str, Any] | None:
+    """The summary of ``lvseg evaluate`` run on this model's run directory, if any."""
+    run_dir = source.parent.parent if source.parent.name == "checkpoints" else source.parent
+    path = run_dir / EVALUATION_METRICS
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+        if Path(found["model"]["source"]).resolve() != source.resolve():
+            return None  # the evaluation scored another checkpoint of the run
+        summary = found["summary"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    keep = ("slices", "patients", "dice_mean", "dice_median", "iou_mean", "hd95_mm_mean")
+    keep += ("apd_mm_mean", "detection_rate", "good_contour_rate_5mm")
+    return {
+        "file": str(path),
+        "data": found.get("data", {}).get("path"),
+        "split": found.get("data", {}).get("split_note"),
+        "distance_units": found.get("data", {}).get("distance_units"),
+        **{key: summary.get(key) for key in keep},
+        "ejection_fraction": ((found.get("clinical") or {}).get("agreement") or {}).get("ef"),
+    }
+
+
+def build(loaded: LoadedModel, results: dict[str, Any], *, format: str, int8: bool) -> dict:
+    """The card's data from the loaded model and the export's checks."""
+    checkpoint = loaded.checkpoint
+    config = checkpoint.get("train_config") or {}
+    data = config.get("data") or {}
+    split = checkpoint.get("split") or {}
+    plan = loaded.plan
+    spacing = plan.get("target_spacing_mm")
+    parameters = sum(p.numel() for p in loaded.model.parameters())
+    return {
+        "lvseg_version": __version__,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": {
+            "name": loaded.name,
+            "parameters": parameters,
+            "checkpoint": str(loaded.source),
+            "epoch": checkpoint.get("epoch"),
+            "format": format,
+            "int8": int8,
+        },
+        "inputs": {
+            "tensor": "image: float32 (batch, 1, height, width); batch and size are dynamic",
+            "outputs": "logits: float32 (batch, 2, height, width); channel 1 is the LV blood "
+            "pool (softmax, then > 0.5)",
+            "trained_size": plan.get("crop_size"),
+        },
+        "preprocessing": {
+            "embedded": "the plan below is stored in the model file's metadata; lvseg predict "
+            "applies it (resample, normalise, locate the heart, crop, map back)",
+            "target_spacing_mm": spacing,
+            "spacing_note": None
+            if spacing
+            else "the training images had no pixel spacing: inputs keep their pixel grid, "
+            "so give images at the training data's resolution",
+            "crop_size_px": plan.get("crop_size"),
+            "intensity": f"clip to the image's {plan.get('clip_percentiles')} percentiles, then "
+            "z-score over the whole image",
+            "image_interpolation_order": plan.get("image_order"),
+            "plan": plan,
+        },
+        "training": {
+            "data": data.get("path"),
+            "format": data.get("format"),
+            "folds": data.get("folds"),
+            "fold": data.get("fold"),
+            "excluded_patients": data.get("exclude_patients") or [],
+            "train_patients": len(split.get("train", [])),
+            "val_patients": len(split.get("val", [])),
+            "seed": config.get("seed"),
+            "epochs": (config.get("optim") or {}).get("epochs"),
+            "checkpoint_metrics": loaded.metrics,
+        },
+        "evaluation": _evaluation(loaded.source),
+        "export_checks": results,
+        "intended_use": INTENDED_USE,
+        "limitations": LIMITATIONS,
+    }
+
+
+def _figure(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(card: dict[str, Any]) -> str:
+    """The card for people."""
+    model, pre, train = card["model"], card["preprocessing"], card["training"]
+    checks = card["export_checks"]
+    lines = [
+        f"# Model card: {model['name']} ({model['format']}{', int8' if model['int8'] else ''})",
+        "",
+        "> **Not for clinical use.** Research software; not a medical device.",
+        "",
+        f"Exported by lvseg {card['lvseg_version']} on {card['created']} from "
+        f"`{model['checkpoint']}` (epoch {model['epoch']}); {model['parameters']:,} parameters.",
+        "",
+        "## Inputs and outputs",
+        f"- {card['inputs']['tensor']}",
+        f"- {card['inputs']['outputs']}",
+        f"- trained on {card['inputs']['trained_size']} px square crops",
+        "",
+        "## Preprocessing (embedded in the model file)",
+        f"- spacing: {pre['target_spacing_mm'] or pre['spacing_note']} "
+        f"{'mm' if pre['target_spacing_mm'] else ''}".rstrip(),
+        f"- crop: {pre['crop_size_px']} px around the located heart",
+        f"- intensity: {pre['intensity']}",
+        "",
+        "## Training data",
+        f"- data: `{train['data']}` ({train['format']}); {train['train_patients']} training and "
+        f"{train['val_patients']} validation patients (patient-level split"
+        + (f", fold {train['fold']} of {train['folds']}" if train["folds"] else "")
+        + ")",
+    ]
+    if train["excluded_patients"]:
+        lines.append(f"- kept out entirely: {', '.join(train['excluded_patients'])}")
+    lines.append(f"- seed {train['seed']}, {train['epochs']} epochs planned")
+    metrics = train["checkpoint_metrics"] or {}
+    if "val_dice" in metrics:
+        lines.append(f"- validation Dice at this checkpoint: {_figure(metrics['val_dice'])}")
+    evaluation = card.get("evaluation")
+    lines += ["", "## Evaluation"]
+    if evaluation:
+        units = evaluation.get("distance_units") or "mm"
+        lines += [
+            f"From `{evaluation['file']}` ({evaluation['split']}):",
+            "",
+            "| slices | patients | Dice mean | Dice median | IoU | HD95 | APD | detection |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {evaluation['slices']} | {evaluation['patients']} | "
+            f"{_figure(evaluation['dice_mean'])} | {_figure(evaluation['dice_median'])} | "
+            f"{_figure(evaluation['iou_mean'])} | "
+            f"{_figure(evaluation['hd95_mm_mean'], 2)} {units} | "
+            f"{_figure(evaluation['apd_mm_mean'], 2)} {units} | "
+            f"{_figure(evaluation['detection_rate'], 3)} |",
+        ]
+    else:
+        lines.append(
+            "No `lvseg evaluate` output for this checkpoint; run `lvseg evaluate RUN DATA`."
+        )
+    lines += [
+        "",
+        "## Export checks",
+        f"Checked on {checks['check_slices']} slices ({checks['checks']}).",
+        "",
+        "| variant | file | size | max logit diff vs PyTorch | mask Dice vs PyTorch | "
+        "validation Dice | latency, 1 thread |",
+        "|---|---|---|---|---|---|---|",
+        f"| pytorch | - | - | - | - | {_figure(checks['validation_dice']['pytorch'])} | "
+        f"{_figure(checks['latency_ms_1_thread'].get('pytorch'), 2)} ms |",
+    ]
+    for label, file in checks["files"].items():
+        parity = checks["parity"][label]
+        latency = checks["latency_ms_1_thread"].get(label)
+        lines.append(
+            f"| {label} | `{file['file']}` | {file['bytes'] / 1e6:.3f} MB | "
+            f"{parity['max_abs_logit_difference']:.3g} | {parity['mask_dice']:.4f} | "
+            f"{_figure(checks['validation_dice'][label])} | "
+            f"{_figure(latency, 2) + ' ms' if latency is not None else '-'} |"
+        )
+    lines += ["", "## Intended use", card["intended_use"], "", "## Limitations"]
+    lines += [card["limitations"], ""]
+    return "\n".join(lines)
+
+
+def write(folder: Path, card: dict[str, Any]) -> None:
+    atomic.write_text(folder / CARD_JSON, json.dumps(card, indent=1, default=str) + "\n")
+    atomic.write_text(folder / CARD_MARKDOWN, markdown(card))

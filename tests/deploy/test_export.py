@@ -1,0 +1,129 @@
+"""``lvseg export``: parity with PyTorch, int8 within its stated drop, ORT and TorchScript, the
+model card, and refusals that leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from builders import invoke
+
+from lvseg.deploy import export as export_module
+from lvseg.deploy import runtime
+from lvseg.deploy.export import INT8_AIM_DROP, PARITY_MIN_DICE, ExportError, export
+from lvseg.model.checkpoint import load_model
+
+
+@pytest.fixture(scope="module")
+def card(exported_tiny) -> dict:
+    return json.loads((exported_tiny / "model-card.json").read_text())
+
+
+def test_export_writes_every_file_and_each_matches_pytorch(exported_tiny, card):
+    names = {p.name for p in exported_tiny.iterdir()}
+    assert names == {
+        "model.onnx", "model.int8.onnx", "model.ort", "model.int8.ort",
+        "model-card.md", "model-card.json",
+    }  # fmt: skip
+    checks = card["export_checks"]
+    assert checks["check_slices"] > 0
+    for label in ("onnx fp32", "ort fp32"):
+        assert checks["parity"][label]["mask_dice"] >= PARITY_MIN_DICE
+        assert checks["parity"][label]["max_abs_logit_difference"] < 1e-3
+        assert checks["validation_dice"][label] == pytest.approx(
+            checks["validation_dice"]["pytorch"], abs=1e-3
+        )
+    for label, file in checks["files"].items():
+        assert (exported_tiny / file["file"]).stat().st_size == file["bytes"], label
+
+
+def test_int8_runs_smaller_and_within_the_stated_drop(exported_tiny, card):
+    checks = card["export_checks"]
+    int8 = runtime.open_model(exported_tiny / "model.int8.onnx")
+    assert int8.precision == "int8"
+    logits = int8.logits(np.zeros((2, 1, 64, 64), np.float32))
+    assert logits.shape == (2, 2, 64, 64) and np.isfinite(logits).all()
+    assert checks["files"]["onnx int8"]["bytes"] < 0.7 * checks["files"]["onnx fp32"]["bytes"]
+    drop = checks["validation_dice"]["pytorch"] - checks["validation_dice"]["onnx int8"]
+    assert drop <= INT8_AIM_DROP
+    assert checks["calibration_slices"] > 0
+
+
+def test_onnx_has_dynamic_batch_and_size_and_carries_the_plan(exported_tiny, tiny_run):
+    loaded = load_model(tiny_run)
+    for name in ("model.onnx", "model.ort"):
+        exported = runtime.open_model(exported_tiny / name, threads=1)
+        assert exported.plan == loaded.plan
+        assert exported.model_name == "lvnet" and exported.precision == "fp32"
+        images = np.random.default_rng(0).standard_normal((3, 1, 48, 80)).astype(np.float32)
+        with torch.no_grad():
+            expected = loaded.model(torch.from_numpy(images)).logits.numpy()
+        np.testing.assert_allclose(exported.logits(images), expected, atol=1e-4)
+
+
+def test_model_card_says_what_the_model_is_and_is_not(exported_tiny, card):
+    text = (exported_tiny / "model-card.md").read_text()
+    assert "Not for clinical use" in text
+    assert card["model"]["parameters"] == sum(
+        p.numel() for p in load_model(card["model"]["checkpoint"]).model.parameters()
+    )
+    assert card["preprocessing"]["crop_size_px"] == card["preprocessing"]["plan"]["crop_size"]
+    assert card["training"]["train_patients"] == 3 and card["training"]["val_patients"] == 1
+    for label in card["export_checks"]["files"]:
+        assert f"| {label} |" in text
+    assert "NOT FOR CLINICAL USE" in card["intended_use"]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_torchscript_export_traces_the_model_with_its_plan(tmp_path, tiny_run):
+    found = export(tiny_run, tmp_path / "ts", format="torchscript")
+    path = tmp_path / "ts" / "model.torchscript.pt"
+    extra = {"lvseg.json": ""}
+    traced = torch.jit.load(str(path), _extra_files=extra)
+    assert json.loads(extra["lvseg.json"])["plan"] == json.dumps(
+        load_model(tiny_run).plan, sort_keys=True
+    )
+    image = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        expected = load_model(tiny_run).model(image).logits
+        torch.testing.assert_close(traced(image), expected, atol=1e-5, rtol=1e-4)
+    assert found["export_checks"]["parity"]["torchscript"]["mask_dice"] == 1.0
+
+
+def test_an_export_whose_masks_differ_is_refused_and_leaves_nothing(
+    tmp_path, tiny_run, monkeypatch
+):
+    honest = export_module.torch_backend
+
+    def flipped(model):
+        run = honest(model)
+        return lambda batch: -run(batch)  # a "reference" that disagrees with the ONNX graph
+
+    monkeypatch.setattr(export_module, "torch_backend", flipped)
+    with pytest.raises(ExportError, match="masks differ from PyTorch's"):
+        export(tiny_run, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".out*"))
+
+
+def test_command_line_refusals(tmp_path, tiny_run, exported_tiny):
+    result = invoke(
+        "export", tiny_run, "--out", tmp_path / "x", "--format", "torchscript", "--int8"
+    )
+    assert result.exit_code == 2 and "--int8 applies to the onnx and ort formats" in result.output
+    assert not (tmp_path / "x").exists()
+    result = invoke("export", exported_tiny / "model.onnx", "--out", tmp_path / "y")
+    assert result.exit_code == 2 and "not supported" in result.output
+    result = invoke("export", tiny_run, "--out", exported_tiny)
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert (exported_tiny / "model.onnx").is_file()
+
+
+def test_the_command_prints_the_checks(tmp_path, tiny_run):
+    result = invoke("export", tiny_run, "--out", tmp_path / "cli")
+    assert result.exit_code == 0, result.output
+    assert "onnx fp32: model.onnx" in result.output
+    assert "mask Dice vs PyTorch 1.0000" in result.output
+    assert "model card:" in result.output

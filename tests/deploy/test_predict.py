@@ -1,0 +1,343 @@
+"""``lvseg predict``: masks back where they belong on synthetic studies of known geometry
+(rotated, shifted, resampled, the heart far from the image centre), volumes and EF, every output,
+bad input, and the lean install that imports no torch."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from builders import invoke, write_dicom
+from oracle import disc_study, oracle_plan, write_oracle_model
+
+from lvseg.data.contours import fill_contour, read_contour
+from lvseg.deploy.predict import predict
+from lvseg.evaluate.metrics import dice
+
+SPACING = (0.9, 0.8)  # (row, col) mm
+GAP_MM = 8.0
+BLOB = (slice(89, 92), slice(94, 97))  # the core of disc_study's distractor
+
+
+def rotation(degrees: tuple[float, float, float]) -> np.ndarray:
+    a, b, c = np.radians(degrees)
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def write_nifti_study(path: Path, images: np.ndarray) -> np.ndarray:
+    """A 4D NIfTI (x = cols, y = rows, z = slices, t = phases), rotated and shifted in space."""
+    affine = np.eye(4)
+    affine[:3, :3] = rotation((25, -15, 40)) @ np.diag([SPACING[1], SPACING[0], GAP_MM])
+    affine[:3, 3] = (-61.5, 17.25, 103.0)
+    image = nib.Nifti1Image(images.transpose(3, 2, 0, 1).astype(np.int16), affine)
+    image.header.set_zooms((SPACING[1], SPACING[0], GAP_MM, 40.0))
+    image.header.set_xyzt_units("mm", "msec")
+    nib.save(image, str(path))
+    return affine
+
+
+def loaded_masks(path: Path) -> np.ndarray:
+    """masks.nii.gz back as (slices, phases, rows, cols)."""
+    return np.asarray(nib.load(str(path)).dataobj).transpose(2, 3, 1, 0).astype(bool)
+
+
+def expected_volumes(masks: np.ndarray) -> np.ndarray:
+    return masks.sum(axis=(2, 3)).sum(axis=0) * SPACING[0] * SPACING[1] * GAP_MM / 1000
+
+
+def check_masks(predicted: np.ndarray, truth: np.ndarray) -> None:
+    """Every frame's mask over its disc. The network's grid is coarser than the source (1.25 mm
+    against 0.8-0.9 mm), so one edge may move by half a coarse pixel and a frame's centroid by
+    up to ~0.5 source pixel; a mapping error would move *all* of them the same way, which the
+    mean over frames (within 0.15 px of zero: 0.01-0.06 px measured) rules out."""
+    assert predicted.shape == truth.shape
+    shifts = []
+    for s in range(truth.shape[0]):
+        for p in range(truth.shape[1]):
+            assert dice(predicted[s, p], truth[s, p]) > 0.9, (s, p)
+            shifts.append(
+                np.subtract(ndi.center_of_mass(predicted[s, p]), ndi.center_of_mass(truth[s, p]))
+            )
+    shifts = np.array(shifts)
+    assert np.abs(shifts).max() < 0.6, np.abs(shifts).max(axis=0)
+    assert np.abs(shifts.mean(axis=0)).max() < 0.15, shifts.mean(axis=0)
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory) -> Path:
+    return write_oracle_model(tmp_path_factory.mktemp("oracle") / "oracle.onnx")
+
+
+def test_nifti_study_masks_land_on_the_source_grid_and_volumes_follow(tmp_path, oracle):
+    images, truth = disc_study()
+    affine = write_nifti_study(tmp_path / "cine.nii.gz", images)
+    found = predict(oracle, tmp_path / "cine.nii.gz", tmp_path / "out")
+    study = found["studies"][0]
+
+    written = nib.load(str(tmp_path / "out" / "masks.nii.gz"))
+    np.testing.assert_allclose(written.affine, affine, atol=1e-5)
+    assert written.shape == (200, 160, 4, 8)
+    check_masks(loaded_masks(tmp_path / "out" / "masks.nii.gz"), truth)
+
+    # The heart sits far from the image centre: it was located, not assumed, and the bright
+    # blob near the centre (slice 1) is outside the crop.
+    assert study["heart_located"] is True
+    assert not loaded_masks(tmp_path / "out" / "masks.nii.gz")[1][(slice(None), *BLOB)].any()
+    expected = expected_volumes(truth)
+    np.testing.assert_allclose(study["volumes_ml"], expected, rtol=0.03)
+    assert (study["ed_phase"], study["es_phase"]) == (0, 4)
+    edv, esv = expected[0], expected[4]
+    assert study["ef"] == pytest.approx((edv - esv) / edv, abs=0.01)
+    assert study["sv_ml"] == pytest.approx(study["edv_ml"] - study["esv_ml"])
+
+
+def test_the_crop_decides_what_is_segmented(tmp_path):
+    """With a crop that holds the whole (resampled) image, nothing is located and the
+    distractor blob of slice 1 is segmented too; the located 64 px crop leaves it out."""
+    images, truth = disc_study()
+    write_nifti_study(tmp_path / "cine.nii.gz", images)
+    wide = write_oracle_model(tmp_path / "wide.onnx", oracle_plan(crop=160))
+    found = predict(wide, tmp_path / "cine.nii.gz", tmp_path / "out")
+    assert found["studies"][0]["heart_located"] is False
+    predicted = loaded_masks(tmp_path / "out" / "masks.nii.gz")
+    assert predicted[1][(slice(None), *BLOB)].all()
+    assert not predicted[0][(slice(None), *BLOB)].any()
+
+
+def write_dicom_study(folder: Path, images: np.ndarray) -> dict[int, tuple[int, int]]:
+    """The study as an oblique DICOM cine (one series, shuffled instance numbers, slices in
+    descending position as Sunnybrook stores them); instance number -> (slice, phase)."""
+    slices, phases = images.shape[:2]
+    axes = rotation((20, 35, -10))
+    row_direction, column_direction, normal = axes[:, 0], axes[:, 1], axes[:, 2]
+    order = np.random.default_rng(1).permutation(slices * phases) + 1
+    where = {}
+    for s in range(slices):
+        for p in range(phases):
+            instance = int(order[s * phases + p])
+            where[instance] = (s, p)
+            position = np.array([12.0, -40.0, 7.5]) + s * GAP_MM * normal
+            write_dicom(
+                folder / f"{instance}.dcm",
+                images[s, p].astype(np.int16),
+                instance,
+                PatientID="ORACLE",
+                StudyInstanceUID="1.2.3.4",
+                SeriesInstanceUID="1.2.3.4.5",
+                ImageOrientationPatient=[
+                    round(float(v), 6) for v in (*row_direction, *column_direction)
+                ],
+                ImagePositionPatient=[round(float(v), 4) for v in position],
+                PixelSpacing=list(SPACING),
+                SliceThickness=GAP_MM,
+                TriggerTime=40.0 * p,
+                CardiacNumberOfImages=phases,
+            )
+    return where
+
+
+def test_dicom_study_contours_and_masks_follow_the_instance_numbers(tmp_path, oracle):
+    images, truth = disc_study(slices=3, phases=6)
+    where = write_dicom_study(tmp_path / "study", images)
+    found = predict(oracle, tmp_path / "study", tmp_path / "out")
+    study = found["studies"][0]
+    assert study["study"]["shape"] == [3, 6, 160, 200]
+    check_masks(loaded_masks(tmp_path / "out" / "masks.nii.gz"), truth)
+
+    contours = sorted((tmp_path / "out" / "contours").glob("*.txt"))
+    assert len(contours) == 3 * 6
+    for path in contours:
+        instance = int(path.name.split("-")[2])
+        s, p = where[instance]
+        refilled = fill_contour(read_contour(path, truth.shape[2:]), truth.shape[2:])
+        assert dice(refilled, truth[s, p]) > 0.9, path.name
+
+    frames = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
+    assert len(frames) == 18
+    assert {int(r["instance"]) for r in frames} == set(where)
+    volumes = list(csv.DictReader((tmp_path / "out" / "volumes.csv").open()))
+    assert [float(v["trigger_time_ms"]) for v in volumes] == [40.0 * p for p in range(6)]
+    assert len(list((tmp_path / "out" / "overlays").glob("*.png"))) == 18
+    assert (tmp_path / "out" / "volume-curve.png").stat().st_size > 5000
+
+
+def test_images_without_spacing_get_masks_but_no_volumes(tmp_path):
+    from PIL import Image
+
+    images, truth = disc_study(slices=1, phases=1, spacing=(1.25, 1.25), centre_px=(60, 60))
+    Image.fromarray((images[0, 0] / 4).astype(np.uint8)).save(tmp_path / "frame.png")
+    model = write_oracle_model(tmp_path / "grid.onnx", oracle_plan(spacing_mm=None, crop=256))
+    found = predict(model, tmp_path / "frame.png", tmp_path / "out")
+    study = found["studies"][0]
+    assert study["volumes_ml"] is None and "no volumes" in study["volume_note"]
+    assert not (tmp_path / "out" / "volumes.csv").exists()
+    check_masks(loaded_masks(tmp_path / "out" / "masks.nii.gz"), truth)
+
+
+def test_several_studies_get_a_folder_each_and_a_table(tmp_path, oracle):
+    images, _ = disc_study(slices=2, phases=4)
+    write_dicom_study(tmp_path / "in" / "a", images)
+    second = tmp_path / "in" / "b"
+    where = write_dicom_study(second, images)
+    import pydicom
+
+    for instance in where:
+        dicom = pydicom.dcmread(second / f"{instance}.dcm")
+        dicom.PatientID, dicom.StudyInstanceUID = "OTHER", "1.2.3.9"
+        dicom.save_as(second / f"{instance}.dcm")
+    result = invoke("predict", oracle, tmp_path / "in", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "out" / "studies.csv").open()))
+    assert [r["name"] for r in rows] == ["ORACLE", "OTHER"]
+    assert (tmp_path / "out" / "ORACLE" / "masks.nii.gz").is_file()
+    assert (tmp_path / "out" / "OTHER" / "summary.json").is_file()
+    assert "EF" in result.output
+
+
+# ------------------------------------------------------------------------------ the real model
+
+
+def test_predict_with_the_exported_tiny_model_on_a_phantom_cine(
+    tmp_path, exported_tiny, tiny_phantom
+):
+    study = sorted((tiny_phantom / "dicoms").iterdir())[0]
+    result = invoke("predict", exported_tiny, study, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)[0]
+    shape = summary["study"]["shape"]
+    assert len(list((tmp_path / "out" / "overlays").glob("*.png"))) == shape[0] * shape[1]
+    assert summary["model"]["precision"] == "fp32"  # the folder's fp32 model.onnx is picked
+    written = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert written["study"] == summary["study"]
+
+
+LEAN = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class Absent(importlib.abc.MetaPathFinder):
+        # As if these were not installed: importing them raises ImportError.
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "kornia", "onnx", "onnxscript", "fastapi"):
+                raise ImportError(f"No module named {name!r} (blocked)")
+
+    sys.meta_path.insert(0, Absent())
+    from lvseg.cli import app
+    try:
+        app(sys.argv[1:], standalone_mode=False)
+    finally:
+        print("torch imported:", any(m.split(".")[0] == "torch" for m in sys.modules))
+    """
+)
+
+
+def test_the_lean_install_predicts_without_torch(tmp_path, oracle):
+    """What ``pip install lvseg[infer]`` gives (no torch, kornia, onnx or web stack) predicts."""
+    images, _ = disc_study(slices=2, phases=4)
+    write_nifti_study(tmp_path / "cine.nii.gz", images)
+    done = subprocess.run(
+        [sys.executable, "-c", LEAN, "predict", str(oracle), str(tmp_path / "cine.nii.gz"),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "torch imported: False" in done.stdout
+    assert (tmp_path / "out" / "masks.nii.gz").is_file()
+
+
+def test_the_infer_extra_leaves_torch_out():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    lean = project["project"]["dependencies"] + project["project"]["optional-dependencies"]["infer"]
+    names = {d.split(";")[0].split(">")[0].split("=")[0].split("[")[0].strip() for d in lean}
+    assert "onnxruntime" in names
+    assert not names & {"torch", "kornia", "onnx", "onnxscript", "fastapi", "uvicorn"}
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def test_bad_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, oracle, tiny_run):
+    import pydicom
+
+    images, _ = disc_study(slices=2, phases=4)
+    write_nifti_study(tmp_path / "cine.nii.gz", images)
+    out = tmp_path / "out"
+
+    def refused(*args, expect: str) -> None:
+        result = invoke("predict", *args)
+        assert result.exit_code == 2, result.output
+        assert expect in result.output
+        assert "Traceback" not in result.output
+        assert not out.exists()
+
+    refused(tiny_run, tmp_path / "cine.nii.gz", "--out", out, expect="lvseg export")
+    refused(
+        tiny_run / "checkpoints" / "best.pt", tmp_path / "cine.nii.gz", "--out", out,
+        expect="a PyTorch checkpoint",
+    )  # fmt: skip
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    refused(
+        tmp_path / "junk.onnx",
+        tmp_path / "cine.nii.gz",
+        "--out",
+        out,
+        expect="not a readable ONNX model",
+    )
+    newer = write_oracle_model(tmp_path / "newer.onnx", lvseg_format_version="99")
+    refused(newer, tmp_path / "cine.nii.gz", "--out", out, expect="newer than this lvseg reads")
+    foreign = write_oracle_model(tmp_path / "foreign.onnx", lvseg_format="something-else")
+    refused(foreign, tmp_path / "cine.nii.gz", "--out", out, expect="without lvseg metadata")
+    (tmp_path / "empty").mkdir()
+    refused(oracle, tmp_path / "empty", "--out", out, expect="no DICOM files")
+
+    long_axis = tmp_path / "long-axis"
+    for p in range(4):
+        write_dicom(long_axis / f"{p + 1}.dcm", images[0, p].astype(np.int16), p + 1,
+                    TriggerTime=40.0 * p, ImagePositionPatient=[0, 0, 0])  # fmt: skip
+    two_chamber = {
+        "ImageOrientationPatient": [1, 0, 0, 0, 0, -1],
+        "ImagePositionPatient": [0, 5, 0],
+    }
+    write_dicom(
+        long_axis / "9.dcm", images[0, 0].astype(np.int16), 9, TriggerTime=0.0, **two_chamber
+    )
+    refused(oracle, long_axis, "--out", out, expect="no short-axis cine")
+
+    mixed = tmp_path / "mixed"
+    for s in range(2):
+        for p in range(2):
+            size = 40 if (s, p) == (1, 1) else 32
+            write_dicom(mixed / f"{s * 2 + p + 1}.dcm", np.zeros((size, size), np.int16),
+                        s * 2 + p + 1, TriggerTime=40.0 * p,
+                        ImagePositionPatient=[0, 0, 10 * s])  # fmt: skip
+    refused(oracle, mixed, "--out", out, expect="the other images of the short-axis stack")
+
+    unplaced = tmp_path / "unplaced"
+    for s in range(2):
+        for p in range(2):
+            path = write_dicom(unplaced / f"{s * 2 + p + 1}.dcm", np.zeros((32, 32), np.int16),
+                               s * 2 + p + 1, TriggerTime=40.0 * p,
+                               ImagePositionPatient=[0, 0, 10 * s])  # fmt: skip
+    dicom = pydicom.dcmread(path)
+    del dicom.ImagePositionPatient
+    dicom.save_as(path)
+    refused(oracle, unplaced, "--out", out, expect="no slice position")
+
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = invoke("predict", oracle, tmp_path / "cine.nii.gz", "--out", out)
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert (out / "keep.txt").read_text() == "mine"
