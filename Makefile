@@ -40,10 +40,14 @@ demo: $(VENV)/.installed
 	$(BIN)/lvseg train --data $(DEMO)/phantom --out $(DEMO)/runs/lvnet --epochs $(DEMO_EPOCHS)
 	$(BIN)/lvseg select $(DEMO)/runs/lvnet
 	$(BIN)/lvseg evaluate $(DEMO)/runs/lvnet $(DEMO)/phantom --out $(DEMO)/evaluation --overwrite
+	$(BIN)/lvseg export $(DEMO)/runs/lvnet --out $(DEMO)/export --int8 --overwrite
+	$(BIN)/lvseg predict $(DEMO)/export $(DEMO)/phantom/dicoms --out $(DEMO)/prediction --overwrite
 	$(BIN)/lvseg runs list $(DEMO)/runs
 	@echo "demo: phantom in $(DEMO)/phantom (inspection: $(DEMO)/phantom-montage.png, $(DEMO)/phantom-summary.json)"
 	@echo "demo: run store $(DEMO)/runs/lvnet/run.db; selected model: $(DEMO)/runs/lvnet/selected.json"
 	@echo "demo: evaluation of the held-out patients: $(DEMO)/evaluation/report.html"
+	@echo "demo: ONNX + int8 export and its model card: $(DEMO)/export/model-card.md"
+	@echo "demo: every phantom study segmented with ONNX Runtime (volumes, EF): $(DEMO)/prediction/studies.csv"
 	@echo "demo: to see how it learned (curves, gradient flow, alerts, watch slices): $(BIN)/lvseg dashboard $(DEMO)/runs"
 
 test: $(VENV)/.installed-dev

@@ -78,3 +78,37 @@ def test_split_applies_to_real_patients_without_leakage(png_dataset):
     assert {r.group for r in parts["val"]} == {"HF-I", "HF-NI", "HYP", "N"}
     with pytest.raises(InvalidInputError, match="of the data is in no set"):
         Split(train=split.train, val=split.val).apply(png_dataset)
+
+
+def _dataset(groups):
+    import numpy as np
+
+    from lvseg.data.records import Dataset, Geometry, SliceRecord
+
+    records = [
+        SliceRecord(
+            image=np.zeros((4, 4), np.float32), masks={}, patient_id=patient, source=patient,
+            geometry=Geometry((4, 4)), group=group,
+        )
+        for patient, group in groups.items()
+    ]  # fmt: skip
+    return Dataset(records=records, format="test", root="data")
+
+
+def test_excluded_patients_are_kept_out_of_training_and_validation():
+    from lvseg.data.splits import split_for
+
+    excluded = ["HF-00", "HF-01", "N-03"]
+    dataset = _dataset(GROUPS)
+    for folds, fold in ((0, 0), (4, 2)):
+        split = split_for(
+            dataset, folds=folds, fold=fold, val_fraction=0.2, seed=0, exclude=excluded
+        )
+        assert split.test == tuple(sorted(excluded))
+        assert not set(excluded) & set(split.train + split.val)
+        assert sorted(split.train + split.val + split.test) == sorted(GROUPS)
+    # Excluding nobody gives the split training always had.
+    plain = split_for(dataset, folds=4, fold=2, val_fraction=0.2, seed=0)
+    assert plain == kfold(GROUPS, 4, seed=0)[2]
+    with pytest.raises(InvalidInputError, match="'HF-99' to exclude is not in the data"):
+        split_for(dataset, folds=0, fold=0, val_fraction=0.2, seed=0, exclude=["HF-99"])
