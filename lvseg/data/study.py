@@ -315,18 +315,15 @@ class _Frame:
 
 def _read_header(path: Path) -> _Frame:
     """The header of one DICOM file (pixels are not read), every failure an InvalidInputError."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    return _parsed(read_dicom(path, headers_only=True), path)
 
+
+def _parsed(dicom, path: Path) -> _Frame:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Sunnybrook UIDs are slightly off-standard
-            return _frame(pydicom.dcmread(path, stop_before_pixels=True), path)
-    except InvalidDicomError:
-        raise InvalidInputError(path, "not a DICOM file (no DICM preamble)") from None
-    except OSError as error:
-        raise InvalidInputError(path, f"cannot read file ({error.strerror or error})") from None
-    except Exception as error:  # noqa: BLE001 - pydicom raises many types on corrupt input
+            warnings.simplefilter("ignore")  # values are checked on access (Sunnybrook's UIDs)
+            return _frame(dicom, path)
+    except Exception as error:  # noqa: BLE001 - malformed values of every kind
         raise InvalidInputError(path, f"corrupt DICOM header ({type(error).__name__})") from None
 
 
@@ -689,10 +686,7 @@ def _dicom_affine(
 def _read_dicom_file(path: Path) -> CineStudy:
     """One DICOM file as a 1 x 1 study, whether or not it belongs to a cine."""
     dicom = read_dicom(path)
-    try:
-        frame = _frame(dicom, path)
-    except Exception as error:  # noqa: BLE001 - malformed values of every kind
-        raise InvalidInputError(path, f"corrupt DICOM header ({type(error).__name__})") from None
+    frame = _parsed(dicom, path)
     frame.position_mm = _position(frame, frame.normal)
     pixels = dicom_pixels(dicom, path)
     frame.size = pixels.shape

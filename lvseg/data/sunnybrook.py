@@ -275,15 +275,16 @@ def _read_instance(patient: _Patient, instance: int) -> SliceRecord:
     )
 
 
-def read_dicom(path: Path):
-    """Read one DICOM file's header and data, turning every failure into InvalidInputError."""
+def read_dicom(path: Path, *, headers_only: bool = False):
+    """Read one DICOM file's header and data (only the header with ``headers_only``), turning
+    every failure into InvalidInputError."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Sunnybrook UIDs are slightly off-standard
-            return pydicom.dcmread(path)
+            return pydicom.dcmread(path, stop_before_pixels=headers_only)
     except InvalidDicomError:
         raise InvalidInputError(path, "not a DICOM file (no DICM preamble)") from None
     except OSError as error:

@@ -227,10 +227,10 @@ LEAN = textwrap.dedent(
     import importlib.abc, sys
 
     class Absent(importlib.abc.MetaPathFinder):
-        # As if these were not installed: importing them raises ImportError.
+        # As if these were not installed: importing them fails as a missing module does.
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in ("torch", "kornia", "onnx", "onnxscript", "fastapi"):
-                raise ImportError(f"No module named {name!r} (blocked)")
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
     sys.meta_path.insert(0, Absent())
     from lvseg.cli import app
@@ -254,6 +254,14 @@ def test_the_lean_install_predicts_without_torch(tmp_path, oracle):
     assert done.returncode == 0, done.stderr
     assert "torch imported: False" in done.stdout
     assert (tmp_path / "out" / "masks.nii.gz").is_file()
+    # A command that does need PyTorch says which extra installs it.
+    training = subprocess.run(
+        [sys.executable, "-c", LEAN.replace("standalone_mode=False", "standalone_mode=True"),
+         "train", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert training.returncode == 2
+    assert "needs torch, which is not installed: pip install 'lvseg[train]'" in training.stderr
 
 
 def test_the_infer_extra_leaves_torch_out():
