@@ -92,7 +92,9 @@ def check_slices(
 
     Without ``calibration``: the model's own training data, calibration from its training
     patients and checks on its validation patients. With it: that dataset, split the same way
-    where it holds the model's validation patients, else a stratified 80/20 patient split.
+    where it holds the model's validation patients, else checks on the patients the model did not
+    train on, else a stratified 80/20 patient split (said to be optimistic where the model trained
+    on them). Patients kept out of training (``--exclude-patients``) are never calibrated on.
     """
     config = loaded.checkpoint.get("train_config") or {}
     data_config = config.get("data") or {}
@@ -110,16 +112,25 @@ def check_slices(
             )
     fmt = data_config.get("format", "auto") if calibration is None else "auto"
     dataset = labelled_dataset(source, fmt)
-    val = [p for p in split.get("val", ()) if p in set(dataset.patients)]
+    patients = dataset.patients
+    trained = [p for p in patients if p in set(split.get("train", ()))]
+    kept_out = set(split.get("test", ()))  # e.g. --exclude-patients: never calibrate on them
+    val = [p for p in patients if p in set(split.get("val", ()))]
     if val:
-        train = [p for p in dataset.patients if p not in set(val)]
+        train = trained or [p for p in patients if p not in set(val) | kept_out]
         how = f"{source}: calibration on {len(train)} training patients, checks on the model's "
         how += f"{len(val)} validation patients"
+    elif trained and len(trained) < len(patients):
+        val = [p for p in patients if p not in set(trained)]
+        train = trained
+        how = f"{source}: calibration on {len(train)} of the model's training patients, checks "
+        how += f"on {len(val)} patients it did not train on"
     else:
         parts = split_patients(dataset, val_fraction=0.2, seed=0)
         train, val = list(parts.train), list(parts.val)
-        how = f"{source} (without the model's validation patients): calibration on {len(train)} "
-        how += f"patients, checks on {len(val)} others"
+        how = f"{source}: calibration on {len(train)} patients, checks on {len(val)} others"
+        if trained:
+            how += " (all of them trained the model: the check Dice is optimistic)"
     calibrate = [r for r in dataset.records if r.patient_id in set(train)]
     checks = [r for r in dataset.records if r.patient_id in set(val)]
     return _spread(calibrate, CALIBRATION_SLICES), _spread(checks, CHECK_SLICES), how

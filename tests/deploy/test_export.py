@@ -127,3 +127,24 @@ def test_the_command_prints_the_checks(tmp_path, tiny_run):
     assert "onnx fp32: model.onnx" in result.output
     assert "mask Dice vs PyTorch 1.0000" in result.output
     assert "model card:" in result.output
+
+
+def test_check_slices_never_calibrate_on_kept_out_patients_and_say_when_optimistic(tiny_phantom):
+    from types import SimpleNamespace
+
+    from lvseg.data.load import labelled_dataset
+    from lvseg.deploy.export import check_slices
+
+    a, b, c, d = labelled_dataset(tiny_phantom).patients
+
+    def slices(split):
+        config = {"data": {"path": str(tiny_phantom), "format": "auto"}}
+        loaded = SimpleNamespace(checkpoint={"train_config": config, "split": split})
+        calibrate, checks, how = check_slices(loaded, None)
+        return {r.patient_id for r in calibrate}, {r.patient_id for r in checks}, how
+
+    assert slices({"train": [a, b], "val": [c], "test": [d]})[:2] == ({a, b}, {c})
+    calibrate, checks, how = slices({"train": [a, b], "val": [], "test": []})
+    assert (calibrate, checks) == ({a, b}, {c, d}) and "did not train on" in how
+    calibrate, checks, how = slices({"train": [a, b, c, d], "val": []})
+    assert not calibrate & checks and "optimistic" in how
