@@ -60,7 +60,9 @@ from lvseg.evaluate import clinical
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` as frames are segmented."""
 
-BATCH_SIZE = 32
+BATCH_SIZE = 8
+"""Frames per ONNX Runtime call: as fast as 32 on the Sunnybrook studies (22.5 s against 22.1 s
+for 1,140 frames) with 260 MB less peak memory (ONNX Runtime's arena grows with the batch)."""
 LOCATE_PHASES = 4
 LOCATE_MULTIPLE = 32
 """Whole images are padded to a multiple of this for the locating pass (every pooling of the
@@ -330,7 +332,10 @@ def write_study(
         for p in range(phases):
             mask = masks[s, p]
             name = f"s{s:02d}-p{p:02d}.png"
-            Image.fromarray(overlay(study.images[s, p], mask)).save(folder / "overlays" / name)
+            # zlib level 1: a third of the whole command's time went into level 6 (1.7 s of 5.4 s
+            # for a 260-frame study), for files about 10% smaller (11 MB against 12 MB).
+            picture = Image.fromarray(overlay(study.images[s, p], mask))
+            picture.save(folder / "overlays" / name, compress_level=1)
             contour = ""
             if mask.any():
                 contour = CONTOUR_NAME.format(instance=_instance(study, s, p))
