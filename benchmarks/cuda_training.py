@@ -52,7 +52,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="cpu only to try the script out")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("error: no CUDA device: this benchmark measures GPU training")
+        print("skipped: no CUDA device here (this benchmark measures GPU training)")
+        return
     from lvseg.data.load import labelled_dataset
     from lvseg.data.splits import split_for
 

@@ -65,13 +65,18 @@ def agreement_line(name: str, predicted: list[float], reference: list[float], sc
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="training run or checkpoint")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--run", type=Path, help="training run or checkpoint (see above)")
     parser.add_argument("--data", type=Path, default=REAL_DATA)
     parser.add_argument("--int8", action="store_true", help="predict with the int8 model")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.run is None:
+        print("skipped: give --run RUN, a model trained without these 5 patients (see --help)")
+        return
     if not args.data.is_dir():
         sys.exit(f"error: {args.data}: no Sunnybrook DICOM data (see ../shared/data/README.md)")
 
