@@ -8,7 +8,7 @@ what :func:`lvseg.data.load.load_dataset` reads (a dataset folder, a study, a NI
   sits in an ``Images/`` tree with a mask of the same relative path under the sibling
   ``Labels/``, that mask is the reference LV (as the folders reader would pair them);
 - a DICOM file (``.dcm``, or any file with the DICM preamble): read with
-  :func:`lvseg.data.sunnybrook.read_dicom`, with its pixel spacing; no reference.
+  :func:`lvseg.data.dicom.read_dicom`, with its pixel spacing; no reference.
 
 The patient id of a single file comes from the Sunnybrook name pattern where it matches, else
 the file name.
@@ -22,21 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from lvseg.data.dicom import is_dicom_file
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import LV, Geometry, SliceRecord
-
-DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-
-
-def is_dicom_file(path: Path) -> bool:
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        with path.open("rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _single_identity(path: Path) -> dict[str, Any]:
@@ -68,16 +56,11 @@ def read_single_slice(path: str | Path) -> SliceRecord:
     path = Path(path)
     identity = _single_identity(path)
     if is_dicom_file(path):
-        from lvseg.data.sunnybrook import dicom_pixels, read_dicom
+        from lvseg.data.dicom import dicom_pixels, pixel_spacing, read_dicom
 
         dicom = read_dicom(path)
         image = dicom_pixels(dicom, path)
-        spacing = None
-        try:
-            values = tuple(float(v) for v in dicom.get("PixelSpacing") or ())
-            spacing = values if len(values) == 2 and min(values) > 0 else None
-        except (TypeError, ValueError):
-            spacing = None
+        spacing = pixel_spacing(dicom)
         return SliceRecord(
             image=image,
             masks={},

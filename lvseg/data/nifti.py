@@ -212,13 +212,13 @@ def looks_like(path: Path) -> bool:
     """A .nii/.nii.gz file, or a folder with one within :data:`LOOKS_LIKE_DEPTH` levels."""
     path = Path(path)
     if path.is_file():
-        return _split_name(path.name) is not None
+        return split_nifti_name(path.name) is not None
     if not path.is_dir():
         return False
     seen = 0
-    for folder, dirs, files in _walk(path):
+    for folder, dirs, files in walk_sorted(path):
         seen += len(dirs) + len(files)
-        if any(_split_name(name) is not None for name in files):
+        if any(split_nifti_name(name) is not None for name in files):
             return True
         if seen > LOOKS_LIKE_ENTRIES:
             return False
@@ -253,7 +253,7 @@ class _Found:
     tables: list[Path]
 
 
-def _split_name(name: str) -> tuple[str, str] | None:
+def split_nifti_name(name: str) -> tuple[str, str] | None:
     """(stem, suffix) of a NIfTI file name, None for other files and hidden ones."""
     if name.startswith("."):
         return None
@@ -264,7 +264,7 @@ def _split_name(name: str) -> tuple[str, str] | None:
     return None
 
 
-def _walk(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+def walk_sorted(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
     """os.walk in sorted order, following links once, skipping hidden folders."""
     seen: set[str] = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
@@ -279,7 +279,7 @@ def _walk(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
 
 def _find(root: Path) -> _Found:
     found = _Found(pairs=[], problems=[], nifti_files=0, tables=[])
-    for folder, _, files in _walk(root):
+    for folder, _, files in walk_sorted(root):
         found.tables += [Path(folder, f) for f in files if f.lower().endswith(".csv")]
         _pair_folder(Path(folder), files, found)
     counts = Counter(pair.patient_id for pair in found.pairs if pair.layout == "generic")
@@ -298,7 +298,7 @@ def _pair_folder(folder: Path, files: list[str], found: _Found) -> None:
     images: dict[str, Path] = {}
     labels: dict[str, Path] = {}
     for name in files:
-        split = _split_name(name)
+        split = split_nifti_name(name)
         if split is None:
             continue
         found.nifti_files += 1
@@ -338,7 +338,7 @@ def _with_unique_id(pair: _Pair, root: Path) -> _Pair:
 
 def _find_single(path: Path) -> _Found:
     """The pair of a single file given by path (the image or its label)."""
-    split = _split_name(path.name)
+    split = split_nifti_name(path.name)
     if split is None:
         raise InvalidInputError(path, "not a NIfTI file (.nii or .nii.gz)")
     stem = split[0]
@@ -565,17 +565,17 @@ def _read_pair(pair: _Pair, mapping: dict[int, str] | None, info: _CaseInfo) -> 
                 "'lv=3,myocardium=2,rv=1'",
             )
         mapping = PRESETS["acdc" if pair.layout == "acdc" else "mnms"]
-    image = _load(pair.image)
-    label = _load(pair.label)
-    shape, label_shape = _shape(image, pair.image), _shape(label, pair.label)
+    image = load_nifti(pair.image)
+    label = load_nifti(pair.label)
+    shape, label_shape = nifti_shape(image, pair.image), nifti_shape(label, pair.label)
     if shape != label_shape:
         raise InvalidInputError(
             pair.label,
             f"label volume is {_format_shape(label_shape)}, image is {_format_shape(shape)}",
         )
-    zooms = _zooms(image, pair.image)
-    affine = _affine(image, pair.image)
-    positions = _slice_positions(affine * _mm_per_unit(image), shape[2], zooms[2])
+    zooms = nifti_zooms(image, pair.image)
+    affine = nifti_affine(image, pair.image)
+    positions = slice_positions_of(affine * mm_per_unit_of(image), shape[2], zooms[2])
     label_volume = _read_labels(label, pair.label, mapping)
     structures = {value: name for value, name in mapping.items() if name != IGNORE}
     labelled = np.isin(label_volume, list(structures)).any(axis=(0, 1))  # (Z,) or (Z, T)
@@ -587,7 +587,7 @@ def _read_pair(pair: _Pair, mapping: dict[int, str] | None, info: _CaseInfo) -> 
         if slices.size == 0:
             continue
         # A 3D image is read whole, once; a 4D one a frame at a time, labelled frames only.
-        volume = _read_frame(image, pair.image, frame, shape)
+        volume = read_frame(image, pair.image, frame, shape)
         labels_now = label_volume if frame is None else label_volume[..., frame]
         phase_index = pair.phase_index if frame is None else frame
         phase = pair.phase or _phase_of(phase_index, info)
@@ -651,7 +651,7 @@ def _nibabel_errors(path: Path, what: str) -> Iterator[None]:
         raise InvalidInputError(path, f"cannot read {what}: {detail}") from None
 
 
-def _load(path: Path) -> nib.Nifti1Image:
+def load_nifti(path: Path) -> nib.Nifti1Image:
     """The NIfTI image at ``path``, header checked, voxel data not yet read."""
     with _nibabel_errors(path, "NIfTI header"):
         image = nib.load(path, mmap=False)
@@ -679,7 +679,7 @@ def _load(path: Path) -> nib.Nifti1Image:
     return image
 
 
-def _shape(image: nib.Nifti1Image, path: Path) -> tuple[int, ...]:
+def nifti_shape(image: nib.Nifti1Image, path: Path) -> tuple[int, ...]:
     """The volume's shape without trailing length-1 axes beyond the third; 3D or 4D only."""
     shape = tuple(int(n) for n in image.shape)
     while len(shape) > 3 and shape[-1] == 1:
@@ -695,7 +695,7 @@ def _format_shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(n) for n in shape)
 
 
-def _zooms(image: nib.Nifti1Image, path: Path) -> tuple[float, float, float]:
+def nifti_zooms(image: nib.Nifti1Image, path: Path) -> tuple[float, float, float]:
     """Voxel spacing along the three spatial axes, in mm.
 
     nibabel quietly turns a stored spacing of 0 into 1 (and -s into s) when it loads a header, so
@@ -711,10 +711,10 @@ def _zooms(image: nib.Nifti1Image, path: Path) -> tuple[float, float, float]:
     if len(zooms) < 3 or not all(math.isfinite(z) and z > 0 for z in zooms):
         raise InvalidInputError(path, f"voxel spacing {zooms} is not positive and finite")
     # Stored as float32: 1.37 reads 1.3700000047683716; a micrometre is far below any voxel.
-    return tuple(round(z * _mm_per_unit(image), 6) for z in zooms)  # type: ignore[return-value]
+    return tuple(round(z * mm_per_unit_of(image), 6) for z in zooms)  # type: ignore[return-value]
 
 
-def _mm_per_unit(image: nib.Nifti1Image) -> float:
+def mm_per_unit_of(image: nib.Nifti1Image) -> float:
     """Millimetres per spatial unit of the header (xyzt_units; unknown is taken as mm)."""
     try:
         unit = image.header.get_xyzt_units()[0]
@@ -723,7 +723,7 @@ def _mm_per_unit(image: nib.Nifti1Image) -> float:
     return {"meter": 1000.0, "micron": 0.001}.get(unit, 1.0)
 
 
-def _affine(image: nib.Nifti1Image, path: Path) -> np.ndarray:
+def nifti_affine(image: nib.Nifti1Image, path: Path) -> np.ndarray:
     with _nibabel_errors(path, "affine"):
         affine = np.array(image.affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.isfinite(affine).all():
@@ -731,7 +731,7 @@ def _affine(image: nib.Nifti1Image, path: Path) -> np.ndarray:
     return affine
 
 
-def _slice_positions(affine: np.ndarray, depth: int, thickness_mm: float) -> list[float]:
+def slice_positions_of(affine: np.ndarray, depth: int, thickness_mm: float) -> list[float]:
     """Each slice's origin projected on the slice normal; ``k * thickness`` if degenerate."""
     axes = affine[:3, :3]
     normal = np.cross(axes[:, 0], axes[:, 1])
@@ -747,7 +747,7 @@ def _slice_positions(affine: np.ndarray, depth: int, thickness_mm: float) -> lis
 
 def _read_labels(image: nib.Nifti1Image, path: Path, mapping: dict[int, str]) -> np.ndarray:
     """The whole label volume as integers, checked against the mapping."""
-    shape = _shape(image, path)
+    shape = nifti_shape(image, path)
     with _nibabel_errors(path, "label volume"):
         data = np.asanyarray(image.dataobj).reshape(shape)
     if data.dtype.kind == "f":
@@ -766,7 +766,7 @@ def _read_labels(image: nib.Nifti1Image, path: Path, mapping: dict[int, str]) ->
     return data
 
 
-def _read_frame(
+def read_frame(
     image: nib.Nifti1Image, path: Path, frame: int | None, shape: tuple[int, ...]
 ) -> np.ndarray:
     """The whole 3D volume (``frame=None``) or one frame of a 4D one, as read from disk."""

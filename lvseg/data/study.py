@@ -61,29 +61,29 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from lvseg.data.dicom import (
+    dicom_pixels,
+    is_dicom_file,
+    pixel_spacing,
+    positive_float,
+    positive_int,
+    read_dicom,
+    tuple_of_floats,
+)
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.folders import DEFAULT_PATTERN, IMAGE_SUFFIXES, load_grey, match_name
-from lvseg.data.inputs import is_dicom_file
 from lvseg.data.nifti import (
-    _affine,
-    _load,
-    _mm_per_unit,
-    _read_frame,
-    _shape,
-    _slice_positions,
-    _split_name,
-    _walk,
-    _zooms,
+    load_nifti,
+    mm_per_unit_of,
+    nifti_affine,
+    nifti_shape,
+    nifti_zooms,
+    read_frame,
+    slice_positions_of,
+    split_nifti_name,
+    walk_sorted,
 )
 from lvseg.data.progress import track
-from lvseg.data.sunnybrook import (
-    _pixel_spacing,
-    _positive_float,
-    _positive_int,
-    _tuple_of_floats,
-    dicom_pixels,
-    read_dicom,
-)
 
 KINDS = ("dicom", "nifti", "image")
 SAME_PLANE = 0.99
@@ -204,7 +204,7 @@ def iter_studies(path: str | Path) -> Iterator[CineStudy]:
     if not path.exists():
         raise InvalidInputError(path, "no such file or folder")
     if path.is_file():
-        if _split_name(path.name) is not None:
+        if split_nifti_name(path.name) is not None:
             yield _read_nifti(path)
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             yield from _named([_read_image(path)])
@@ -233,12 +233,12 @@ def _scan(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     dicoms: list[Path] = []
     niftis: list[Path] = []
     pictures: list[Path] = []
-    for folder, _, files in _walk(root):
+    for folder, _, files in walk_sorted(root):
         for name in files:
             if name.startswith("."):
                 continue
             file = Path(folder, name)
-            if _split_name(name) is not None:
+            if split_nifti_name(name) is not None:
                 niftis.append(file)
             elif file.suffix.lower() in IMAGE_SUFFIXES:
                 pictures.append(file)
@@ -331,8 +331,8 @@ def _frame(dicom, path: Path) -> _Frame:
     def text(name: str) -> str:
         return str(dicom.get(name, "") or "").strip()
 
-    rows, cols = _positive_int(dicom.get("Rows")), _positive_int(dicom.get("Columns"))
-    frames = _positive_int(dicom.get("NumberOfFrames")) or 1
+    rows, cols = positive_int(dicom.get("Rows")), positive_int(dicom.get("Columns"))
+    frames = positive_int(dicom.get("NumberOfFrames")) or 1
     instance = _number(dicom.get("InstanceNumber"))
     series_number = _number(dicom.get("SeriesNumber"))
     return _Frame(
@@ -346,19 +346,19 @@ def _frame(dicom, path: Path) -> _Frame:
         is_mr_image=text("Modality") in ("MR", "") and bool(rows and cols) and frames == 1,
         instance_number=None if instance is None else int(instance),
         trigger_time_ms=_number(dicom.get("TriggerTime")),
-        cardiac_images=_positive_int(dicom.get("CardiacNumberOfImages")),
-        image_position=_tuple_of_floats(dicom.get("ImagePositionPatient"), 3),
-        orientation=_tuple_of_floats(dicom.get("ImageOrientationPatient"), 6),
+        cardiac_images=positive_int(dicom.get("CardiacNumberOfImages")),
+        image_position=tuple_of_floats(dicom.get("ImagePositionPatient"), 3),
+        orientation=tuple_of_floats(dicom.get("ImageOrientationPatient"), 6),
         slice_location=_number(dicom.get("SliceLocation")),
         size=(rows, cols) if rows and cols else None,
-        pixel_spacing=_pixel_spacing(dicom),
-        slice_thickness=_positive_float(dicom.get("SliceThickness")),
+        pixel_spacing=pixel_spacing(dicom),
+        slice_thickness=positive_float(dicom.get("SliceThickness")),
     )
 
 
 def _number(value) -> float | None:
     """A finite number from a DICOM value, None where it is absent or does not parse."""
-    found = _tuple_of_floats([value], 1)
+    found = tuple_of_floats([value], 1)
     return found[0] if found else None
 
 
@@ -699,11 +699,11 @@ def _read_dicom_file(path: Path) -> CineStudy:
 
 def _read_nifti(path: Path) -> CineStudy:
     """A 3D or 4D NIfTI file as a study, oriented as :mod:`lvseg.data.nifti` reads training data."""
-    image = _load(path)
-    shape = _shape(image, path)
-    zooms = _zooms(image, path)
-    mm_per_unit = _mm_per_unit(image)
-    affine = _affine(image, path)
+    image = load_nifti(path)
+    shape = nifti_shape(image, path)
+    zooms = nifti_zooms(image, path)
+    mm_per_unit = mm_per_unit_of(image)
+    affine = nifti_affine(image, path)
     affine_mm = affine.copy()
     affine_mm[:3] *= mm_per_unit
     depth = shape[2]
@@ -711,20 +711,20 @@ def _read_nifti(path: Path) -> CineStudy:
     images = np.empty((depth, phases, shape[1], shape[0]), np.float32)
     frames: list[int | None] = [None] if len(shape) == 3 else list(range(phases))
     for t, frame in enumerate(frames):
-        volume = _read_frame(image, path, frame, shape)  # (x, y, z)
+        volume = read_frame(image, path, frame, shape)  # (x, y, z)
         images[:, t] = volume.transpose(2, 1, 0)
     finite = np.isfinite(images)
     if not finite.all():
         k, t = (int(i) for i in np.argwhere(~finite)[0][:2])
         raise InvalidInputError(path, f"non-finite intensities in slice {k}, frame {t}")
-    stem = _split_name(path.name)[0]
+    stem = split_nifti_name(path.name)[0]
     return CineStudy(
         images=images,
         patient_id=stem,
         name=_safe_name(stem),
         kind="nifti",
         pixel_spacing_mm=(float(zooms[1]), float(zooms[0])),
-        slice_positions_mm=np.array(_slice_positions(affine_mm, depth, zooms[2]), np.float64),
+        slice_positions_mm=np.array(slice_positions_of(affine_mm, depth, zooms[2]), np.float64),
         slice_thickness_mm=float(zooms[2]),
         trigger_times_ms=_nifti_times(image, depth, phases),
         affine=affine_mm,

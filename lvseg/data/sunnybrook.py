@@ -41,13 +41,20 @@ from __future__ import annotations
 
 import csv
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lvseg.data.contours import CONTOUR_NAME, fill_contour, read_contour
+from lvseg.data.dicom import (
+    dicom_pixels,
+    pixel_spacing,
+    positive_float,
+    positive_int,
+    read_dicom,
+    tuple_of_floats,
+)
 from lvseg.data.errors import InvalidInputError, Skipped
 from lvseg.data.progress import track
 from lvseg.data.records import LV, MYOCARDIUM, Dataset, Geometry, SliceRecord, label_ed_es_by_area
@@ -248,11 +255,11 @@ def _read_instance(patient: _Patient, instance: int) -> SliceRecord:
         masks[MYOCARDIUM] = epicardium & ~endocardium
         annotation_sources.append(str(epi_file))
 
-    phases = _positive_int(dicom.get("CardiacNumberOfImages")) or DEFAULT_PHASES
+    phases = positive_int(dicom.get("CardiacNumberOfImages")) or DEFAULT_PHASES
     slice_index, phase_index = divmod(instance - 1, phases)
-    spacing = _pixel_spacing(dicom)
-    position = _tuple_of_floats(dicom.get("ImagePositionPatient"), 3)
-    orientation = _tuple_of_floats(dicom.get("ImageOrientationPatient"), 6)
+    spacing = pixel_spacing(dicom)
+    position = tuple_of_floats(dicom.get("ImagePositionPatient"), 3)
+    orientation = tuple_of_floats(dicom.get("ImageOrientationPatient"), 6)
     return SliceRecord(
         image=image,
         masks=masks,
@@ -268,80 +275,11 @@ def _read_instance(patient: _Patient, instance: int) -> SliceRecord:
         slice_position_mm=_slice_position(dicom, position, orientation),
         phase_index=phase_index,
         pixel_spacing_mm=spacing,
-        slice_thickness_mm=_positive_float(dicom.get("SliceThickness")),
-        slice_spacing_mm=_positive_float(dicom.get("SpacingBetweenSlices")),
+        slice_thickness_mm=positive_float(dicom.get("SliceThickness")),
+        slice_spacing_mm=positive_float(dicom.get("SpacingBetweenSlices")),
         group=patient.group,
         annotation_sources=tuple(annotation_sources),
     )
-
-
-def read_dicom(path: Path, *, headers_only: bool = False):
-    """Read one DICOM file's header and data (only the header with ``headers_only``), turning
-    every failure into InvalidInputError."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Sunnybrook UIDs are slightly off-standard
-            return pydicom.dcmread(path, stop_before_pixels=headers_only)
-    except InvalidDicomError:
-        raise InvalidInputError(path, "not a DICOM file (no DICM preamble)") from None
-    except OSError as error:
-        raise InvalidInputError(path, f"cannot read file ({error.strerror or error})") from None
-    except Exception as error:  # noqa: BLE001 - pydicom raises many types on corrupt input
-        raise InvalidInputError(path, f"corrupt DICOM file ({type(error).__name__})") from None
-
-
-def dicom_pixels(dicom, path: Path) -> np.ndarray:
-    """The image as float32 in modality units (RescaleSlope/Intercept applied)."""
-    from pydicom.pixels import apply_modality_lut
-
-    if "PixelData" not in dicom:
-        raise InvalidInputError(path, "DICOM file has no pixel data")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pixels = apply_modality_lut(dicom.pixel_array, dicom)
-    except (NotImplementedError, RuntimeError) as error:
-        syntax = getattr(getattr(dicom, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", None) or str(syntax)
-        raise InvalidInputError(
-            path, f"cannot decode pixel data (transfer syntax {name}: {type(error).__name__})"
-        ) from None
-    except Exception as error:  # noqa: BLE001 - truncated or inconsistent pixel data
-        raise InvalidInputError(
-            path, f"cannot decode pixel data ({type(error).__name__})"
-        ) from None
-    if pixels.ndim != 2:
-        raise InvalidInputError(path, f"expected one 2D frame, got pixel array {pixels.shape}")
-    return np.ascontiguousarray(pixels, dtype=np.float32)
-
-
-def _positive_float(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if np.isfinite(number) and number > 0 else None
-
-
-def _positive_int(value) -> int | None:
-    number = _positive_float(value)
-    return int(number) if number else None
-
-
-def _tuple_of_floats(value, length: int):
-    try:
-        numbers = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return numbers if len(numbers) == length and all(np.isfinite(numbers)) else None
-
-
-def _pixel_spacing(dicom) -> tuple[float, float] | None:
-    spacing = _tuple_of_floats(dicom.get("PixelSpacing"), 2)
-    return spacing if spacing and min(spacing) > 0 else None
 
 
 def _slice_position(dicom, position, orientation) -> float | None:

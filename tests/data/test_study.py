@@ -21,7 +21,7 @@ from PIL import Image
 from pydicom.uid import generate_uid
 
 from lvseg.data.errors import InvalidInputError
-from lvseg.data.nifti import _slice_positions
+from lvseg.data.nifti import slice_positions_of
 from lvseg.data.study import NOT_AN_INPUT, CineStudy, read_study
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # normal +z
@@ -384,7 +384,7 @@ def test_nifti_round_trip_gives_back_the_input(tmp_path, shape):
     zooms = stored.header.get_zooms()
     assert study.pixel_spacing_mm == pytest.approx((zooms[1], zooms[0]))
     assert study.slice_thickness_mm == pytest.approx(8.0, abs=1e-4)
-    np.testing.assert_allclose(study.slice_positions_mm, _slice_positions(stored.affine, 5, 8.0))
+    np.testing.assert_allclose(study.slice_positions_mm, slice_positions_of(stored.affine, 5, 8.0))
     assert np.all(np.diff(study.slice_positions_mm) > 0)
     np.testing.assert_array_equal(study.affine, stored.affine)
     if phases > 1:

@@ -10,6 +10,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless
 
 from lvseg.data import sunnybrook
+from lvseg.data.dicom import dicom_pixels, read_dicom
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.folders import read as read_folders
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM
@@ -245,7 +246,7 @@ def test_random_bytes_raise_only_the_documented_error(tmp_path_factory, data, ke
     path = tmp_path_factory.mktemp("random") / "1.dcm"
     path.write_bytes((b"\x00" * 128 + b"DICM" if keep_preamble else b"") + data)
     try:
-        dicom = sunnybrook.read_dicom(path)
-        sunnybrook.dicom_pixels(dicom, path)
+        dicom = read_dicom(path)
+        dicom_pixels(dicom, path)
     except InvalidInputError as error:
         assert error.path == str(path) and "\n" not in str(error)

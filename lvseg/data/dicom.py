@@ -1,0 +1,99 @@
+"""Reading DICOM files: one place for what every DICOM reader needs (the Sunnybrook reader, single
+slice inputs, whole cine studies): recognising a file, reading it with every failure turned into
+one :class:`InvalidInputError` line, its pixels in modality units, and the few tags read as
+numbers.
+
+>>> positive_float("1.5"), positive_float("-2"), tuple_of_floats(["1", "2"], 2)
+(1.5, None, (1.0, 2.0))
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from lvseg.data.errors import InvalidInputError
+
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+def is_dicom_file(path: Path) -> bool:
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def read_dicom(path: Path, *, headers_only: bool = False):
+    """Read one DICOM file's header and data (only the header with ``headers_only``), turning
+    every failure into InvalidInputError."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Sunnybrook UIDs are slightly off-standard
+            return pydicom.dcmread(path, stop_before_pixels=headers_only)
+    except InvalidDicomError:
+        raise InvalidInputError(path, "not a DICOM file (no DICM preamble)") from None
+    except OSError as error:
+        raise InvalidInputError(path, f"cannot read file ({error.strerror or error})") from None
+    except Exception as error:  # noqa: BLE001 - pydicom raises many types on corrupt input
+        raise InvalidInputError(path, f"corrupt DICOM file ({type(error).__name__})") from None
+
+
+def dicom_pixels(dicom, path: Path) -> np.ndarray:
+    """The image as float32 in modality units (RescaleSlope/Intercept applied)."""
+    from pydicom.pixels import apply_modality_lut
+
+    if "PixelData" not in dicom:
+        raise InvalidInputError(path, "DICOM file has no pixel data")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pixels = apply_modality_lut(dicom.pixel_array, dicom)
+    except (NotImplementedError, RuntimeError) as error:
+        syntax = getattr(getattr(dicom, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(syntax, "name", None) or str(syntax)
+        raise InvalidInputError(
+            path, f"cannot decode pixel data (transfer syntax {name}: {type(error).__name__})"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - truncated or inconsistent pixel data
+        raise InvalidInputError(
+            path, f"cannot decode pixel data ({type(error).__name__})"
+        ) from None
+    if pixels.ndim != 2:
+        raise InvalidInputError(path, f"expected one 2D frame, got pixel array {pixels.shape}")
+    return np.ascontiguousarray(pixels, dtype=np.float32)
+
+
+def positive_float(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) and number > 0 else None
+
+
+def positive_int(value) -> int | None:
+    number = positive_float(value)
+    return int(number) if number else None
+
+
+def tuple_of_floats(value, length: int):
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return numbers if len(numbers) == length and all(np.isfinite(numbers)) else None
+
+
+def pixel_spacing(dicom) -> tuple[float, float] | None:
+    spacing = tuple_of_floats(dicom.get("PixelSpacing"), 2)
+    return spacing if spacing and min(spacing) > 0 else None
