@@ -116,8 +116,9 @@ def test_the_crop_decides_what_is_segmented(tmp_path):
 
 
 def write_dicom_study(folder: Path, images: np.ndarray) -> dict[int, tuple[int, int]]:
-    """The study as an oblique DICOM cine (one series, shuffled instance numbers, slices in
-    descending position as Sunnybrook stores them); instance number -> (slice, phase)."""
+    """The study as an oblique DICOM cine (one series, slice s at s x 8 mm along the normal,
+    instance numbers shuffled so that neither they nor the file names tell the order);
+    returns instance number -> (slice, phase)."""
     slices, phases = images.shape[:2]
     axes = rotation((20, 35, -10))
     row_direction, column_direction, normal = axes[:, 0], axes[:, 1], axes[:, 2]
