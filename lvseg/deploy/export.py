@@ -61,7 +61,6 @@ INT8_AIM_DROP = 0.005
 CALIBRATION_SLICES = 64
 CHECK_SLICES = 256
 LATENCY_REPEATS = 20
-LV_CLASS = 1
 
 ProgressCallback = Callable[[str], None]
 """Called with a short description of each stage as it starts."""
@@ -156,12 +155,6 @@ def _batches(prepared: Sequence[SliceRecord], size: int = 16):
         yield np.stack([p.image for p in chunk])[:, None].astype(np.float32)
 
 
-def _softmax_lv(logits: np.ndarray) -> np.ndarray:
-    logits = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    weights = np.exp(logits)
-    return (weights[:, LV_CLASS] / weights.sum(axis=1)).astype(np.float32)
-
-
 def _run(backend: Callable[[np.ndarray], np.ndarray], prepared: Sequence[SliceRecord]):
     return np.concatenate([backend(batch) for batch in _batches(prepared)])
 
@@ -176,8 +169,8 @@ def torch_backend(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
 
 def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     """Largest absolute logit difference, and Dice and differing pixels of the LV masks."""
-    masks_a = _softmax_lv(reference) > 0.5
-    masks_b = _softmax_lv(candidate) > 0.5
+    masks_a = runtime.lv_softmax(reference) > 0.5
+    masks_b = runtime.lv_softmax(candidate) > 0.5
     return {
         "max_abs_logit_difference": float(np.abs(reference - candidate).max()),
         "mask_dice": dice(masks_a, masks_b),
@@ -188,7 +181,7 @@ def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
 
 def validation_dice(logits: np.ndarray, prepared: Sequence[SliceRecord], originals) -> float:
     """Mean per-slice Dice against the reference LV on the source grid (as evaluate scores)."""
-    probability = _softmax_lv(logits)
+    probability = runtime.lv_softmax(logits)
     scores = [
         dice(to_source_grid(p, record.geometry) > 0.5, original.masks[LV])
         for p, record, original in zip(probability, prepared, originals, strict=True)
@@ -207,7 +200,7 @@ def metadata(loaded: LoadedModel, precision: str) -> dict[str, str]:
         "lvseg_version": __version__,
         "model_name": loaded.name,
         "precision": precision,
-        "lv_class": str(LV_CLASS),
+        "lv_class": str(runtime.LV_CLASS),
         "classes": "background,lv",
         "plan": json.dumps(loaded.plan, sort_keys=True),
     }

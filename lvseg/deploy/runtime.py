@@ -28,6 +28,9 @@ from lvseg.data.errors import InvalidInputError
 
 FORMAT = "lvseg-onnx"
 FORMAT_VERSION = 1
+LV_CLASS = 1
+"""The output channel of the LV blood pool in every lvseg model (the default where a file's
+metadata does not say)."""
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 SUFFIXES = (".onnx", ".ort")
@@ -95,7 +98,7 @@ def check_metadata(metadata: dict[str, str], path: Path | None) -> dict[str, Any
     try:
         plan = json.loads(metadata["plan"])
         crop_size = int(plan["crop_size"])
-        lv_class = int(metadata.get("lv_class", "1"))
+        lv_class = int(metadata.get("lv_class", LV_CLASS))
     except (KeyError, ValueError, TypeError):
         raise InvalidInputError(
             path, "lvseg model metadata has no valid preprocessing plan"
@@ -131,10 +134,14 @@ class ExportedModel:
 
     def lv_probability(self, images: np.ndarray) -> np.ndarray:
         """Softmax probability (B, H, W) of the LV class."""
-        logits = self.logits(images).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        weights = np.exp(logits)
-        return (weights[:, self.lv_class] / weights.sum(axis=1)).astype(np.float32)
+        return lv_softmax(self.logits(images), self.lv_class)
+
+
+def lv_softmax(logits: np.ndarray, lv_class: int = LV_CLASS) -> np.ndarray:
+    """The softmax probability (B, H, W) of channel ``lv_class`` of logits (B, classes, H, W)."""
+    logits = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    weights = np.exp(logits)
+    return (weights[:, lv_class] / weights.sum(axis=1)).astype(np.float32)
 
 
 def open_model(
