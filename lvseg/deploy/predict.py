@@ -56,6 +56,8 @@ from lvseg.data.records import Geometry, SliceRecord
 from lvseg.data.study import CineStudy, iter_studies
 from lvseg.deploy.runtime import ExportedModel, open_model
 from lvseg.evaluate import clinical
+from lvseg.figures import PREDICTION_COLOUR, display_range
+from lvseg.jsonsafe import json_safe
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` as frames are segmented."""
@@ -73,6 +75,7 @@ LOCATE_SIGMA_PX = 6.0
 pixels where the spacing is unknown (6 px at Sunnybrook's ~1.37 mm)."""
 CONTOUR_NAME = "IM-0001-{instance:04d}-icontour-auto.txt"
 SUMMARY_FILE = "summary.json"
+OUTLINE_RGB = tuple(int(PREDICTION_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
 
 
 @dataclass
@@ -239,19 +242,15 @@ def measure(study: CineStudy, masks: np.ndarray) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ writing
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
-    low, high = np.percentile(image, (0.5, 99.5))
-    scaled = (image - low) / (high - low if high > low else 1.0)
-    return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
-
-
 def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """An RGB picture of the frame with the LV outline in red (the outline: mask pixels with a
-    background 4-neighbour, drawn directly rather than through matplotlib: ~1 ms a frame)."""
-    grey = _grey(image)
+    """An RGB picture of the frame with the LV outline in the prediction colour, windowed as
+    every lvseg picture of a slice is (:mod:`lvseg.figures`); the outline (mask pixels with a
+    background 4-neighbour) is drawn directly rather than through matplotlib: ~1 ms a frame."""
+    low, high = display_range(image)
+    grey = (np.clip((image - low) / (high - low), 0, 1) * 255).astype(np.uint8)
     rgb = np.stack([grey, grey, grey], axis=-1)
     edge = mask & ~ndi.binary_erosion(mask, border_value=0)
-    rgb[edge] = (230, 40, 40)
+    rgb[edge] = OUTLINE_RGB
     return rgb
 
 
@@ -386,17 +385,10 @@ def write_study(
             for key in ("ed_phase", "es_phase", "edv_ml", "esv_ml", "sv_ml", "ef")
         },
     }
-    text = json.dumps(summary, indent=1, default=_json_default) + "\n"
+    summary = json_safe(summary)
+    text = json.dumps(summary, indent=1) + "\n"
     (folder / SUMMARY_FILE).write_text(text, encoding="utf-8")
     return summary
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(type(value).__name__)
 
 
 # ------------------------------------------------------------------------------ predict
