@@ -15,11 +15,12 @@ from typing import Any
 
 from lvseg import __version__
 from lvseg.data import atomic
+from lvseg.errors import InvalidInputError
+from lvseg.evaluate.run import DEFAULT_FOLDER, METRICS_FILE, load_evaluation
 from lvseg.model.checkpoint import LoadedModel
 
 CARD_JSON = "model-card.json"
 CARD_MARKDOWN = "model-card.md"
-EVALUATION_METRICS = Path("evaluation") / "metrics.json"
 INTENDED_USE = (
     "Research and teaching: segmenting the left-ventricular blood pool in short-axis cine MRI, "
     "measuring volumes and ejection fraction on research data, and studying how a small CNN "
@@ -38,18 +39,18 @@ LIMITATIONS = (
 def _evaluation(source: Path) -> dict[str, Any] | None:
     """The summary of ``lvseg evaluate`` run on this model's run directory, if any."""
     run_dir = source.parent.parent if source.parent.name == "checkpoints" else source.parent
-    path = run_dir / EVALUATION_METRICS
+    folder = run_dir / DEFAULT_FOLDER
     try:
-        found = json.loads(path.read_text(encoding="utf-8"))
+        found = load_evaluation(folder)
         if Path(found["model"]["source"]).resolve() != source.resolve():
             return None  # the evaluation scored another checkpoint of the run
-        summary = found["summary"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (InvalidInputError, KeyError, TypeError):
         return None
+    summary = found["summary"]
     keep = ("slices", "patients", "dice_mean", "dice_median", "iou_mean", "hd95_mm_mean")
     keep += ("apd_mm_mean", "detection_rate", "good_contour_rate_5mm")
     return {
-        "file": str(path),
+        "file": str(folder / METRICS_FILE),
         "data": found.get("data", {}).get("path"),
         "split": found.get("data", {}).get("split_note"),
         "distance_units": found.get("data", {}).get("distance_units"),

@@ -148,3 +148,18 @@ def test_check_slices_never_calibrate_on_kept_out_patients_and_say_when_optimist
     assert (calibrate, checks) == ({a, b}, {c, d}) and "did not train on" in how
     calibrate, checks, how = slices({"train": [a, b, c, d], "val": []})
     assert not calibrate & checks and "optimistic" in how
+
+
+def test_the_card_quotes_the_runs_evaluation_of_that_checkpoint(tmp_path, tiny_run, tiny_phantom):
+    import shutil
+
+    from lvseg.evaluate.run import evaluate
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    scored = evaluate(run, tiny_phantom)  # into RUN/evaluation, where the card looks
+    found = export(run, tmp_path / "out")
+    quoted = found["evaluation"]
+    assert quoted["file"] == str(run / "evaluation" / "metrics.json")
+    assert quoted["dice_mean"] == scored["summary"]["dice_mean"]
+    assert quoted["slices"] == scored["summary"]["slices"]
+    assert "| slices | patients | Dice mean |" in (tmp_path / "out" / "model-card.md").read_text()
