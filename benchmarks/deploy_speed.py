@@ -60,14 +60,16 @@ from lvseg.data.records import LV, SliceRecord  # noqa: E402
 from lvseg.deploy.export import (  # noqa: E402
     LogitsOnly,
     check_slices,
+    crops,
     metadata,
-    prepare,
+    segment_checks,
     write_int8,
     write_onnx,
 )
-from lvseg.deploy.runtime import open_model  # noqa: E402
-from lvseg.model.checkpoint import LoadedModel, load_model  # noqa: E402
-from lvseg.model.registry import build_model  # noqa: E402
+from lvseg.model.registry import build_model, config_of  # noqa: E402
+from lvseg.runs.checkpoint import Checkpoint, LoadedModel, load_model  # noqa: E402
+from lvseg.segment.network import TorchNetwork  # noqa: E402
+from lvseg.segment.onnx import open_model  # noqa: E402
 
 MODELS = ("lvnet", "unet")
 REFERENCE = ("unet", "pytorch fp32")
@@ -105,14 +107,9 @@ def available_cores() -> int:
 def fresh_model(name: str) -> LoadedModel:
     """A freshly initialised model, shaped like a loaded checkpoint for the export writers."""
     plan = PreprocessPlan(target_spacing_mm=None, crop_size=128, jitter_px=0)
-    return LoadedModel(
-        model=build_model(name).eval(),
-        name=name,
-        plan=plan.to_dict(),
-        metrics={},
-        source=Path(f"fresh-{name}"),
-        checkpoint={},
-    )
+    model = build_model(name).eval()
+    checkpoint = Checkpoint(name, config_of(model), model.state_dict(), plan)
+    return LoadedModel(model=model, checkpoint=checkpoint, source=Path(f"fresh-{name}"))
 
 
 def phantom_slices(patients: int) -> list[SliceRecord]:
@@ -143,7 +140,7 @@ def measure_model(
     args: argparse.Namespace,
 ) -> list[dict[str, Any]]:
     """Latency, throughput and size of one model in PyTorch fp32, ORT fp32 and ORT int8."""
-    crop = PreprocessPlan.from_dict(loaded.plan).crop_size
+    crop = loaded.plan.crop_size
     rng = np.random.default_rng(0)
     single = rng.standard_normal((1, 1, crop, crop), dtype=np.float32)
     batch = rng.standard_normal((args.batch, 1, crop, crop), dtype=np.float32)
@@ -154,7 +151,7 @@ def measure_model(
     files = {"pytorch fp32": (torch_path, state_dict_bytes(loaded.model, torch_path))}
     write_onnx(loaded, onnx_path, crop)
     files["onnxruntime fp32"] = (onnx_path, onnx_path.stat().st_size)
-    prepared = prepare(calibration, PreprocessPlan.from_dict(loaded.plan))
+    prepared = crops(segment_checks(TorchNetwork(loaded.model), loaded.plan, calibration))
     write_int8(onnx_path, int8_path, prepared, metadata(loaded, "fp32"))
     files["onnxruntime int8"] = (int8_path, int8_path.stat().st_size)
 

@@ -5,10 +5,12 @@ Three figures, best of ``--repeats``:
 - **scoring**: :func:`lvseg.evaluate.metrics.score_slice` alone (Dice ... HD95, ASSD, APD) on
   realistic predictions: each reference LV shifted by 2 px and eroded by 1 px, so every slice has
   two non-trivial contours to measure;
-- **segmenting**: preprocessing, the forward pass and the mapping back onto the source grid
-  (:func:`lvseg.evaluate.run.segment`) for LVNet and the U-Net, in batches of 16;
-- **end to end**: ``lvseg evaluate`` of an LVNet checkpoint (``split="all"``), scoring,
-  summaries, clinical section and the report (figures and HTML) included.
+- **segmenting**: the one inference path (:class:`lvseg.segment.Segmenter`: preprocessing,
+  placing the crop, the forward pass, mapping back onto the source grid) for LVNet and the
+  U-Net, in batches of 16, with the located crop (one extra forward pass on every whole
+  256x256 image to find the heart) and with the centre crop;
+- **end to end**: ``lvseg evaluate`` of an LVNet checkpoint (``split="all"``, located crop),
+  scoring, summaries, clinical section and the report (figures and HTML) included.
 
 The networks are freshly initialised: speed does not depend on the weights, except that an
 untrained net's masks are trivial to score, which is why scoring is also timed on its own.
@@ -36,9 +38,11 @@ from lvseg.data.load import labelled_dataset  # noqa: E402
 from lvseg.data.preprocess import fingerprint, plan_preprocessing  # noqa: E402
 from lvseg.data.records import LV  # noqa: E402
 from lvseg.evaluate.metrics import score_slice  # noqa: E402
-from lvseg.evaluate.run import evaluate, segment  # noqa: E402
+from lvseg.evaluate.run import evaluate  # noqa: E402
 from lvseg.model.registry import build_model, config_of  # noqa: E402
-from lvseg.train import checkpoint  # noqa: E402
+from lvseg.runs.checkpoint import Checkpoint  # noqa: E402
+from lvseg.segment.network import TorchNetwork  # noqa: E402
+from lvseg.segment.segmenter import CROPS, Segmenter  # noqa: E402
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sunnybrook-png"
 
@@ -70,22 +74,15 @@ def main() -> None:
     for name in ("lvnet", "unet"):
         model = build_model(name).eval()
         models[name] = model
-
-        def segment_all(model=model) -> None:
-            for start in range(0, n, 16):
-                segment(model, records[start : start + 16], plan)
-
-        results.append((f"segmenting, {name}", best_seconds(segment_all, args.repeats)))
+        for crop in CROPS:
+            segmenter = Segmenter(TorchNetwork(model), plan, crop=crop, batch_size=16)
+            seconds = best_seconds(lambda s=segmenter: s.segment(records), args.repeats)
+            results.append((f"segmenting, {name}, {crop} crop", seconds))
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "lvnet.pt"
         model = models["lvnet"]
-        payload = {
-            "model": {"name": "lvnet", "config": config_of(model)},
-            "state_dict": model.state_dict(),
-            "plan": plan.to_dict(),
-        }
-        checkpoint.save(path, payload)
+        Checkpoint("lvnet", config_of(model), model.state_dict(), plan).save(path)
         start = time.perf_counter()
         evaluate(path, args.data, Path(folder) / "out", split="all")
         results.append(("end to end, lvnet (report included)", time.perf_counter() - start))

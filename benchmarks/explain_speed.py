@@ -11,8 +11,10 @@ Two tables, on 2 CPU threads at the default 128 x 128 input, for the default LVN
    extrapolated to the whole data set (526 Sunnybrook slices, or the slices under ``--data``).
 
 With ``--data`` (e.g. ``../shared/data/sunnybrook-png``) the metrics run on real slices,
-preprocessed as at inference (``centre="image"``, plan from the data's fingerprint, so the crop
-is the plan's); without it, on random 128 x 128 images with a disc as reference.
+prepared by the one inference path (:class:`lvseg.segment.Segmenter`, plan from the data's
+fingerprint, so the crop is the plan's; centre crop, as an untrained network cannot locate a
+heart, and speed does not depend on where the crop falls); without it, on random 128 x 128
+images with a disc as reference.
 
 Run from the repository root::
 
@@ -57,12 +59,16 @@ def random_slices(count: int, size: int) -> tuple[torch.Tensor, torch.Tensor, in
 def real_slices(path: Path, count: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The first ``count`` slices under ``path``, preprocessed as at inference."""
     from lvseg.data.load import load_dataset
-    from lvseg.data.preprocess import fingerprint, plan_preprocessing, preprocess_record
+    from lvseg.data.preprocess import fingerprint, plan_preprocessing
     from lvseg.data.records import LV
+    from lvseg.segment.network import TorchNetwork
+    from lvseg.segment.segmenter import Segmenter
 
     records = list(load_dataset(path))
     plan = plan_preprocessing(fingerprint(records))
-    chosen = [preprocess_record(r, plan, centre="image") for r in records[:count]]
+    network = TorchNetwork(build_model("lvnet"))
+    segmented = Segmenter(network, plan, crop="centre").segment(records[:count])
+    chosen = [result.crop for result in segmented]
     images = torch.from_numpy(np.stack([r.image for r in chosen]).astype(np.float32))[:, None]
     reference = np.stack(
         [r.masks.get(LV, np.zeros(r.image.shape, bool)).astype(bool) for r in chosen]

@@ -63,18 +63,13 @@ def fresh_lvnet_onnx(folder: Path) -> Path:
     """A freshly initialised LVNet (plan: no resampling, 128 px crop) exported to ONNX fp32."""
     from lvseg.data.preprocess import PreprocessPlan
     from lvseg.deploy.export import write_onnx
-    from lvseg.model.checkpoint import LoadedModel
-    from lvseg.model.registry import build_model
+    from lvseg.model.registry import build_model, config_of
+    from lvseg.runs.checkpoint import Checkpoint, LoadedModel
 
     plan = PreprocessPlan(target_spacing_mm=None, crop_size=128, jitter_px=0)
-    loaded = LoadedModel(
-        model=build_model("lvnet").eval(),
-        name="lvnet",
-        plan=plan.to_dict(),
-        metrics={},
-        source=Path("fresh-lvnet"),
-        checkpoint={},
-    )
+    model = build_model("lvnet").eval()
+    checkpoint = Checkpoint("lvnet", config_of(model), model.state_dict(), plan)
+    loaded = LoadedModel(model=model, checkpoint=checkpoint, source=Path("fresh-lvnet"))
     path = folder / "model.onnx"
     write_onnx(loaded, path, plan.crop_size)
     return path

@@ -40,7 +40,7 @@ from lvseg.deploy.export import export
 from lvseg.deploy.predict import predict
 from lvseg.evaluate import clinical
 from lvseg.evaluate.metrics import dice
-from lvseg.model.checkpoint import load_model
+from lvseg.runs.checkpoint import load_model
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sunnybrook-dicom"
 
@@ -82,9 +82,9 @@ def main() -> None:
 
     reference = read_sunnybrook(args.data)
     patients = sorted(reference.patients)
-    split = load_model(args.run).checkpoint.get("split") or {}
-    seen = sorted(set(patients) & set(split.get("train", []) + split.get("val", [])))
-    if seen or not split:
+    split = load_model(args.run).checkpoint.split
+    seen = [] if split is None else sorted(set(patients) & set(split.train + split.val))
+    if seen or split is None:
         sys.exit(f"error: {args.run} trained or validated on {seen or 'unknown patients'}")
 
     by_study: dict[str, list] = defaultdict(list)

@@ -4,8 +4,11 @@ The 30 patients of ``../shared/data/sunnybrook-png`` are dealt into 5 folds stra
 pathology group (``lvseg.data.splits.kfold``). For each fold and model the engine trains on the
 other 24 patients with the same recipe (the default config, no early stopping, a fixed number of
 epochs) and the **last** checkpoint is scored on the held-out patients by ``lvseg evaluate``'s
-code (:func:`lvseg.evaluate.run.evaluate`: predictions mapped back onto the source grid, every
-measure), so the held-out fold never chooses anything. The rows of all folds are pooled: every
+code (:func:`lvseg.evaluate.run.evaluate`: the one inference path, predictions mapped back onto
+the source grid, every measure), so the held-out fold never chooses anything. Each fold is
+scored with every crop of ``--crops``: ``located`` (the heart located in each patient's stack,
+what ``lvseg predict`` does, the default of ``lvseg evaluate``) and ``centre`` (the image
+centre, what evaluate did before the one inference path). The rows of all folds are pooled: every
 one of the 526 labelled slices is scored once, by a model that never saw its patient. The
 best-epoch figure is also printed: it peeks at the held-out fold and is optimistic, shown only to
 say how much early stopping would buy.
@@ -16,7 +19,7 @@ and the good-contour rates, whose thresholds are in mm, are not defined.
 Run from the project root (LVNet: about 13 minutes a fold on 2 CPU cores; the U-Net about 30)::
 
     .venv/bin/python benchmarks/sunnybrook_cv.py [--models lvnet,unet,dli-fcn] [--folds 0,1,2,3,4]
-        [--runs DIR [--reuse]] [--json results.json]
+        [--crops located,centre] [--runs DIR [--reuse]] [--json results.json]
 
 ``--reuse`` scores runs already finished in ``--runs`` instead of training them again, so the
 table can be remade (or extended with new measures) without hours of training.
@@ -36,6 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lvseg import layout  # noqa: E402
 from lvseg.config import TrainConfig  # noqa: E402
 from lvseg.evaluate import clinical, summary  # noqa: E402
 from lvseg.evaluate.run import evaluate  # noqa: E402
@@ -52,7 +56,7 @@ MEASURES = (
 
 def finished(run: Path, epochs: int) -> bool:
     """Whether ``run`` holds a last checkpoint of a run that trained all ``epochs``."""
-    if not (run / "checkpoints" / "last.pt").is_file():
+    if not layout.checkpoint_path(run, layout.LAST_CHECKPOINT).is_file():
         return False
     with RunStore.open(run, readonly=True) as store:
         return store.status == "finished" and len(store.epochs()) >= epochs
@@ -86,6 +90,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REAL_DATA)
     parser.add_argument("--models", default="lvnet,unet")
     parser.add_argument("--folds", default="0,1,2,3,4", help="which of the 5 folds to run")
+    parser.add_argument("--crops", default="located,centre", help="how evaluate places the crop")
     parser.add_argument("--epochs", type=int, default=None, help="default: the default recipe")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -105,13 +110,12 @@ def main() -> None:
         sys.exit("error: --reuse needs --runs (the folder holding the finished runs)")
     torch.set_num_threads(args.threads)
     folds = [int(f) for f in args.folds.split(",")]
+    crops = args.crops.split(",")
     runs_root = args.runs or Path(tempfile.mkdtemp(prefix="lvseg-cv-"))
     results: dict[str, dict] = {}
     for name in args.models.split(","):
-        rows: list[dict] = []
-        volumes: list[dict] = []
+        scored = {crop: {"rows": [], "volumes": [], "fold_dice": []} for crop in crops}
         best_epoch_dice: list[float] = []
-        fold_dice: list[float] = []
         seconds = 0.0
         trained = 0
         parameters = 0
@@ -124,31 +128,37 @@ def main() -> None:
                 train(config, out)
                 seconds += time.perf_counter() - start
                 trained += 1
-            found = evaluate(out / "checkpoints" / "last.pt", args.data, write=False)
-            parameters = found["model"]["parameters"]
-            rows += [{**row, "fold": fold} for row in found["rows"]]
-            volumes += (found["clinical"] or {}).get("patients", [])
-            fold_dice.append(found["summary"]["dice_mean"])
             with RunStore.open(out, readonly=True) as store:
                 best_epoch_dice.append(store.best_checkpoint()["metrics"]["val_dice"])
-            print(
-                f"{name} fold {fold}: {found['summary']['slices']} slices, last-epoch Dice "
-                f"{fold_dice[-1]:.4f}, best-epoch {best_epoch_dice[-1]:.4f}, "
-                + ("reused" if reused else f"{time.perf_counter() - start:.0f} s"),
-                flush=True,
-            )
-        results[name] = {
-            "parameters": parameters,
-            "folds": folds,
-            "fold_dice": fold_dice,
-            "per_slice_dice": [r["dice"] for r in rows],
-            "rows": rows,
-            "summary": summary.summarise(rows),
-            "clinical_patients": volumes,
-            "best_epoch_fold_dice": best_epoch_dice,
-            "train_seconds": seconds,
-            "folds_trained": trained,
-        }
+            last = layout.checkpoint_path(out, layout.LAST_CHECKPOINT)
+            for crop in crops:
+                found = evaluate(last, args.data, write=False, crop=crop)
+                parameters = found["model"]["parameters"]
+                scored[crop]["rows"] += [{**row, "fold": fold} for row in found["rows"]]
+                scored[crop]["volumes"] += (found["clinical"] or {}).get("patients", [])
+                scored[crop]["fold_dice"].append(found["summary"]["dice_mean"])
+                print(
+                    f"{name} fold {fold}, {crop} crop: {found['summary']['slices']} slices, "
+                    f"last-epoch Dice {found['summary']['dice_mean']:.4f}, best-epoch "
+                    f"{best_epoch_dice[-1]:.4f}, "
+                    + ("reused" if reused else f"{time.perf_counter() - start:.0f} s"),
+                    flush=True,
+                )
+        for crop in crops:
+            rows = scored[crop]["rows"]
+            results[f"{name} ({crop})"] = {
+                "parameters": parameters,
+                "crop": crop,
+                "folds": folds,
+                "fold_dice": scored[crop]["fold_dice"],
+                "per_slice_dice": [r["dice"] for r in rows],
+                "rows": rows,
+                "summary": summary.summarise(rows),
+                "clinical_patients": scored[crop]["volumes"],
+                "best_epoch_fold_dice": best_epoch_dice,
+                "train_seconds": seconds,
+                "folds_trained": trained,
+            }
     print()
     print(f"5-fold patient-level CV on {args.data} (folds run: {args.folds}), CPU x{args.threads}")
     print()

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lvseg import __version__
+from lvseg import __version__, layout
 from lvseg.data.errors import InvalidInputError
 
 app = typer.Typer(
@@ -673,6 +673,13 @@ class EvaluateSplit(str, Enum):
     all = "all"
 
 
+class Crop(str, Enum):
+    """Mirrors :data:`lvseg.segment.segmenter.CROPS` (a test checks that they agree)."""
+
+    located = "located"
+    centre = "centre"
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -687,7 +694,8 @@ def evaluate_command(
     targets: Annotated[
         list[Path],
         typer.Argument(
-            help="MODEL DATA: a run directory or .pt checkpoint, and a dataset. With --compare: "
+            help="MODEL DATA: a run directory, a .pt checkpoint or an exported model (folder or "
+            ".onnx, run by ONNX Runtime as predict runs it), and a dataset. With --compare: "
             "evaluation folders (or runs evaluated into RUN/evaluation) to put side by side.",
             show_default=False,
         ),
@@ -703,6 +711,13 @@ def evaluate_command(
         EvaluateSplit,
         typer.Option(help="held-out: leave out the patients the model trained on; all: score all."),
     ] = EvaluateSplit.held_out,
+    crop: Annotated[
+        Crop,
+        typer.Option(
+            help="located: crop on the heart located in each patient's stack, as predict does; "
+            "centre: crop at the image centre."
+        ),
+    ] = Crop.located,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the summary and per-patient rows as JSON.")
     ] = False,
@@ -733,18 +748,12 @@ def evaluate_command(
     if len(targets) != 2:
         raise fail(f"evaluate takes MODEL DATA (got {len(targets)} paths); see lvseg evaluate -h")
     model, data = targets
+    choices = {"format": format.value, "split": split.value, "crop": crop.value}
     with slice_progress("evaluate") as progress:
         found = evaluate(
-            model,
-            data,
-            out,
-            format=format.value,
-            split=split.value,
-            explanations=explanations,
-            limit=limit,
-            overwrite=overwrite,
-            progress=progress,
-        )
+            model, data, out, explanations=explanations, limit=limit, progress=progress,
+            overwrite=overwrite, **choices,
+        )  # fmt: skip
     summary = found["summary"]
     if json_output:
         print(json.dumps({**summary, "per_patient": found["patients"]}, indent=2))
@@ -752,7 +761,7 @@ def evaluate_command(
     units = found["data"]["distance_units"]
     console.print(
         f"{found['model']['name']} on {summary['slices']} slices of {summary['patients']} "
-        f"patients ({found['data']['split_note']})",
+        f"patients ({found['data']['split_note']}); crop: {found['settings']['crop']}",
         highlight=False,
         soft_wrap=True,
     )
@@ -859,7 +868,7 @@ def export_command(
         console.print(
             f"  int8 Dice drop {drop:+.4f} ({verdict} the {INT8_AIM_DROP} aim)", highlight=False
         )
-    console.print(f"  model card: {Path(found['out']) / 'model-card.md'}", highlight=False)
+    console.print(f"  model card: {Path(found['out']) / layout.CARD_MARKDOWN}", highlight=False)
 
 
 @app.command("predict")

@@ -102,3 +102,46 @@ def linked_layout(root: Path, instances=(1, 9, 21, 29), size: int = 32) -> Path:
                 contours / "o-contours" / f"{name}-ocontour-manual.txt", mask_to_contour(epi)
             )
     return root
+
+
+def off_centre_phantom(root: Path, patients: int = 2, downscale: int = 4) -> Path:
+    """Phantom patients in the Sunnybrook layout with the heart far from the image centre: each
+    image gets twice its width of empty background on the right, so the image centre (where a
+    centre crop falls) lies a whole image width from the heart. Only the frames the expert
+    contours exist for are written (the slices contoured at both ED and ES, at those two
+    phases), so the DICOM cine and the labelled dataset hold the same frames."""
+    import dataclasses
+
+    from lvseg.data import phantom
+
+    lines = ["patient_id,original_id,group"]
+    for index in range(patients):
+        patient = phantom.generate_patient(index, 0, phases="ed_es", downscale=downscale)
+        phases = (patient.ed_phase, patient.es_phase)
+        keep = [
+            s for s in range(patient.slices) if all((p, s) in patient.endocardium for p in phases)
+        ]
+        # Padding on the right leaves the top-left pixel, and so the DICOM positions and the
+        # contour coordinates, where they were.
+        pad = ((0, 0), (0, 0), (0, 0), (0, 2 * patient.shape[1]))
+        arrays = {
+            name: np.pad(getattr(patient, name)[:, keep], pad)
+            for name in ("images", "lv", "myocardium", "rv")
+        }
+        contours = {
+            name: {
+                (p, k): getattr(patient, name)[(p, s)] for k, s in enumerate(keep) for p in phases
+            }
+            for name in ("endocardium", "epicardium")
+        }
+        patient = dataclasses.replace(
+            patient,
+            **arrays,
+            **contours,
+            slice_positions_mm=tuple(patient.slice_positions_mm[s] for s in keep),
+            image_positions_mm=tuple(patient.image_positions_mm[s] for s in keep),
+        )
+        phantom._write_dicom_patient(patient, root)
+        lines.append(f"{patient.patient_id},{patient.original_id},{patient.group}")
+    (root / "link.csv").write_text("\n".join(lines) + "\n")
+    return root

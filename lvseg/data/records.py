@@ -93,13 +93,6 @@ class SliceRecord:
         phase_part = "-" if self.phase_index is None else str(self.phase_index)
         return f"{self.patient_id}/s{slice_part}/p{phase_part}"
 
-    def area_mm2(self, structure: str = LV) -> float:
-        """Area of a structure in mm^2 (pixels where spacing is unknown)."""
-        pixels = float(self.masks[structure].sum()) if structure in self.masks else 0.0
-        if self.pixel_spacing_mm is None:
-            return pixels
-        return pixels * self.pixel_spacing_mm[0] * self.pixel_spacing_mm[1]
-
     def replace(self, **changes) -> SliceRecord:
         return replace(self, **changes)
 

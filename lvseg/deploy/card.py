@@ -13,14 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lvseg import __version__
+from lvseg import __version__, layout
 from lvseg.data import atomic
 from lvseg.errors import InvalidInputError
-from lvseg.evaluate.run import DEFAULT_FOLDER, METRICS_FILE, load_evaluation
-from lvseg.model.checkpoint import LoadedModel
+from lvseg.evaluate.run import load_evaluation
+from lvseg.model.classes import CLASS_NAMES, LV_CLASS
+from lvseg.runs.checkpoint import LoadedModel
 
-CARD_JSON = "model-card.json"
-CARD_MARKDOWN = "model-card.md"
 INTENDED_USE = (
     "Research and teaching: segmenting the left-ventricular blood pool in short-axis cine MRI, "
     "measuring volumes and ejection fraction on research data, and studying how a small CNN "
@@ -38,8 +37,7 @@ LIMITATIONS = (
 
 def _evaluation(source: Path) -> dict[str, Any] | None:
     """The summary of ``lvseg evaluate`` run on this model's run directory, if any."""
-    run_dir = source.parent.parent if source.parent.name == "checkpoints" else source.parent
-    folder = run_dir / DEFAULT_FOLDER
+    folder = layout.run_of_checkpoint(source) / layout.EVALUATION
     try:
         found = load_evaluation(folder)
         if Path(found["model"]["source"]).resolve() != source.resolve():
@@ -50,7 +48,7 @@ def _evaluation(source: Path) -> dict[str, Any] | None:
     keep = ("slices", "patients", "dice_mean", "dice_median", "iou_mean", "hd95_mm_mean")
     keep += ("apd_mm_mean", "detection_rate", "good_contour_rate_5mm")
     return {
-        "file": str(folder / METRICS_FILE),
+        "file": str(folder / layout.EVALUATION_METRICS),
         "data": found.get("data", {}).get("path"),
         "split": found.get("data", {}).get("split_note"),
         "distance_units": found.get("data", {}).get("distance_units"),
@@ -62,12 +60,12 @@ def _evaluation(source: Path) -> dict[str, Any] | None:
 def build(loaded: LoadedModel, results: dict[str, Any], *, format: str, int8: bool) -> dict:
     """The card's data from the loaded model and the export's checks."""
     checkpoint = loaded.checkpoint
-    config = checkpoint.get("train_config") or {}
-    data = config.get("data") or {}
-    split = checkpoint.get("split") or {}
+    config = checkpoint.train_config
+    data = None if config is None else config.data
+    split = checkpoint.split
     plan = loaded.plan
-    spacing = plan.get("target_spacing_mm")
-    parameters = sum(p.numel() for p in loaded.model.parameters())
+    spacing = plan.target_spacing_mm
+    parameters = loaded.parameters
     return {
         "lvseg_version": __version__,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -75,41 +73,41 @@ def build(loaded: LoadedModel, results: dict[str, Any], *, format: str, int8: bo
             "name": loaded.name,
             "parameters": parameters,
             "checkpoint": str(loaded.source),
-            "epoch": checkpoint.get("epoch"),
+            "epoch": checkpoint.epoch,
             "format": format,
             "int8": int8,
         },
         "inputs": {
             "tensor": "image: float32 (batch, 1, height, width); batch and size are dynamic",
-            "outputs": "logits: float32 (batch, 2, height, width); channel 1 is the LV blood "
-            "pool (softmax, then > 0.5)",
-            "trained_size": plan.get("crop_size"),
+            "outputs": f"logits: float32 (batch, {len(CLASS_NAMES)}, height, width); channel "
+            f"{LV_CLASS} is the LV blood pool (softmax, then > 0.5)",
+            "trained_size": plan.crop_size,
         },
         "preprocessing": {
             "embedded": "the plan below is stored in the model file's metadata; lvseg predict "
             "applies it (resample, normalise, locate the heart, crop, map back)",
-            "target_spacing_mm": spacing,
+            "target_spacing_mm": None if spacing is None else list(spacing),
             "spacing_note": None
             if spacing
             else "the training images had no pixel spacing: inputs keep their pixel grid, "
             "so give images at the training data's resolution",
-            "crop_size_px": plan.get("crop_size"),
-            "intensity": f"clip to the image's {plan.get('clip_percentiles')} percentiles, then "
+            "crop_size_px": plan.crop_size,
+            "intensity": f"clip to the image's {list(plan.clip_percentiles)} percentiles, then "
             "z-score over the whole image",
-            "image_interpolation_order": plan.get("image_order"),
-            "plan": plan,
+            "image_interpolation_order": plan.image_order,
+            "plan": plan.to_dict(),
         },
         "training": {
-            "data": data.get("path"),
-            "format": data.get("format"),
-            "folds": data.get("folds"),
-            "fold": data.get("fold"),
-            "excluded_patients": data.get("exclude_patients") or [],
-            "train_patients": len(split.get("train", [])),
-            "val_patients": len(split.get("val", [])),
-            "seed": config.get("seed"),
-            "epochs": (config.get("optim") or {}).get("epochs"),
-            "checkpoint_metrics": loaded.metrics,
+            "data": None if data is None else data.path,
+            "format": None if data is None else data.format,
+            "folds": None if data is None else data.folds,
+            "fold": None if data is None else data.fold,
+            "excluded_patients": [] if data is None else list(data.exclude_patients),
+            "train_patients": 0 if split is None else len(split.train),
+            "val_patients": 0 if split is None else len(split.val),
+            "seed": None if config is None else config.seed,
+            "epochs": None if config is None else config.optim.epochs,
+            "checkpoint_metrics": checkpoint.metrics,
         },
         "evaluation": _evaluation(loaded.source),
         "export_checks": results,
@@ -207,5 +205,5 @@ def markdown(card: dict[str, Any]) -> str:
 
 
 def write(folder: Path, card: dict[str, Any]) -> None:
-    atomic.write_text(folder / CARD_JSON, json.dumps(card, indent=1, default=str) + "\n")
-    atomic.write_text(folder / CARD_MARKDOWN, markdown(card))
+    atomic.write_text(folder / layout.CARD_JSON, json.dumps(card, indent=1, default=str) + "\n")
+    atomic.write_text(folder / layout.CARD_MARKDOWN, markdown(card))

@@ -8,13 +8,17 @@ One function, :func:`export`, does what the command line asks:
    checks, training patients to calibrate int8), or ``--calibration DATA``;
 2. write the model: ONNX through ``torch.onnx.export`` (the dynamo exporter, opset 18) with a
    dynamic batch and spatial size, the preprocessing plan and facts in the file's metadata
-   (:mod:`lvseg.deploy.runtime`), so ``predict`` needs nothing else;
-3. check parity on real slices: PyTorch against ONNX Runtime, the largest absolute logit
-   difference and the Dice between their LV masks; the export fails when the masks differ
-   (Dice below :data:`PARITY_MIN_DICE`);
+   (:mod:`lvseg.segment.onnx`), so ``predict`` needs nothing else;
+3. check parity on real slices: the check slices are prepared once through the one inference
+   path (:class:`lvseg.segment.Segmenter` with the PyTorch model: the heart located in each
+   patient's stack, as ``predict`` does), and PyTorch and ONNX Runtime run on those same crops:
+   the largest absolute logit difference and the Dice between their LV masks; the export fails
+   when the masks differ (Dice below :data:`PARITY_MIN_DICE`). The validation Dice of every
+   variant is what ``predict`` with that file would score: the whole segmenter (localisation
+   included) run with that runtime, scored on the source grid as ``lvseg evaluate`` scores;
 4. ``int8``: static quantisation with ONNX Runtime's tooling (QDQ, per-channel int8 weights,
-   uint8 activations, min-max calibration on up to :data:`CALIBRATION_SLICES` training slices),
-   and the validation Dice before and after;
+   uint8 activations, min-max calibration on the crops of up to :data:`CALIBRATION_SLICES`
+   training slices), and the validation Dice before and after;
 5. ``ort``: the ORT format of ONNX Runtime Mobile (Android/iOS), converted by ONNX Runtime itself;
    ``torchscript``: a traced module for PyTorch Mobile / C++, with the plan as an extra file;
 6. a model card beside it (``model-card.md`` and ``model-card.json``, :mod:`lvseg.deploy.card`).
@@ -34,6 +38,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +46,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from lvseg import __version__
+from lvseg import __version__, layout
 from lvseg.data import atomic
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.load import EMBEDDED_PHANTOM, labelled_dataset
-from lvseg.data.preprocess import PreprocessPlan, preprocess_record, to_source_grid
 from lvseg.data.records import LV, SliceRecord
 from lvseg.data.splits import split_patients
-from lvseg.deploy import card, runtime
+from lvseg.deploy import card
 from lvseg.evaluate.metrics import dice
-from lvseg.model.checkpoint import LoadedModel, load_model
+from lvseg.model.classes import CLASS_NAMES, LV_CLASS
+from lvseg.runs.checkpoint import LoadedModel, load_model
+from lvseg.segment import onnx as runtime
+from lvseg.segment.network import Network, TorchNetwork, lv_softmax
+from lvseg.segment.segmenter import THRESHOLD, Segmenter
 
 FORMATS = ("onnx", "ort", "torchscript")
 OPSET = 18
@@ -95,10 +103,9 @@ def check_slices(
     train on, else a stratified 80/20 patient split (said to be optimistic where the model trained
     on them). Patients kept out of training (``--exclude-patients``) are never calibrated on.
     """
-    config = loaded.checkpoint.get("train_config") or {}
-    data_config = config.get("data") or {}
-    trained_on = data_config.get("path")
-    split = loaded.checkpoint.get("split") or {}
+    config = loaded.checkpoint.train_config
+    trained_on = loaded.checkpoint.train_data
+    split = loaded.checkpoint.split
     source = calibration
     if source is None:
         if trained_on and (trained_on == EMBEDDED_PHANTOM or Path(trained_on).exists()):
@@ -109,12 +116,12 @@ def check_slices(
                 f"the model's training data ({trained_on}) is not here to check the export "
                 "on; give --calibration DATA (labelled slices like the training data)",
             )
-    fmt = data_config.get("format", "auto") if calibration is None else "auto"
+    fmt = config.data.format if calibration is None and config is not None else "auto"
     dataset = labelled_dataset(source, fmt)
     patients = dataset.patients
-    trained = [p for p in patients if p in set(split.get("train", ()))]
-    kept_out = set(split.get("test", ()))  # e.g. --exclude-patients: never calibrate on them
-    val = [p for p in patients if p in set(split.get("val", ()))]
+    trained = [p for p in patients if split is not None and p in split.train]
+    kept_out = set(() if split is None else split.test)  # --exclude-patients: never calibrate
+    val = [p for p in patients if split is not None and p in split.val]
     if val:
         train = trained or [p for p in patients if p not in set(val) | kept_out]
         how = f"{source}: calibration on {len(train)} training patients, checks on the model's "
@@ -143,34 +150,24 @@ def _spread(records: Sequence[SliceRecord], count: int) -> list[SliceRecord]:
     return [records[i] for i in picks]
 
 
-def prepare(records: Sequence[SliceRecord], plan: PreprocessPlan) -> list[SliceRecord]:
-    """The records as the network sees them at inference: resampled, normalised, image-centred
-    crop (the same call ``lvseg evaluate`` makes)."""
-    return [preprocess_record(r, plan, centre="image") for r in records]
+def crops(results: Sequence[Any]) -> np.ndarray:
+    """The network inputs (N, 1, S, S) of segmented records."""
+    return np.stack([r.crop.image for r in results])[:, None].astype(np.float32)
 
 
-def _batches(prepared: Sequence[SliceRecord], size: int = 16):
-    for start in range(0, len(prepared), size):
-        chunk = prepared[start : start + size]
-        yield np.stack([p.image for p in chunk])[:, None].astype(np.float32)
+def _batches(images: np.ndarray, size: int = 16):
+    for start in range(0, len(images), size):
+        yield images[start : start + size]
 
 
-def _run(backend: Callable[[np.ndarray], np.ndarray], prepared: Sequence[SliceRecord]):
-    return np.concatenate([backend(batch) for batch in _batches(prepared)])
-
-
-def torch_backend(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(batch)).logits.float().numpy()
-
-    return run
+def _run(backend: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.ndarray:
+    return np.concatenate([backend(batch) for batch in _batches(images)])
 
 
 def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     """Largest absolute logit difference, and Dice and differing pixels of the LV masks."""
-    masks_a = runtime.lv_softmax(reference) > 0.5
-    masks_b = runtime.lv_softmax(candidate) > 0.5
+    masks_a = lv_softmax(reference) > THRESHOLD
+    masks_b = lv_softmax(candidate) > THRESHOLD
     return {
         "max_abs_logit_difference": float(np.abs(reference - candidate).max()),
         "mask_dice": dice(masks_a, masks_b),
@@ -179,30 +176,38 @@ def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     }
 
 
-def validation_dice(logits: np.ndarray, prepared: Sequence[SliceRecord], originals) -> float:
+def validation_dice(results: Sequence[Any]) -> float:
     """Mean per-slice Dice against the reference LV on the source grid (as evaluate scores)."""
-    probability = runtime.lv_softmax(logits)
-    scores = [
-        dice(to_source_grid(p, record.geometry) > 0.5, original.masks[LV])
-        for p, record, original in zip(probability, prepared, originals, strict=True)
-    ]
+    scores = [dice(r.mask, r.record.masks[LV]) for r in results]
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def segment_checks(network: Network, plan: Any, records: Sequence[SliceRecord]) -> list[Any]:
+    """The records through the one inference path with ``network``, as ``predict`` runs it."""
+    return Segmenter(network, plan).segment(records)
 
 
 # ------------------------------------------------------------------------------ writers
 
 
 def metadata(loaded: LoadedModel, precision: str) -> dict[str, str]:
-    """What an lvseg ONNX file carries besides its graph (see :mod:`lvseg.deploy.runtime`)."""
+    """What an lvseg ONNX file carries besides its graph (see :mod:`lvseg.segment.onnx`)."""
+    split = {}
+    if loaded.checkpoint.split is not None:
+        split["split"] = json.dumps(loaded.checkpoint.split.to_dict())
+    if loaded.checkpoint.train_data is not None:
+        split["train_data"] = loaded.checkpoint.train_data
     return {
         "lvseg_format": runtime.FORMAT,
         "lvseg_format_version": str(runtime.FORMAT_VERSION),
         "lvseg_version": __version__,
         "model_name": loaded.name,
         "precision": precision,
-        "lv_class": str(runtime.LV_CLASS),
-        "classes": "background,lv",
-        "plan": json.dumps(loaded.plan, sort_keys=True),
+        "lv_class": str(LV_CLASS),
+        "classes": ",".join(CLASS_NAMES),
+        "parameters": str(loaded.parameters),
+        "plan": json.dumps(loaded.plan.to_dict(), sort_keys=True),
+        **split,
     }
 
 
@@ -267,16 +272,17 @@ def write_onnx(loaded: LoadedModel, path: Path, crop_size: int) -> None:
 class _Calibration:
     """ONNX Runtime's CalibrationDataReader protocol over preprocessed crops."""
 
-    def __init__(self, prepared: Sequence[SliceRecord]) -> None:
-        self._batches = iter(list(_batches(prepared, size=8)))
+    def __init__(self, images: np.ndarray) -> None:
+        self._batches = iter(list(_batches(images, size=8)))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._batches, None)
         return None if batch is None else {runtime.INPUT_NAME: batch}
 
 
-def write_int8(fp32: Path, path: Path, calibration: Sequence[SliceRecord], values: dict) -> None:
-    """Static int8 quantisation (QDQ) of an fp32 lvseg ONNX file."""
+def write_int8(fp32: Path, path: Path, calibration: np.ndarray, values: dict) -> None:
+    """Static int8 quantisation (QDQ) of an fp32 lvseg ONNX file, calibrated on the crops
+    ``calibration`` (N, 1, S, S)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -285,7 +291,7 @@ def write_int8(fp32: Path, path: Path, calibration: Sequence[SliceRecord], value
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if not calibration:
+    if not len(calibration):
         raise InvalidInputError(None, "int8 calibration needs at least one slice")
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch, _quiet():
         # Staged in a folder of its own, which takes whatever the tools leave behind with it.
@@ -365,17 +371,19 @@ def export(
     say = progress or (lambda _stage: None)
     say("loading the model and its check slices")
     loaded = load_model(model_spec)
-    plan = PreprocessPlan.from_dict(loaded.plan)
+    plan = loaded.plan
     calibrate, checks, how = check_slices(loaded, calibration)
     if not checks:
         raise InvalidInputError(None, f"no slice to check the export on ({how})")
-    prepared = prepare(checks, plan)
-    reference = _run(torch_backend(loaded.model), prepared)
+    network = TorchNetwork(loaded.model, source=loaded.source)
+    segmented = segment_checks(network, plan, checks)
+    images = crops(segmented)  # every variant runs on these same crops for parity
+    reference = _run(network.logits, images)
     results: dict[str, Any] = {
         "checks": how,
         "check_slices": len(checks),
         "calibration_slices": len(calibrate) if int8 else 0,
-        "validation_dice": {"pytorch": validation_dice(reference, prepared, checks)},
+        "validation_dice": {"pytorch": validation_dice(segmented)},
         "files": {},
         "parity": {},
         "latency_ms_1_thread": {},
@@ -383,63 +391,84 @@ def export(
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        results["latency_ms_1_thread"]["pytorch"] = latency_ms(
-            torch_backend(loaded.model), plan.crop_size
-        )
+        results["latency_ms_1_thread"]["pytorch"] = latency_ms(network.logits, plan.crop_size)
     finally:
         torch.set_num_threads(torch_threads)
     values = metadata(loaded, "fp32")
+    check = _Check(results, reference, images, checks, plan)
     with atomic.atomic_directory(out, overwrite=True) as folder:
         if format == "torchscript":
             say("tracing TorchScript")
-            path = folder / "model.torchscript.pt"
+            path = folder / layout.TORCHSCRIPT
             traced = write_torchscript(loaded, path, plan.crop_size, values)
-            scripted = _run(lambda b: traced(torch.from_numpy(b)).detach().numpy(), prepared)
-            _record(results, "torchscript", path, reference, scripted, prepared, checks)
+            scripted = _Logits(lambda b: traced(torch.from_numpy(b)).detach().numpy())
+            check.record("torchscript", path, scripted)
         else:
             say("exporting ONNX and checking it against PyTorch")
-            onnx_path = folder / "model.onnx"
+            onnx_path = folder / layout.ONNX
             write_onnx(loaded, onnx_path, plan.crop_size)
-            _check_onnx(results, "onnx fp32", onnx_path, reference, prepared, checks, plan)
+            check.onnx("onnx fp32", onnx_path)
             if int8:
                 say(f"quantising to int8 (calibration on {len(calibrate)} slices)")
-                int8_path = folder / "model.int8.onnx"
-                prepared_calibration = prepare(calibrate, plan)
-                write_int8(onnx_path, int8_path, prepared_calibration, values)
-                _check_onnx(results, "onnx int8", int8_path, reference, prepared, checks, plan)
+                int8_path = folder / layout.ONNX_INT8
+                calibration_crops = crops(segment_checks(network, plan, calibrate))
+                write_int8(onnx_path, int8_path, calibration_crops, values)
+                check.onnx("onnx int8", int8_path)
             if format == "ort":
                 say("converting to the ORT format (ONNX Runtime Mobile)")
-                for name in ["model"] + (["model.int8"] if int8 else []):
-                    ort_path = folder / f"{name}.ort"
-                    write_ort(folder / f"{name}.onnx", ort_path)
-                    label = "ort int8" if name.endswith("int8") else "ort fp32"
-                    _check_onnx(results, label, ort_path, reference, prepared, checks, plan)
+                pairs = [(layout.ONNX, layout.ORT, "ort fp32")]
+                if int8:
+                    pairs.append((layout.ONNX_INT8, layout.ORT_INT8, "ort int8"))
+                for source, target, label in pairs:
+                    write_ort(folder / source, folder / target)
+                    check.onnx(label, folder / target)
         say("writing the model card")
         found = card.build(loaded, results, format=format, int8=int8)
         card.write(folder, found)
     return {**found, "out": str(out)}
 
 
-def _check_onnx(results, label, path, reference, prepared, checks, plan) -> None:
-    exported = runtime.open_model(path, threads=None)
-    candidate = _run(exported.logits, prepared)
-    # Closed before the one-thread timing: an all-core session's idle, spinning thread pool
-    # would slow the single thread down (measured: 2-3x on a 2-core machine).
-    del exported
-    single = runtime.open_model(path, threads=1)
-    results["latency_ms_1_thread"][label] = latency_ms(single.logits, plan.crop_size)
-    _record(results, label, path, reference, candidate, prepared, checks)
+@dataclass
+class _Logits:
+    """A function from crops to logits, as a segmenter network (the traced TorchScript)."""
+
+    logits: Callable[[np.ndarray], np.ndarray]
+    lv_class: int = LV_CLASS
 
 
-def _record(results, label, path, reference, candidate, prepared, checks) -> None:
-    check = parity(reference, candidate)
-    results["parity"][label] = check
-    results["files"][label] = {"file": path.name, "bytes": os.path.getsize(path)}
-    results["validation_dice"][label] = validation_dice(candidate, prepared, checks)
-    if "int8" not in label and check["mask_dice"] < PARITY_MIN_DICE:
-        raise ExportError(
-            None,
-            f"{label} masks differ from PyTorch's (mask Dice {check['mask_dice']:.4f}, "
-            f"{check['pixels_differing']} pixels; largest logit difference "
-            f"{check['max_abs_logit_difference']:.3g}): export refused",
-        )
+@dataclass
+class _Check:
+    """The checks of every exported variant against the PyTorch reference."""
+
+    results: dict[str, Any]
+    reference: np.ndarray
+    """PyTorch's logits on ``images``."""
+    images: np.ndarray
+    """The check slices' crops, as the segmenter placed them with PyTorch."""
+    checks: Sequence[SliceRecord]
+    plan: Any
+
+    def onnx(self, label: str, path: Path) -> None:
+        exported = runtime.open_model(path, threads=None)
+        self.record(label, path, exported)
+        # Closed before the one-thread timing: an all-core session's idle, spinning thread
+        # pool would slow the single thread down (measured: 2-3x on a 2-core machine).
+        del exported
+        single = runtime.open_model(path, threads=1)
+        self.results["latency_ms_1_thread"][label] = latency_ms(single.logits, self.plan.crop_size)
+
+    def record(self, label: str, path: Path, network: Network) -> None:
+        """Parity on the reference crops; refused (fp32) when the masks differ; then the
+        validation Dice of the whole inference path run with this variant."""
+        check = parity(self.reference, _run(network.logits, self.images))
+        self.results["parity"][label] = check
+        self.results["files"][label] = {"file": path.name, "bytes": os.path.getsize(path)}
+        if "int8" not in label and check["mask_dice"] < PARITY_MIN_DICE:
+            raise ExportError(
+                None,
+                f"{label} masks differ from PyTorch's (mask Dice {check['mask_dice']:.4f}, "
+                f"{check['pixels_differing']} pixels; largest logit difference "
+                f"{check['max_abs_logit_difference']:.3g}): export refused",
+            )
+        segmented = segment_checks(network, self.plan, self.checks)
+        self.results["validation_dice"][label] = validation_dice(segmented)

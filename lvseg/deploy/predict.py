@@ -4,22 +4,15 @@ volumes over the cardiac cycle. Runs on ONNX Runtime and imports no torch.
 Per study (:func:`lvseg.data.study.read_study`: a DICOM folder's short-axis cine, a NIfTI file,
 or image files):
 
-1. **Resample and normalise** every frame as the model's embedded plan says (the training
-   pipeline's own functions, :func:`lvseg.data.preprocess.resample_and_normalise`).
-2. **Locate the heart** where the image is larger than the network's crop: the network is fully
-   convolutional, so it runs once on whole images (every slice, :data:`LOCATE_PHASES` phases
-   spread over the cycle); the pixels it calls LV are counted over those frames, and the crop
-   centre is the densest cluster of those votes (smoothed peak, refined to the centroid of the
-   votes around it). A blood
-   pool seen in every slice and phase outvotes bright patches seen here and there. Without any
-   vote, or when the image fits in the crop, the crop is centred on the image (as training's
-   validation and ``lvseg evaluate`` do).
-3. **Segment** a crop of every frame at that centre, and map the LV probability back onto the
-   source grid (:func:`lvseg.data.preprocess.to_source_grid`), threshold 0.5.
-4. **Measure**: LV area per frame, volume per phase by disc summation (area x slice spacing),
+1. **Segment** every frame through the one inference path (:class:`lvseg.segment.Segmenter`,
+   as ``lvseg evaluate`` does): resample and normalise as the model's embedded plan says,
+   locate the heart in the study's whole images (every slice, up to four phases spread over the
+   cycle), crop every frame there, segment, and map the LV probability back onto the source
+   grid, threshold 0.5.
+2. **Measure**: LV area per frame, volume per phase by disc summation (area x slice spacing),
    end-diastole and end-systole as the largest and smallest volume of the curve, EDV, ESV,
    stroke volume and ejection fraction (:mod:`lvseg.evaluate.clinical`).
-5. **Write**, into a folder built beside ``--out`` and moved there when complete: ``masks.nii.gz``
+3. **Write**, into a folder built beside ``--out`` and moved there when complete: ``masks.nii.gz``
    (the source geometry), ``overlays/`` (a PNG per frame), ``contours/`` (Sunnybrook text
    files, one per frame with an LV), ``frames.csv``, ``volumes.csv``, ``volume-curve.png`` and
    ``summary.json``. A folder with several studies gets one subfolder per study and
@@ -43,36 +36,18 @@ import scipy.ndimage as ndi
 
 from lvseg import __version__
 from lvseg.data import atomic
-from lvseg.data.preprocess import (
-    PreprocessPlan,
-    crop_box_at,
-    crop_padded,
-    crop_record,
-    image_centre,
-    resample_and_normalise,
-    to_source_grid,
-)
 from lvseg.data.records import Geometry, SliceRecord
 from lvseg.data.study import CineStudy, iter_studies
-from lvseg.deploy.runtime import ExportedModel, open_model
 from lvseg.evaluate import clinical
 from lvseg.figures import PREDICTION_COLOUR, display_range
 from lvseg.jsonsafe import json_safe
+from lvseg.segment.locate import Placement
+from lvseg.segment.onnx import ExportedModel, open_model
+from lvseg.segment.segmenter import BATCH_SIZE, Segmenter
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` as frames are segmented."""
 
-BATCH_SIZE = 8
-"""Frames per ONNX Runtime call: as fast as 32 on the Sunnybrook studies (22.5 s against 22.1 s
-for 1,140 frames) with 260 MB less peak memory (ONNX Runtime's arena grows with the batch)."""
-LOCATE_PHASES = 4
-LOCATE_MULTIPLE = 32
-"""Whole images are padded to a multiple of this for the locating pass (every pooling of the
-registered networks stays integral)."""
-LOCATE_SIGMA_MM = 8.0
-LOCATE_SIGMA_PX = 6.0
-"""Smoothing of the LV votes (the width of a small blood pool) when locating the heart; in
-pixels where the spacing is unknown (6 px at Sunnybrook's ~1.37 mm)."""
 CONTOUR_NAME = "IM-0001-{instance:04d}-icontour-auto.txt"
 SUMMARY_FILE = "summary.json"
 OUTLINE_RGB = tuple(int(PREDICTION_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
@@ -84,78 +59,33 @@ class Segmentation:
 
     masks: np.ndarray
     """(slices, phases, rows, cols) bool, on the source grid."""
-    crop_centre: tuple[float, float]
-    """(row, col) in resampled pixels."""
-    located: bool
+    placement: Placement
     notes: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------ segmenting
 
 
-def _prepared_frames(study: CineStudy, plan: PreprocessPlan) -> list[list[SliceRecord]]:
+def study_records(study: CineStudy) -> list[SliceRecord]:
+    """Every frame of a study as a record without masks, slice by slice, phase by phase: one
+    stack for the segmenter."""
     slices, phases = study.images.shape[:2]
-    frames = []
-    for s in range(slices):
-        row = []
-        for p in range(phases):
-            image = study.images[s, p]
-            record = SliceRecord(
-                image=image,
-                masks={},
-                patient_id=study.patient_id,
-                source=study.sources[s][p],
-                geometry=Geometry(
-                    original_shape=image.shape, pixel_spacing_mm=study.pixel_spacing_mm
-                ),
-                pixel_spacing_mm=study.pixel_spacing_mm,
-            )
-            row.append(resample_and_normalise(record, plan))
-        frames.append(row)
-    return frames
-
-
-def _pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
-    rows, cols = image.shape
-    target = (math.ceil(rows / multiple) * multiple, math.ceil(cols / multiple) * multiple)
-    return crop_padded(image, (0, target[0], 0, target[1]), float(image.min()))
-
-
-def locate(
-    model: ExportedModel, frames: list[list[SliceRecord]], crop_size: int, sigma_px: float
-) -> tuple[tuple[float, float], bool, str]:
-    """The crop centre (row, col) in resampled pixels, whether the heart was located, and why."""
-    shape = frames[0][0].image.shape
-    if max(shape) <= crop_size:
-        return image_centre(shape), False, "the image fits in the crop: centred on the image"
-    phases = len(frames[0])
-    picks = sorted({round(i * phases / LOCATE_PHASES) % phases for i in range(LOCATE_PHASES)})
-    votes = np.zeros(shape, np.float32)
-    for row in frames:
-        images = np.stack([_pad_to_multiple(row[p].image, LOCATE_MULTIPLE) for p in picks])
-        probability = model.lv_probability(images[:, None])[:, : shape[0], : shape[1]]
-        votes += (probability > 0.5).mean(axis=0)
-    if not votes.any():
-        return image_centre(shape), False, "no LV found in the whole image: centred on the image"
-    # The densest cluster of votes, not the largest region: on whole images the network also
-    # calls bright patches of chest wall LV, in big but thin regions; a blood pool gathers votes
-    # from every slice and phase in one compact place. Measured on the five Sunnybrook DICOM
-    # studies: within 2 px of the centroid of the expert contours for each, where the largest
-    # connected region of votes missed the heart (SCD0000101: it took the chest wall).
-    density = ndi.gaussian_filter(votes, sigma_px)
-    peak = np.unravel_index(int(np.argmax(density)), shape)
-    rows, cols = np.ogrid[: shape[0], : shape[1]]
-    near = (rows - peak[0]) ** 2 + (cols - peak[1]) ** 2 <= (crop_size / 4) ** 2
-    centre = ndi.center_of_mass(np.where(near, votes, 0.0))
-    share = float(votes[near].sum() / votes.sum())
-    return (
-        (float(centre[0]), float(centre[1])),
-        True,
-        (
-            f"located: the densest cluster of LV votes ({share:.0%} of the votes of "
-            f"{len(frames)} slices x {len(picks)} phases)"
-        ),
-    )
+    return [
+        SliceRecord(
+            image=study.images[s, p],
+            masks={},
+            patient_id=study.patient_id,
+            source=study.sources[s][p],
+            geometry=Geometry(
+                original_shape=study.images.shape[2:], pixel_spacing_mm=study.pixel_spacing_mm
+            ),
+            slice_index=s,
+            phase_index=p,
+            pixel_spacing_mm=study.pixel_spacing_mm,
+        )
+        for s in range(slices)
+        for p in range(phases)
+    ]
 
 
 def segment_study(
@@ -166,32 +96,18 @@ def segment_study(
     progress: ProgressCallback | None = None,
 ) -> Segmentation:
     """LV masks of every frame of a study on its source grid."""
-    plan = PreprocessPlan.from_dict(model.plan)
-    frames = _prepared_frames(study, plan)
-    spacing = plan.target_spacing_mm if study.pixel_spacing_mm else None
-    sigma_px = LOCATE_SIGMA_MM / min(spacing) if spacing else LOCATE_SIGMA_PX
-    centre, located, how = locate(model, frames, plan.crop_size, sigma_px)
-    box = crop_box_at(centre, plan.crop_size)
-    flat = [crop_record(frame, box) for row in frames for frame in row]
-    masks = np.zeros(study.images.shape, bool)
-    phases = study.images.shape[1]
-    for start in range(0, len(flat), batch_size):
-        chunk = flat[start : start + batch_size]
-        probability = model.lv_probability(np.stack([c.image for c in chunk])[:, None])
-        for offset, (p, crop) in enumerate(zip(probability, chunk, strict=True)):
-            s, ph = divmod(start + offset, phases)
-            masks[s, ph] = to_source_grid(p, crop.geometry) > 0.5
-        if progress is not None:
-            progress(min(start + batch_size, len(flat)), len(flat))
-    notes = [how]
-    if plan.target_spacing_mm is None:
+    segmenter = Segmenter(model, model.plan, crop="located", batch_size=batch_size)
+    results = segmenter.segment(study_records(study), progress)
+    masks = np.stack([r.mask for r in results]).reshape(study.images.shape)
+    notes = [results[0].placement.note]
+    if model.plan.target_spacing_mm is None:
         notes.append(
             "the model has no pixel spacing (trained on images without one): images "
             "keep their pixel grid"
         )
     elif study.pixel_spacing_mm is None:
         notes.append("the input has no pixel spacing: images keep their pixel grid")
-    return Segmentation(masks=masks, crop_centre=centre, located=located, notes=notes)
+    return Segmentation(masks=masks, placement=results[0].placement, notes=notes)
 
 
 # ------------------------------------------------------------------------------ measuring
@@ -375,8 +291,8 @@ def write_study(
             "slice_spacing_mm": found["slice_spacing_mm"],
             "notes": list(study.notes),
         },
-        "crop_centre_resampled_px": [round(v, 2) for v in segmentation.crop_centre],
-        "heart_located": segmentation.located,
+        "crop_centre_resampled_px": [round(v, 2) for v in segmentation.placement.centre],
+        "heart_located": segmentation.placement.located,
         "notes": segmentation.notes,
         "volume_note": found["volume_note"],
         "volumes_ml": None if volumes is None else [round(float(v), 3) for v in volumes],
@@ -411,7 +327,7 @@ def predict(
         "file": str(model.path),
         "name": model.model_name,
         "precision": model.precision,
-        "plan": model.plan,
+        "plan": model.plan.to_dict(),
     }
     results = []
     done = 0

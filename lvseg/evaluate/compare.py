@@ -49,6 +49,7 @@ MODEL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("parameters", "parameters"),
     ("size_mb_fp32", "size (MB, fp32)"),
     ("split", "split"),
+    ("crop", "crop"),
     ("slices", "slices"),
     ("patients", "patients"),
 )
@@ -79,6 +80,7 @@ MARKDOWN_COLUMNS: tuple[str, ...] = (
     "parameters",
     "size_mb_fp32",
     "split",
+    "crop",
     "slices",
     "patients",
     "dice_mean",
@@ -117,6 +119,8 @@ def _row(label: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
         parameters=model.get("parameters"),
         size_mb_fp32=model.get("size_mb_fp32"),
         split=data.get("split"),
+        # evaluations written before the segmenter landed all cropped at the image centre
+        crop=(metrics.get("settings") or {}).get("crop", "centre"),
         slices=summary.get("slices"),
         patients=summary.get("patients"),
         good_5mm_dice_mean=good.get("dice_mean"),

@@ -396,6 +396,20 @@ def _volume_curves_figure(clinical: Mapping[str, Any], path: Path) -> bool:
 # ------------------------------------------------------------------------------ sections
 
 
+def _placement(settings: Mapping[str, Any]) -> str:
+    """The crop rule and how many slices each placement got."""
+    placement = settings.get("placement") or {}
+    counts = placement.get("slices_by_placement") or {}
+    words = {
+        "stack": "located in the patient's stack",
+        "slice": "located on the single frame",
+        "image": "centred on the image",
+    }
+    parts = [f"{n} {words.get(k, k)}" for k, n in counts.items() if n]
+    rule = settings.get("crop", "centre")
+    return rule + (f" (slices: {', '.join(parts)})" if parts else "")
+
+
 def _header(metrics: Mapping[str, Any]) -> list[str]:
     model = metrics.get("model") or {}
     data = metrics.get("data") or {}
@@ -409,7 +423,8 @@ def _header(metrics: Mapping[str, Any]) -> list[str]:
                 ("name", model.get("name")),
                 ("parameters", count(model.get("parameters"))),
                 ("size (fp32)", "-" if not _finite(size) else f"{size:.2f} MB"),
-                ("checkpoint", model.get("source")),
+                ("model file", model.get("source")),
+                ("runtime", model.get("runtime")),
                 ("training data", model.get("train_data")),
                 ("training patients", _names(model.get("train_patients"))),
                 ("validation patients", _names(model.get("val_patients"))),
@@ -427,6 +442,7 @@ def _header(metrics: Mapping[str, Any]) -> list[str]:
                 ("distance units", _distance_units(metrics)),
                 ("geometry", settings.get("geometry")),
                 ("prediction", settings.get("prediction")),
+                ("crop", _placement(settings)),
                 ("created", metrics.get("created")),
                 ("lvseg version", metrics.get("lvseg_version")),
             ]

@@ -3,15 +3,17 @@ patient, with the clinical volumes where the data allow, and write the report.
 
 One function, :func:`evaluate`, does what the command line asks:
 
-1. load the model and the dataset's slices with an LV reference;
+1. load the model (a training run or checkpoint, run by PyTorch; or an exported ONNX model, run
+   by ONNX Runtime as ``predict`` runs it) and the dataset's slices with an LV reference;
 2. leave out the patients the model was trained on (``split="held-out"``, the default): the
-   split is read from the checkpoint, or rebuilt from the training config saved in it when the
-   data are the ones it trained on. A model is never scored on its own training patients unless
-   ``split="all"`` says so, and the report then says it;
-3. segment each slice exactly as inference does (the model's preprocessing plan, a crop at the
-   image centre), map the LV probability back onto the **source** grid
-   (:func:`lvseg.data.preprocess.to_source_grid`) and threshold it at 0.5, so every measure is
-   taken against the reference as it was drawn, in the source pixel spacing;
+   split is read from the checkpoint (or the export's metadata), or rebuilt from the training
+   config saved in it when the data are the ones it trained on. A model is never scored on its
+   own training patients unless ``split="all"`` says so, and the report then says it;
+3. segment each patient's slices through the one inference path, as ``predict`` does
+   (:class:`lvseg.segment.Segmenter`: the model's preprocessing plan, the heart located in the
+   patient's stack, or ``crop="centre"``; the LV probability mapped back onto the **source**
+   grid and thresholded at 0.5), so every measure is taken against the reference as it was
+   drawn, in the source pixel spacing;
 4. score each slice (:mod:`lvseg.evaluate.metrics`), summarise (:mod:`lvseg.evaluate.summary`),
    add volumes and EF (:mod:`lvseg.evaluate.stacks`);
 5. write ``metrics.json``, ``slices.csv`` and ``report.html`` (:mod:`lvseg.evaluate.report`) into
@@ -25,39 +27,44 @@ import csv
 import heapq
 import io
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from lvseg import __version__
+from lvseg import __version__, layout
+from lvseg.config import TrainConfig
 from lvseg.data import atomic
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.load import EMBEDDED_PHANTOM, labelled_dataset
+from lvseg.data.preprocess import PreprocessPlan
 from lvseg.data.records import LV, Dataset, SliceRecord
-from lvseg.data.splits import split_for
+from lvseg.data.splits import Split, split_for
 from lvseg.evaluate import report, stacks, summary
 from lvseg.evaluate.metrics import GOOD_CONTOUR_MM, score_slice
 from lvseg.jsonsafe import json_safe
+from lvseg.segment.network import Network
+from lvseg.segment.segmenter import CROPS, Segmenter
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` after each batch of slices."""
 
-METRICS_FILE = "metrics.json"
+METRICS_FILE = layout.EVALUATION_METRICS
 SLICES_FILE = "slices.csv"
-DEFAULT_FOLDER = "evaluation"
+DEFAULT_FOLDER = layout.EVALUATION
 BATCH_SIZE = 16
 WORST_SLICES = 12
 WORST_MARGIN_PX = 16
 SPLITS = ("held-out", "all")
-LV_CLASS = 1
-"""Channel of the LV blood pool in every registered model's score maps."""
+PLACEMENTS = ("stack", "slice", "image")
+"""Where a slice's crop came from (:attr:`lvseg.segment.locate.Placement.scope`)."""
 CSV_COLUMNS = (
     "key", "patient_id", "group", "slice_index", "phase_index", "phase", "position", "source",
-    "reference_pixels", "predicted_pixels", "dice", "iou", "precision", "recall",
+    "crop", "reference_pixels", "predicted_pixels", "dice", "iou", "precision", "recall",
     "pixel_accuracy", "background_accuracy", "hd95", "assd", "apd", "good_contour_5mm",
     "good_contour_4mm", "detected", "false_positive",
 )  # fmt: skip
@@ -69,6 +76,51 @@ def default_out(model_spec: str | Path) -> Path:
     return model_path / DEFAULT_FOLDER if model_path.is_dir() else Path(DEFAULT_FOLDER)
 
 
+# ------------------------------------------------------------------------------ the model
+
+
+@dataclass
+class ScoredModel:
+    """The model under evaluation, whichever runtime runs it, and what is known of its training."""
+
+    name: str
+    source: Path
+    runtime: str
+    """``"pytorch"``, or ``"onnxruntime fp32"`` / ``"onnxruntime int8"`` for an export."""
+    network: Network
+    plan: PreprocessPlan
+    parameters: int | None
+    split: Split | None
+    train_config: TrainConfig | None
+    train_data: str | None
+
+
+def is_exported(spec: str | Path) -> bool:
+    """Whether a MODEL argument names an exported model rather than a run or a checkpoint."""
+    path = Path(spec)
+    if path.is_dir():
+        return layout.exported_model(path) is not None and not layout.looks_like_run(path)
+    return path.suffix.lower() in (".onnx", ".ort")
+
+
+def open_scored_model(spec: str | Path, device: str = "cpu") -> ScoredModel:
+    """A run, a checkpoint (PyTorch on ``device``) or an export (ONNX Runtime, on the CPU)."""
+    if is_exported(spec):
+        from lvseg.segment.onnx import open_model
+
+        found = open_model(spec)
+        source, runtime = Path(found.path or spec), f"onnxruntime {found.precision}"
+        facts = (found.plan, found.parameters, found.split, None, found.train_data)
+        return ScoredModel(found.name, source, runtime, found, *facts)
+    from lvseg.runs.checkpoint import load_model
+    from lvseg.segment.network import TorchNetwork
+
+    loaded = load_model(spec, device=device)
+    saved, network = loaded.checkpoint, TorchNetwork(loaded.model, device, source=loaded.source)
+    facts = (loaded.plan, loaded.parameters, saved.split, saved.train_config, saved.train_data)
+    return ScoredModel(loaded.name, loaded.source, "pytorch", network, *facts)
+
+
 def _same_data(a: str | Path, b: str | Path) -> bool:
     if EMBEDDED_PHANTOM in (str(a), str(b)):
         return str(a) == str(b)
@@ -76,7 +128,7 @@ def _same_data(a: str | Path, b: str | Path) -> bool:
 
 
 def training_split(
-    checkpoint: dict[str, Any], dataset: Dataset, data: str | Path
+    split: Split | None, config: TrainConfig | None, dataset: Dataset, data: str | Path
 ) -> tuple[list[str] | None, list[str] | None, str]:
     """The model's training and validation patients, and how we know them.
 
@@ -87,31 +139,28 @@ def training_split(
     compared across formats, so a model trained on the Sunnybrook PNGs evaluated on the same
     patients' DICOMs still leaves its training patients out. Otherwise: unknown.
     """
-    saved = checkpoint.get("split")
-    if isinstance(saved, dict) and "train" in saved:
-        return list(saved["train"]), list(saved.get("val", [])), "the split saved in the checkpoint"
-    config = checkpoint.get("train_config") or {}
-    data_config = config.get("data") or {}
-    trained_on = data_config.get("path")
+    if split is not None:
+        return list(split.train), list(split.val), "the split saved with the model"
+    trained_on = None if config is None else config.data.path
     source = None
     if trained_on and _same_data(trained_on, data):
         source = dataset
     elif trained_on and (trained_on == EMBEDDED_PHANTOM or Path(trained_on).exists()):
         try:  # the same patients in another format (Sunnybrook DICOM and PNG share ids)
-            source = labelled_dataset(trained_on, data_config.get("format", "auto"))
+            source = labelled_dataset(trained_on, config.data.format)
         except InvalidInputError:
             source = None
     if source is not None:
-        split = split_for(
+        rebuilt = split_for(
             source,
-            folds=data_config.get("folds") or 0,
-            fold=data_config.get("fold") or 0,
-            val_fraction=data_config.get("val_fraction", 0.2),
-            seed=config.get("seed", 0),
-            exclude=data_config.get("exclude_patients") or (),
+            folds=config.data.folds,
+            fold=config.data.fold,
+            val_fraction=config.data.val_fraction,
+            seed=config.seed,
+            exclude=config.data.exclude_patients,
         )
-        return list(split.train), list(split.val), "the split rebuilt from the training config"
-    return None, None, "unknown: the checkpoint does not say and its training data are not here"
+        return list(rebuilt.train), list(rebuilt.val), "the split rebuilt from the training config"
+    return None, None, "unknown: the model does not say and its training data are not here"
 
 
 def choose_patients(
@@ -142,33 +191,6 @@ def choose_patients(
     if trained_here:
         note += f"; its {len(trained_here)} training patients are left out"
     return kept, trained_here, note + f" (known from {how})."
-
-
-# ------------------------------------------------------------------------------ inference
-
-
-def _model_channels(model: torch.nn.Module) -> int:
-    return int(getattr(getattr(model, "config", None), "in_channels", 1))
-
-
-def segment(
-    model: torch.nn.Module,
-    records: Sequence[SliceRecord],
-    plan: Any,
-    device: str | torch.device = "cpu",
-) -> list[np.ndarray]:
-    """The predicted LV mask of each record, on the record's own (source) grid."""
-    from lvseg.data.preprocess import preprocess_record, to_source_grid
-
-    prepared = [preprocess_record(r, plan, centre="image") for r in records]
-    images = torch.from_numpy(np.stack([p.image for p in prepared])[:, None]).to(device)
-    with torch.no_grad():
-        logits = model(images).logits  # every registered model returns a SegmentationOutput
-        lv_probability = logits.float().softmax(dim=1)[:, LV_CLASS].cpu().numpy()
-    return [
-        to_source_grid(probability, p.geometry) > 0.5
-        for probability, p in zip(lv_probability, prepared, strict=True)
-    ]
 
 
 def _row(record: SliceRecord, position: str | None, scores: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +265,14 @@ def _csv(rows: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def placement_summary(rows: Sequence[dict[str, Any]], crop: str) -> dict[str, Any]:
+    """How the crops were placed: the rule, and the slices per outcome (``stack``: the heart
+    located in the patient's stack; ``slice``: located on a single frame; ``image``: centred
+    on the image, as asked or for want of an LV)."""
+    counts = Counter(row["crop"] for row in rows)
+    return {"crop": crop, "slices_by_placement": {k: counts.get(k, 0) for k in PLACEMENTS}}
+
+
 def evaluate(
     model_spec: str | Path,
     data: str | Path,
@@ -250,6 +280,7 @@ def evaluate(
     *,
     format: str = "auto",
     split: str = "held-out",
+    crop: str = "located",
     explanations: str | Path | None = None,
     limit: int | None = None,
     overwrite: bool = False,
@@ -258,30 +289,22 @@ def evaluate(
     progress: ProgressCallback | None = None,
     device: str = "cpu",
     write: bool = True,
+    keep_masks: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model_spec`` on the labelled slices of ``data``; returns ``metrics.json``'s
-    content with ``rows`` (one per slice) and ``out`` added.
+    content with ``rows`` (one per slice) and ``out`` added, and with ``keep_masks`` the
+    predicted masks (``masks``: record key to the mask on the source grid).
 
     With ``write=False`` nothing is written (the cross-validation benchmark pools the rows of
     several folds itself). Bad input raises :class:`InvalidInputError` before anything is
     written.
     """
-    from lvseg.data.preprocess import PreprocessPlan
-    from lvseg.model.checkpoint import load_model
-
+    if crop not in CROPS:
+        raise InvalidInputError(None, f"unknown crop {crop!r}; choose {' or '.join(CROPS)}")
     out = Path(out) if out is not None else default_out(model_spec)
     if write:
         atomic.check_output_folder(out, overwrite)
-    loaded = load_model(model_spec, device=device)
-    try:
-        plan = PreprocessPlan.from_dict(loaded.plan)
-    except (TypeError, ValueError) as error:
-        raise InvalidInputError(loaded.source, f"unusable preprocessing plan ({error})") from None
-    if _model_channels(loaded.model) != 1:
-        raise InvalidInputError(
-            loaded.source,
-            f"the model takes {_model_channels(loaded.model)} input channels; MRI slices have 1",
-        )
+    model = open_scored_model(model_spec, device)
     explained = _explanations(explanations)
     try:
         dataset = labelled_dataset(data, format)
@@ -289,48 +312,47 @@ def evaluate(
         if error.reason.startswith("no slice with"):
             raise InvalidInputError(data, f"{error.reason}: nothing to evaluate") from None
         raise
-    train, val, how = training_split(loaded.checkpoint, dataset, data)
+    train, val, how = training_split(model.split, model.train_config, dataset, data)
     patients, excluded, split_note = choose_patients(dataset, train, split, how)
     records = dataset.subset(patients).records[:limit]
     positions = summary.slice_positions(records)
 
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     predicted_of: dict[str, np.ndarray] = {}
     worst_heap: list[tuple[float, int, report.SliceView]] = []
     if progress is not None:
         progress(0, len(records))
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        for i, (record, predicted) in enumerate(
-            zip(chunk, segment(loaded.model, chunk, plan, device), strict=True)
-        ):
-            reference = np.asarray(record.masks[LV], bool)
-            scores = score_slice(predicted, reference, record.pixel_spacing_mm).to_dict()
-            row = _row(record, positions.get(record.key), scores)
-            rows.append(row)
-            predicted_of[record.key] = predicted
-            if worst and reference.any():
-                item = (-row["dice"], start + i, _view(record, predicted, row))
-                if len(worst_heap) < worst:
-                    heapq.heappush(worst_heap, item)
-                elif item > worst_heap[0]:
-                    heapq.heapreplace(worst_heap, item)
-        if progress is not None:
-            progress(min(start + batch_size, len(records)), len(records))
+    segmenter = Segmenter(model.network, model.plan, crop=crop, batch_size=batch_size)
+    for index, result in segmenter.iter_segment(records, progress):
+        record, predicted = result.record, result.mask
+        reference = np.asarray(record.masks[LV], bool)
+        scores = score_slice(predicted, reference, record.pixel_spacing_mm).to_dict()
+        row = _row(record, positions.get(record.key), scores)
+        row["crop"] = result.placement.scope
+        rows.append((index, row))
+        predicted_of[record.key] = predicted
+        if worst and reference.any():
+            item = (-row["dice"], index, _view(record, predicted, row))
+            if len(worst_heap) < worst:
+                heapq.heappush(worst_heap, item)
+            elif item > worst_heap[0]:
+                heapq.heapreplace(worst_heap, item)
+    ordered = [row for _, row in sorted(rows, key=lambda pair: pair[0])]
 
     in_mm = all(r.pixel_spacing_mm is not None for r in records)
-    parameters = sum(p.numel() for p in loaded.model.parameters())
+    parameters = model.parameters
     metrics: dict[str, Any] = {
         "lvseg_version": __version__,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": {
-            "name": loaded.name,
-            "source": str(loaded.source),
+            "name": model.name,
+            "source": str(model.source),
+            "runtime": model.runtime,
             "parameters": parameters,
-            "size_mb_fp32": round(parameters * 4 / 1e6, 3),
+            "size_mb_fp32": None if parameters is None else round(parameters * 4 / 1e6, 3),
             "train_patients": train,
             "val_patients": val,
-            "train_data": (loaded.checkpoint.get("train_config") or {}).get("data", {}).get("path"),
+            "train_data": model.train_data,
         },
         "data": {
             "path": str(data),
@@ -347,14 +369,15 @@ def evaluate(
         },
         "settings": {
             "good_contour_mm": list(GOOD_CONTOUR_MM),
+            "crop": crop,
             "geometry": "Predictions are mapped back onto each slice's source grid and scored "
             "against the reference there, in the source pixel spacing.",
-            "prediction": "The model's preprocessing plan, a crop at the image centre, LV "
-            "probability > 0.5 after mapping back.",
+            "prediction": PREDICTION_NOTES[crop],
+            "placement": placement_summary(ordered, crop),
         },
-        "summary": summary.summarise(rows),
-        "patients": summary.by_patient(rows),
-        "breakdowns": summary.breakdowns(rows),
+        "summary": summary.summarise(ordered),
+        "patients": summary.by_patient(ordered),
+        "breakdowns": summary.breakdowns(ordered),
         "clinical": stacks.clinical_section(records, predicted_of),
         "explanations": explained,
     }
@@ -363,9 +386,21 @@ def evaluate(
         views = [view for *_, view in sorted(worst_heap, reverse=True)]
         with atomic.atomic_directory(out, overwrite=True) as folder:
             atomic.write_text(folder / METRICS_FILE, json.dumps(metrics, indent=1) + "\n")
-            atomic.write_text(folder / SLICES_FILE, _csv(rows))
-            report.write_report(folder, metrics, rows, views)
-    return {**metrics, "rows": rows, "out": str(out) if write else None}
+            atomic.write_text(folder / SLICES_FILE, _csv(ordered))
+            report.write_report(folder, metrics, ordered, views)
+    found = {**metrics, "rows": ordered, "out": str(out) if write else None}
+    if keep_masks:
+        found["masks"] = predicted_of
+    return found
+
+
+PREDICTION_NOTES = {
+    "located": "As lvseg predict segments: the model's preprocessing plan, the crop centred on "
+    "the heart located in each patient's stack of whole images (every slice, up to four "
+    "phases), LV probability > 0.5 after mapping back.",
+    "centre": "The model's preprocessing plan, a crop at the image centre (not what lvseg "
+    "predict does: it locates the heart), LV probability > 0.5 after mapping back.",
+}
 
 
 # ------------------------------------------------------------------------------ comparing

@@ -32,6 +32,8 @@ from lvseg.data.records import LV, SliceRecord
 
 POSITIONS = ("basal", "mid", "apical")
 DISTANCES = ("hd95", "assd", "apd")
+GOOD_DISTANCES = ("apd", "hd95", "assd")
+"""The distances of the good-contour summary, in the order the challenge reports them."""
 THRESHOLDS_MM = (5, 4)
 
 
@@ -78,24 +80,15 @@ def group_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _good_only(rows: Sequence[dict[str, Any]], threshold: int) -> dict[str, Any]:
     good = [r for r in rows if r[f"good_contour_{threshold}mm"]]
-    return {
-        "slices": len(good),
-        "dice_mean": mean(r["dice"] for r in good),
-        "apd_mm_mean": mean(r["apd"] for r in good),
-        "hd95_mm_mean": mean(r["hd95"] for r in good),
-        "assd_mm_mean": mean(r["assd"] for r in good),
-    }
+    found = {"slices": len(good), "dice_mean": mean(r["dice"] for r in good)}
+    return found | {f"{name}_mm_mean": mean(r[name] for r in good) for name in GOOD_DISTANCES}
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The summary block of ``metrics.json`` (keys as ``lvseg evaluate --json`` prints them)."""
     found: dict[str, Any] = {
-        "slices": len(rows),
+        **group_stats(rows),
         "patients": len({r["patient_id"] for r in rows}),
-        "dice_mean": mean(r["dice"] for r in rows),
-        "dice_median": median(r["dice"] for r in rows),
-        "dice_std": std(r["dice"] for r in rows),
-        "iou_mean": mean(r["iou"] for r in rows),
         "precision_mean": mean(r["precision"] for r in rows),
         "recall_mean": mean(r["recall"] for r in rows),
         "pixel_accuracy": mean(r["pixel_accuracy"] for r in rows),

@@ -62,10 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lvseg.errors import InvalidInputError
-
-BACKGROUND = 0
-LV = 1
-"""Class indices of the score maps (the registry's contract)."""
+from lvseg.model.classes import BACKGROUND_CLASS, LV_CLASS
 
 CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 
@@ -144,14 +141,14 @@ def model_logits(output: Any) -> torch.Tensor:
 
 def predicted_lv(logits: torch.Tensor) -> torch.Tensor:
     """(B, H, W) bool: the pixels whose highest score is the LV's."""
-    return logits.argmax(dim=1) == LV
+    return logits.argmax(dim=1) == LV_CLASS
 
 
 def lv_log_odds(logits: torch.Tensor) -> torch.Tensor:
     """(B, H, W) log(p_lv / (1 - p_lv)) under the softmax: S_lv - logsumexp of the other scores,
     which is S_lv - S_bg for two classes."""
-    others = torch.cat([logits[:, :LV], logits[:, LV + 1 :]], dim=1)
-    return logits[:, LV] - others.logsumexp(dim=1)
+    others = torch.cat([logits[:, :LV_CLASS], logits[:, LV_CLASS + 1 :]], dim=1)
+    return logits[:, LV_CLASS] - others.logsumexp(dim=1)
 
 
 def nonempty(region: torch.Tensor) -> torch.Tensor:
@@ -263,7 +260,8 @@ class Explainer:
 
 class CAM(Explainer):
     """Exact CAM of a model with a CAM head: M = sum_k (w_lv,k - w_bg,k) F_k + (b_lv - b_bg),
-    which equals ``logits[:, 1] - logits[:, 0]`` (see the module docstring)."""
+    which equals ``logits[:, LV_CLASS] - logits[:, BACKGROUND_CLASS]`` (see the module
+    docstring)."""
 
     name = "cam"
     needs_gradients = False
@@ -292,8 +290,9 @@ class CAM(Explainer):
         region: torch.Tensor,
     ) -> torch.Tensor:
         weights, bias = self.model.cam_weights()
-        lv_minus_bg = weights[LV] - weights[BACKGROUND]
-        return torch.einsum("k,bkhw->bhw", lv_minus_bg, activations) + (bias[LV] - bias[BACKGROUND])
+        lv_minus_bg = weights[LV_CLASS] - weights[BACKGROUND_CLASS]
+        offset = bias[LV_CLASS] - bias[BACKGROUND_CLASS]
+        return torch.einsum("k,bkhw->bhw", lv_minus_bg, activations) + offset
 
 
 class GradCAM(Explainer):

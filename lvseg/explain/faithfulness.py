@@ -58,9 +58,9 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from lvseg.errors import InvalidInputError
+from lvseg.model.classes import LV_CLASS
 
 from .cam import (
-    LV,
     check_images,
     check_region,
     make_explainer,
@@ -181,7 +181,7 @@ def trapezoid(fractions: Sequence[float], scores: Sequence[float]) -> float:
 
 def lv_score(logits: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     """(B,) mean LV probability over each image's (non-empty) region."""
-    probability = logits.float().softmax(dim=1)[:, LV]
+    probability = logits.float().softmax(dim=1)[:, LV_CLASS]
     region = region.float()
     return (probability * region).flatten(1).sum(1) / region.flatten(1).sum(1)
 

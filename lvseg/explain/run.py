@@ -1,8 +1,9 @@
 """``lvseg explain``: explain a model's LV segmentation of every slice of some inputs.
 
 One function, :func:`explain`, does what the command line asks: load the model, read the
-inputs with the data layer, prepare each slice exactly as at inference (the model's own
-preprocessing plan, crop centred on the image), segment and explain the slices in batches,
+inputs with the data layer, segment them through the one inference path, as ``predict`` does
+(:class:`lvseg.segment.Segmenter`: the model's own preprocessing plan, the crop on the heart
+located in each stack), explain the crops the network saw in batches,
 draw one panel per slice (:mod:`lvseg.explain.render`) and an ``index.html`` that shows them
 all. With ``metrics`` it also measures the explanations (:mod:`lvseg.explain.faithfulness`):
 localisation and deletion/insertion per slice with a reference LV, and the model-randomisation
@@ -34,6 +35,8 @@ from lvseg.data.records import LV, SliceRecord
 from lvseg.evaluate.metrics import dice
 from lvseg.explain import render
 from lvseg.jsonsafe import json_safe
+from lvseg.segment.network import TorchNetwork
+from lvseg.segment.segmenter import THRESHOLD, Segmenter
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` after each batch of slices."""
@@ -245,9 +248,8 @@ def explain(
     method, layer, shape) raises :class:`InvalidInputError` and leaves ``out`` as it was: the
     folder is built beside it and moved into place when complete.
     """
-    from lvseg.data.preprocess import PreprocessPlan, preprocess_record
-    from lvseg.explain.cam import activation_gallery, check_images, conv_layer_names
-    from lvseg.model.checkpoint import load_model
+    from lvseg.explain.cam import activation_gallery, conv_layer_names
+    from lvseg.runs.checkpoint import load_model
 
     out = Path(out)
     atomic.check_output_folder(out, overwrite)
@@ -255,16 +257,15 @@ def explain(
         raise InvalidInputError(None, f"--gallery-k must be at least 1, got {gallery_k}")
     loaded = load_model(model_spec, device=device)
     model = loaded.model
+    network = TorchNetwork(model, device, source=loaded.source)  # refuses a wrong input shape
     explanations = plan_explanations(model, methods, layers)
     if gallery is not None and gallery not in (valid := conv_layer_names(model)):
         raise InvalidInputError(
             None, f"unknown gallery layer {gallery!r}; the model's layers are {', '.join(valid)}"
         )
-    try:
-        plan = PreprocessPlan.from_dict(loaded.plan)
-    except (TypeError, ValueError) as error:
-        raise InvalidInputError(loaded.source, f"unusable preprocessing plan ({error})") from None
+    plan = loaded.plan
     records = read_inputs(inputs, format, limit)
+    segmented = Segmenter(network, plan, batch_size=batch_size).segment(records)
 
     sanity_at = set(_sanity_positions(records, sanity_slices)) if metrics else set()
     sanity_images: list[torch.Tensor] = []
@@ -278,11 +279,10 @@ def explain(
             progress(0, total)
         for start in range(0, total, batch_size):
             chunk = records[start : start + batch_size]
-            prepared = [preprocess_record(r, plan, centre="image") for r in chunk]
-            stacked = torch.from_numpy(np.stack([p.image for p in prepared])[:, None])
-            images = check_images(stacked, model).to(device)  # a clear error, not a traceback
-            with torch.no_grad():
-                predicted = (model(images).logits.argmax(dim=1) == 1).cpu().numpy()
+            results = segmented[start : start + batch_size]
+            prepared = [result.crop for result in results]
+            images = torch.from_numpy(np.stack([p.image for p in prepared])[:, None]).to(device)
+            predicted = [result.probability > THRESHOLD for result in results]
             maps = {e.label: e.explainer(images) for e in explanations}
             galleries = None
             if gallery is not None:
@@ -335,6 +335,8 @@ def explain(
                         "phase_index": record.phase_index,
                         "phase": record.phase,
                         "source": record.source,
+                        "crop": results[i].placement.scope,
+                        "crop_box": list(prepared[i].geometry.crop_box or ()),
                         "panel": name,
                         "reference": reference is not None,
                         "reference_lv_pixels": None if reference is None else int(reference.sum()),
@@ -414,7 +416,9 @@ def _metrics_report(
             {"label": e.label, "method": e.method, "layer": e.layer} for e in explanations
         ],
         "settings": {
-            "prediction": "argmax of the class scores is the LV class",
+            "prediction": "LV softmax probability > 0.5 on the crop, as lvseg predict "
+            "thresholds it",
+            "crop": "located",
             "localisation_dilation_px": DILATION_PX,
             "deletion_steps": STEPS,
             "seed": SEED,
@@ -430,8 +434,9 @@ def _notes(
 ) -> list[str]:
     notes = [
         f"Model {loaded.name} ({Path(loaded.source).name}); every slice is prepared with the "
-        f"model's plan and cropped to {crop_size} px around the image centre, as at inference.",
-        "Contours: red = predicted LV (argmax of the class scores), green = reference LV.",
+        f"model's plan and cropped to {crop_size} px around the heart located in its stack, "
+        "as lvseg predict does.",
+        "Contours: red = predicted LV (LV probability > 0.5), green = reference LV.",
     ]
     if any(e.method == "cam" for e in explanations):
         notes.append(

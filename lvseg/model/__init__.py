@@ -12,29 +12,28 @@ treats them alike.
 torch.Size([1, 2, 64, 64])
 """
 
-from .outputs import PresenceFromCAM, SegmentationOutput
-from .registry import (
-    DEFAULT_INPUT_SIZE,
-    MODELS,
-    SizeReport,
-    build_from_config,
-    build_model,
-    config_of,
-    model_names,
-    name_of,
-    size_report,
-)
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "DEFAULT_INPUT_SIZE",
-    "MODELS",
-    "PresenceFromCAM",
-    "SegmentationOutput",
-    "SizeReport",
-    "build_from_config",
-    "build_model",
-    "config_of",
-    "model_names",
-    "name_of",
-    "size_report",
-]
+# Loaded on first use, so that ``lvseg.model.classes`` (the output channels) imports without
+# torch: the lean inference install reads it.
+_EXPORTS = {
+    "PresenceFromCAM": "outputs",
+    "SegmentationOutput": "outputs",
+    "DEFAULT_INPUT_SIZE": "registry",
+    "MODELS": "registry",
+    "SizeReport": "registry",
+    "build_from_config": "registry",
+    "build_model": "registry",
+    "config_of": "registry",
+    "model_names": "registry",
+    "name_of": "registry",
+    "size_report": "registry",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

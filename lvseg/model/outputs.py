@@ -19,12 +19,15 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from lvseg.model.classes import BACKGROUND_CLASS, LV_CLASS
+
 
 class SegmentationOutput(NamedTuple):
     """What every model in the registry returns."""
 
     logits: torch.Tensor
-    """Class score maps (B, classes, H, W) at input resolution; class 1 is the LV blood pool."""
+    """Class score maps (B, classes, H, W) at input resolution, channels in
+    :data:`lvseg.model.classes.CLASS_NAMES` order."""
     presence_logit: torch.Tensor
     """Image-level "LV present" logit (B,), from global average pooling of the score maps."""
 
@@ -43,7 +46,7 @@ class PresenceFromCAM(nn.Module):
         self.offset = nn.Parameter(torch.tensor(0.0))
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        evidence = (logits[:, 1] - logits[:, 0]).mean(dim=(-2, -1))
+        evidence = (logits[:, LV_CLASS] - logits[:, BACKGROUND_CLASS]).mean(dim=(-2, -1))
         return self.scale * evidence + self.offset
 
 

@@ -35,10 +35,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from lvseg import layout
 from lvseg.errors import InvalidInputError
 from lvseg.monitor.readers import Runs
 from lvseg.monitor.server import POLL_S, create_app, is_loopback
-from lvseg.runs.store import DATABASE_FILE, is_run
+from lvseg.runs.store import is_run
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -69,7 +70,9 @@ def check_target(target: str | Path) -> Path:
     if not target.is_dir():
         raise InvalidInputError(target, "not a run folder nor a folder of runs")
     if not Runs(target).paths():
-        raise InvalidInputError(target, f"no runs here (no {DATABASE_FILE} in it or its folders)")
+        raise InvalidInputError(
+            target, f"no runs here (no {layout.RUN_DATABASE} in it or its folders)"
+        )
     return target
 
 

@@ -26,14 +26,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from lvseg import layout
 from lvseg.errors import InvalidInputError
-from lvseg.runs.store import (
-    DATABASE_FILE,
-    SELECTED_FILE,
-    RunStore,
-    RunSummary,
-    is_run,
-)
+from lvseg.runs.store import RunStore, RunSummary, is_run
 
 LAYER_STATS = (
     "grad_norm",
@@ -147,24 +142,24 @@ def _summary_dict(name: str, summary: RunSummary) -> dict[str, Any]:
 
 def _read_selected(run_dir: Path) -> dict[str, Any] | None:
     """The content of the run's selected.json, None without one, ``{"error"}`` if unreadable."""
-    path = run_dir / SELECTED_FILE
+    path = run_dir / layout.SELECTED
     try:
         if not path.is_file():
             return None
         if path.stat().st_size > _SELECTED_MAX_BYTES:
-            return {"error": f"{SELECTED_FILE} is larger than 1 MiB"}
+            return {"error": f"{layout.SELECTED} is larger than 1 MiB"}
         selected = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        return {"error": f"unreadable {SELECTED_FILE}: {error}"}
+        return {"error": f"unreadable {layout.SELECTED}: {error}"}
     if not isinstance(selected, dict):
-        return {"error": f"{SELECTED_FILE} is not a JSON object"}
+        return {"error": f"{layout.SELECTED} is not a JSON object"}
     return selected
 
 
 def selected_stamp(run_dir: Path) -> float | None:
     """The modification time of the run's selected.json (None without one): a change marker."""
     try:
-        return (run_dir / SELECTED_FILE).stat().st_mtime
+        return (run_dir / layout.SELECTED).stat().st_mtime
     except OSError:
         return None
 
@@ -213,7 +208,7 @@ class Runs:
                 if not is_run(child):
                     continue
                 inside = child.resolve().is_relative_to(root) and (
-                    (child / DATABASE_FILE).resolve().is_relative_to(root)
+                    (child / layout.RUN_DATABASE).resolve().is_relative_to(root)
                 )
                 if inside:
                     found[child.name] = child
@@ -256,7 +251,7 @@ class Runs:
         """
         path = self.path(name)
         try:
-            status = (path / DATABASE_FILE).stat()
+            status = (path / layout.RUN_DATABASE).stat()
         except OSError:
             self.forget(name)
             raise RunNotFound(name, "the run was deleted") from None
@@ -294,7 +289,7 @@ class Runs:
                     name=name,
                     path=path,
                     status="corrupt",
-                    selected=(path / SELECTED_FILE).is_file(),
+                    selected=(path / layout.SELECTED).is_file(),
                     error=str(error),
                 )
                 result.append(_summary_dict(name, summary))

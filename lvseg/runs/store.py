@@ -62,16 +62,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lvseg import __version__
+from lvseg import __version__, layout
 from lvseg.data import atomic
 from lvseg.errors import InvalidInputError
 
 SCHEMA_VERSION = 2
 """2 added the histograms and watch tables; an older run database is refused as out of date."""
-CONFIG_FILE = "config.json"
-DATABASE_FILE = "run.db"
-CHECKPOINT_DIR = "checkpoints"
-SELECTED_FILE = "selected.json"
 
 STATUSES = ("running", "finished", "stopped", "failed")
 CHECKPOINT_KINDS = ("last", "best", "epoch")
@@ -239,7 +235,7 @@ class RunStore:
         so a crash during creation leaves no half-made run.
         """
         run_dir = Path(run_dir)
-        database = run_dir / DATABASE_FILE
+        database = run_dir / layout.RUN_DATABASE
         if database.exists():
             raise InvalidInputError(database, "a run already exists here; resume it instead")
         if not isinstance(config, dict):
@@ -255,8 +251,8 @@ class RunStore:
             **(meta or {}),
         }
         meta_rows = [(key, _dumps(value)) for key, value in record.items()]
-        (run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
-        atomic.write_text(run_dir / CONFIG_FILE, config_text)
+        (run_dir / layout.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        atomic.write_text(run_dir / layout.RUN_CONFIG, config_text)
 
         def build(temporary: Path) -> None:
             temporary.unlink(missing_ok=True)  # mkstemp made an empty file; SQLite would accept it
@@ -290,13 +286,13 @@ class RunStore:
         :class:`InvalidInputError` naming the path and the problem.
         """
         run_dir = Path(run_dir)
-        if run_dir.name == DATABASE_FILE and run_dir.is_file():
+        if run_dir.name == layout.RUN_DATABASE and run_dir.is_file():
             run_dir = run_dir.parent
-        database = run_dir / DATABASE_FILE
+        database = run_dir / layout.RUN_DATABASE
         if not run_dir.is_dir():
             raise InvalidInputError(run_dir, "no such run folder")
         if not database.is_file():
-            raise InvalidInputError(run_dir, f"not an lvseg run: no {DATABASE_FILE}")
+            raise InvalidInputError(run_dir, f"not an lvseg run: no {layout.RUN_DATABASE}")
         try:
             if readonly:
                 uri = f"{database.resolve().as_uri()}?mode=ro"
@@ -378,11 +374,7 @@ class RunStore:
 
     @property
     def database_path(self) -> Path:
-        return self.path / DATABASE_FILE
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.path / CHECKPOINT_DIR
+        return self.path / layout.RUN_DATABASE
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -416,7 +408,7 @@ class RunStore:
     def config(self) -> dict[str, Any]:
         """The config the run ran with, read from config.json."""
         if self._config is None:
-            path = self.path / CONFIG_FILE
+            path = self.path / layout.RUN_CONFIG
             try:
                 config = json.loads(path.read_text(encoding="utf-8"))
             except FileNotFoundError:
@@ -960,7 +952,7 @@ class RunStore:
             last_step=last_step,
             created=float(created) if isinstance(created, (int, float)) else None,
             updated=max(times) if times else None,
-            selected=(self.path / SELECTED_FILE).is_file(),
+            selected=(self.path / layout.SELECTED).is_file(),
         )
 
 
@@ -998,7 +990,7 @@ class RunSummary:
 
 def is_run(path: str | Path) -> bool:
     """Whether ``path`` is a folder holding a run database."""
-    return (Path(path) / DATABASE_FILE).is_file()
+    return (Path(path) / layout.RUN_DATABASE).is_file()
 
 
 def summarize_run(run_dir: str | Path) -> RunSummary:
@@ -1012,7 +1004,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
             name=run_dir.name,
             path=run_dir,
             status="corrupt",
-            selected=(run_dir / SELECTED_FILE).is_file(),
+            selected=(run_dir / layout.SELECTED).is_file(),
             error=str(error),
         )
 

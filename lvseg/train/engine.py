@@ -37,19 +37,20 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lvseg import __version__
+from lvseg import __version__, layout
 from lvseg.config import TrainConfig
 from lvseg.data.augment import AugmentConfig, Augmenter
 from lvseg.data.preprocess import CachedSlices
 from lvseg.errors import InvalidInputError
 from lvseg.model.registry import build_model, config_of, size_report
 from lvseg.monitor.recorder import TrainingMonitor
+from lvseg.runs.checkpoint import Checkpoint, TrainingState, all_finite, load_checkpoint
 from lvseg.runs.store import RunStore
-from lvseg.train import checkpoint, distributed
+from lvseg.train import distributed
 from lvseg.train.data import TrainingData, prepare
 from lvseg.train.losses import dice_per_image, segmentation_loss
+from lvseg.train.rng import restore_rng_state, rng_state
 
-LAST, BEST = "last.pt", "best.pt"
 KILL_AT_STEP_ENV = "LVSEG_TEST_KILL_AT_STEP"
 """Test hook: the process SIGKILLs itself right after this optimiser step (resume tests)."""
 DUMP_WEIGHTS_ENV = "LVSEG_TEST_DUMP_WEIGHTS"
@@ -250,8 +251,9 @@ def train(
     try:
         if resume:
             resumed = _resume_payload(run_dir)
-            config = TrainConfig.from_dict(resumed["train_config"], source=str(run_dir))
-        elif (run_dir / "run.db").exists():
+            config = resumed.train_config
+            assert config is not None and resumed.training is not None
+        elif (run_dir / layout.RUN_DATABASE).exists():
             raise InvalidInputError(
                 run_dir, "already holds a run (use --resume to continue it, or another --out)"
             )
@@ -283,12 +285,12 @@ def train(
         scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
         state = _State()
         if resume:
-            model.load_state_dict(resumed["state_dict"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            scheduler.load_state_dict(resumed["scheduler"])
-            scaler.load_state_dict(resumed["scaler"])
-            state = _State(**resumed["trainer"])
-            checkpoint.restore_rng_state(resumed["rng"])
+            model.load_state_dict(resumed.state_dict)
+            optimizer.load_state_dict(resumed.training.optimizer)
+            scheduler.load_state_dict(resumed.training.scheduler)
+            scaler.load_state_dict(resumed.training.scaler)
+            state = _State(**resumed.training.trainer)
+            restore_rng_state(resumed.training.rng)
         network: nn.Module = model
         if config.runtime.compile:
             network = torch.compile(network)
@@ -310,7 +312,7 @@ def train(
                     config.to_dict(),
                     meta=_run_meta(config, data, report, device, context, amp),
                 )
-            (run_dir / "checkpoints").mkdir(exist_ok=True)
+            (run_dir / layout.CHECKPOINTS).mkdir(exist_ok=True)
             if config.monitor.enabled:
                 # Activation hooks would break a compiled graph: gradients only under compile.
                 monitor_config = (
@@ -558,7 +560,7 @@ def _save_checkpoints(
     improved: bool,
 ) -> None:
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    if not checkpoint.all_finite(state_dict):
+    if not all_finite(state_dict):
         store.event(
             "nonfinite_weights",
             f"epoch {state.epoch}: weights are not finite; no checkpoint saved",
@@ -567,29 +569,35 @@ def _save_checkpoints(
         )
         return
     clean = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-    payload = {
-        "model": {"name": config.model.name, "config": config_of(model)},
-        "state_dict": state_dict,
-        "plan": data.plan.to_dict(),
-        "train_config": config.to_dict(),
-        "split": data.split.to_dict(),  # so an evaluation can leave the training patients out
-        "epoch": state.epoch,
-        "step": state.step,
-        "metrics": clean,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "rng": checkpoint.rng_state(),
-        "trainer": state.__dict__.copy(),
-        "lvseg_version": __version__,
-    }
-    for kind, name, wanted in (("last", LAST, True), ("best", BEST, improved)):
+    saved = Checkpoint(
+        model_name=config.model.name,
+        model_config=config_of(model),
+        state_dict=state_dict,
+        plan=data.plan,
+        train_config=config,
+        split=data.split,  # so an evaluation can leave the training patients out
+        epoch=state.epoch,
+        step=state.step,
+        metrics=clean,
+        lvseg_version=__version__,
+        training=TrainingState(
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            scaler=scaler.state_dict(),
+            rng=rng_state(),
+            trainer=state.__dict__.copy(),
+        ),
+    )
+    for kind, name, wanted in (
+        ("last", layout.LAST_CHECKPOINT, True),
+        ("best", layout.BEST_CHECKPOINT, improved),
+    ):
         if not wanted:
             continue
-        size = checkpoint.save(run_dir / "checkpoints" / name, payload)
+        size = saved.save(layout.checkpoint_path(run_dir, name))
         store.add_checkpoint(
             kind,
-            f"checkpoints/{name}",
+            layout.checkpoint_relative(name),
             epoch=state.epoch,
             step=state.step,
             metrics=clean,
@@ -598,13 +606,18 @@ def _save_checkpoints(
         )
 
 
-def _resume_payload(run_dir: Path) -> dict[str, Any]:
-    if not (run_dir / "run.db").is_file():
-        raise InvalidInputError(run_dir, "nothing to resume: not a run directory (no run.db)")
-    path = run_dir / "checkpoints" / LAST
+def _resume_payload(run_dir: Path) -> Checkpoint:
+    if not (run_dir / layout.RUN_DATABASE).is_file():
+        raise InvalidInputError(
+            run_dir, f"nothing to resume: not a run directory (no {layout.RUN_DATABASE})"
+        )
+    path = layout.checkpoint_path(run_dir, layout.LAST_CHECKPOINT)
     if not path.is_file():
         raise InvalidInputError(path, "nothing to resume: the run has no checkpoint yet")
-    return checkpoint.load_checkpoint(path)
+    resumed = load_checkpoint(path)
+    if resumed.training is None or resumed.train_config is None:
+        raise InvalidInputError(path, "nothing to resume: the checkpoint has no training state")
+    return resumed
 
 
 def _run_meta(

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lvseg.model.classes import LV_CLASS
+
 
 @dataclass
 class LossParts:
@@ -55,7 +57,7 @@ def segmentation_loss(
     """
     logits = logits.float()
     target = target.float()
-    probability = logits.softmax(dim=1)[:, 1]
+    probability = logits.softmax(dim=1)[:, LV_CLASS]
     intersection = (probability * target).sum(dim=(1, 2))
     denominator = probability.sum(dim=(1, 2)) + target.sum(dim=(1, 2))
     dice = 1.0 - ((2.0 * intersection + smooth) / (denominator + smooth)).mean()

@@ -23,9 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lvseg import layout
 from lvseg.data import atomic
 from lvseg.errors import InvalidInputError
-from lvseg.model.checkpoint import SELECTED, load_checkpoint
+from lvseg.runs.checkpoint import load_checkpoint
 from lvseg.runs.store import RunStore
 
 PREFERENCES = ("smallest", "fastest", "dice")
@@ -152,7 +153,7 @@ def select(
             f"checkpoints within {max_dice_drop:g} of the best validation Dice "
             f"({reference:.4f}); its Dice is {chosen.val_dice:.4f}"
         )
-    written = Path(chosen.run) / SELECTED
+    written = Path(chosen.run) / layout.SELECTED
     selection = Selection(chosen, reason, reference, candidates, rejected, written)
     atomic.write_text(written, json.dumps(selection.to_dict(), indent=2) + "\n")
     for run_dir in runs:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvseg.deploy import runtime
+from lvseg.segment import onnx as runtime
 
 ORACLE_SPACING_MM = 1.25
 ORACLE_CROP = 64

@@ -11,9 +11,9 @@ import torch
 from builders import invoke
 
 from lvseg.deploy import export as export_module
-from lvseg.deploy import runtime
 from lvseg.deploy.export import INT8_AIM_DROP, PARITY_MIN_DICE, ExportError, export
-from lvseg.model.checkpoint import load_model
+from lvseg.runs.checkpoint import load_model
+from lvseg.segment import onnx as runtime
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_torchscript_export_traces_the_model_with_its_plan(tmp_path, tiny_run):
     extra = {"lvseg.json": ""}
     traced = torch.jit.load(str(path), _extra_files=extra)
     assert json.loads(extra["lvseg.json"])["plan"] == json.dumps(
-        load_model(tiny_run).plan, sort_keys=True
+        load_model(tiny_run).plan.to_dict(), sort_keys=True
     )
     image = torch.randn(2, 1, 64, 64)
     with torch.no_grad():
@@ -95,13 +95,11 @@ def test_torchscript_export_traces_the_model_with_its_plan(tmp_path, tiny_run):
 def test_an_export_whose_masks_differ_is_refused_and_leaves_nothing(
     tmp_path, tiny_run, monkeypatch
 ):
-    honest = export_module.torch_backend
+    class Flipped(export_module.TorchNetwork):
+        def logits(self, images):  # a "reference" that disagrees with the ONNX graph
+            return -super().logits(images)
 
-    def flipped(model):
-        run = honest(model)
-        return lambda batch: -run(batch)  # a "reference" that disagrees with the ONNX graph
-
-    monkeypatch.setattr(export_module, "torch_backend", flipped)
+    monkeypatch.setattr(export_module, "TorchNetwork", Flipped)
     with pytest.raises(ExportError, match="masks differ from PyTorch's"):
         export(tiny_run, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -115,7 +113,7 @@ def test_command_line_refusals(tmp_path, tiny_run, exported_tiny):
     assert result.exit_code == 2 and "--int8 applies to the onnx and ort formats" in result.output
     assert not (tmp_path / "x").exists()
     result = invoke("export", exported_tiny / "model.onnx", "--out", tmp_path / "y")
-    assert result.exit_code == 2 and "not supported" in result.output
+    assert result.exit_code == 2 and "this command takes a training run" in result.output
     result = invoke("export", tiny_run, "--out", exported_tiny)
     assert result.exit_code == 2 and "--overwrite" in result.output
     assert (exported_tiny / "model.onnx").is_file()
@@ -132,14 +130,20 @@ def test_the_command_prints_the_checks(tmp_path, tiny_run):
 def test_check_slices_never_calibrate_on_kept_out_patients_and_say_when_optimistic(tiny_phantom):
     from types import SimpleNamespace
 
+    from lvseg.config import TrainConfig
     from lvseg.data.load import labelled_dataset
+    from lvseg.data.splits import Split
     from lvseg.deploy.export import check_slices
 
     a, b, c, d = labelled_dataset(tiny_phantom).patients
 
+    config = TrainConfig().merged({"data": {"path": str(tiny_phantom)}})
+
     def slices(split):
-        config = {"data": {"path": str(tiny_phantom), "format": "auto"}}
-        loaded = SimpleNamespace(checkpoint={"train_config": config, "split": split})
+        checkpoint = SimpleNamespace(
+            train_config=config, train_data=config.data.path, split=Split.from_dict(split)
+        )
+        loaded = SimpleNamespace(checkpoint=checkpoint)
         calibrate, checks, how = check_slices(loaded, None)
         return {r.patient_id for r in calibrate}, {r.patient_id for r in checks}, how
 

@@ -13,9 +13,8 @@ from PIL import Image
 
 from lvseg.data.load import labelled_dataset
 from lvseg.evaluate import run as evaluate_run
-from lvseg.model.checkpoint import load_checkpoint, resolve_model_path
 from lvseg.model.registry import build_model
-from lvseg.train import checkpoint as train_checkpoint
+from lvseg.runs.checkpoint import load_checkpoint, resolve_model_path
 
 JSON_KEYS = {
     "slices", "patients", "dice_mean", "dice_median", "iou_mean", "pixel_accuracy",
@@ -40,7 +39,7 @@ def evaluated(run_dir, tiny_phantom, tmp_path_factory) -> tuple[Path, dict]:
 def test_json_summary_scores_only_the_held_out_patients(evaluated, run_dir, tiny_phantom):
     out, printed = evaluated
     assert JSON_KEYS <= set(printed)
-    split = load_checkpoint(resolve_model_path(run_dir))["split"]
+    split = load_checkpoint(resolve_model_path(run_dir)).split.to_dict()
     dataset = labelled_dataset(tiny_phantom)
     held_out = [r for r in dataset.records if r.patient_id in split["val"]]
     assert printed["patients"] == len(split["val"]) == 1
@@ -78,16 +77,16 @@ def test_all_split_scores_every_patient_and_says_so(run_dir, tiny_phantom, tmp_p
 
 
 def test_split_is_rebuilt_from_the_training_config_of_older_checkpoints(run_dir, tiny_phantom):
-    payload = load_checkpoint(resolve_model_path(run_dir))
-    saved = payload.pop("split")
+    saved = load_checkpoint(resolve_model_path(run_dir))
+    config, expected = saved.train_config, (list(saved.split.train), list(saved.split.val))
     dataset = labelled_dataset(tiny_phantom)
-    train_patients, val, how = evaluate_run.training_split(payload, dataset, tiny_phantom)
-    assert (train_patients, val) == (saved["train"], saved["val"]) and "rebuilt" in how
+    train_patients, val, how = evaluate_run.training_split(None, config, dataset, tiny_phantom)
+    assert (train_patients, val) == expected and "rebuilt" in how
     # other data (e.g. the same patients as DICOM): the split comes from the training data
-    elsewhere = evaluate_run.training_split(payload, dataset, tiny_phantom.parent / "other")
-    assert elsewhere[:2] == (saved["train"], saved["val"])
-    payload["train_config"]["data"]["path"] = str(tiny_phantom.parent / "gone")
-    unknown = evaluate_run.training_split(payload, dataset, tiny_phantom.parent / "other")
+    other = tiny_phantom.parent / "other"
+    assert evaluate_run.training_split(None, config, dataset, other)[:2] == expected
+    gone = config.merged({"data": {"path": str(tiny_phantom.parent / "gone")}})
+    unknown = evaluate_run.training_split(None, gone, dataset, other)
     assert unknown[0] is None and "unknown" in unknown[2]
 
 
@@ -120,11 +119,11 @@ def test_bad_input_is_one_line_and_exit_2(run_dir, tiny_phantom, tmp_path):
         assert needle in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
     # a model that wants two channels
-    payload = load_checkpoint(resolve_model_path(run_dir))
-    payload["model"] = {"name": "lvnet", "config": {"in_channels": 2, "width": 8}}
-    payload["state_dict"] = build_model("lvnet", in_channels=2, width=8).state_dict()
+    saved = load_checkpoint(resolve_model_path(run_dir))
+    saved.model_name, saved.model_config = "lvnet", {"in_channels": 2, "width": 8}
+    saved.state_dict = build_model("lvnet", in_channels=2, width=8).state_dict()
     two = tmp_path / "two.pt"
-    train_checkpoint.save(two, payload)
+    saved.save(two)
     result = invoke("evaluate", two, tiny_phantom, "--out", tmp_path / "b")
     assert result.exit_code == 2 and "2 input channels" in result.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

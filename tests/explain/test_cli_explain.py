@@ -11,9 +11,8 @@ from builders import invoke, page_links
 from PIL import Image
 
 from lvseg.explain.cam import conv_layer_names
-from lvseg.model.checkpoint import load_checkpoint, load_model, resolve_model_path
 from lvseg.model.registry import build_model
-from lvseg.train import checkpoint as train_checkpoint
+from lvseg.runs.checkpoint import load_checkpoint, load_model, resolve_model_path
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +22,11 @@ def run_dir(tiny_run) -> Path:
 
 def checkpoint_of(run_dir: Path, folder: Path, name: str, **config) -> Path:
     """The run's checkpoint (plan and all) with another, freshly initialised network."""
-    payload = load_checkpoint(resolve_model_path(run_dir))
-    model = build_model(name, **config)
-    payload["model"] = {"name": name, "config": config}
-    payload["state_dict"] = model.state_dict()
+    saved = load_checkpoint(resolve_model_path(run_dir))
+    saved.model_name, saved.model_config = name, config
+    saved.state_dict = build_model(name, **config).state_dict()
     path = folder / f"{name}-{'-'.join(f'{k}{v}' for k, v in config.items())}.pt"
-    train_checkpoint.save(path, payload)
+    saved.save(path)
     return path
 
 
@@ -120,10 +118,10 @@ BAD_INPUT = {
     "unknown gallery layer": (["--gallery", "nope"], "unknown gallery layer 'nope'"),
     "layers without gradcam": (["-m", "cam", "--layers", "head"], "add --method gradcam"),
     "cam without a cam head": (["-m", "cam"], "no global-average-pooling CAM head"),
-    "wrong input shape": ([], "images must have shape (B, 2, H, W)"),
+    "wrong input shape": ([], "the model takes 2 input channels"),
     "unreadable model": ([], "not a readable lvseg checkpoint"),
     "missing model": ([], "no such model"),
-    "onnx model": ([], "ONNX models are not supported"),
+    "onnx model": ([], "an exported model: this command takes a training run"),
     "input with no slices": ([], "folder is empty"),
     "missing input": ([], "no such file or folder"),
 }

@@ -147,7 +147,7 @@ def test_unavailable_device_is_one_line(tiny_phantom, tmp_path):
 
 def test_excluded_patients_never_train_or_validate(tiny_phantom, tmp_path):
     from lvseg.data.load import labelled_dataset
-    from lvseg.model.checkpoint import load_checkpoint
+    from lvseg.runs.checkpoint import load_checkpoint
 
     kept_out = labelled_dataset(tiny_phantom).patients[0]
     result = invoke(
@@ -156,9 +156,9 @@ def test_excluded_patients_never_train_or_validate(tiny_phantom, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert saved["split"]["test"] == [kept_out]
-    assert kept_out not in saved["split"]["train"] + saved["split"]["val"]
-    assert saved["train_config"]["data"]["exclude_patients"] == [kept_out]
+    assert saved.split.test == (kept_out,)
+    assert kept_out not in saved.split.train + saved.split.val
+    assert saved.train_config.data.exclude_patients == [kept_out]
 
     typo = run_lvseg("train", "--data", tiny_phantom, "--exclude-patients", "NOBODY",
                      "--out", tmp_path / "typo")  # fmt: skip

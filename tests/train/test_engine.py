@@ -10,7 +10,7 @@ import torch
 
 from lvseg.config import TrainConfig
 from lvseg.errors import InvalidInputError
-from lvseg.model.checkpoint import load_checkpoint, load_model
+from lvseg.runs.checkpoint import load_checkpoint, load_model
 from lvseg.runs.store import RunStore
 from lvseg.train import engine, losses
 
@@ -46,9 +46,9 @@ def test_a_run_writes_its_store_checkpoints_and_config(tiny_phantom, tmp_path):
     # patient-level split: no patient on both sides
     assert not set(meta["train_patients"]) & set(meta["val_patients"])
     last = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert last["epoch"] == 2 and last["step"] == result.steps
+    assert last.epoch == 2 and last.step == result.steps
     loaded = load_model(run)
-    assert loaded.name == "lvnet" and loaded.plan["crop_size"] == last["plan"]["crop_size"]
+    assert loaded.name == "lvnet" and loaded.plan == last.plan
 
 
 def test_nonfinite_steps_are_skipped_and_recorded(tiny_phantom, tmp_path, monkeypatch):
@@ -70,7 +70,7 @@ def test_nonfinite_steps_are_skipped_and_recorded(tiny_phantom, tmp_path, monkey
     assert skipped == [2, 3] and [e["step"] for e in events] == [2, 3]
     assert math.isnan(events[0]["data"]["loss"])
     assert result.status == "finished"
-    weights = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["state_dict"]
+    weights = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").state_dict
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from lvseg.model.checkpoint import load_checkpoint
+from lvseg.runs.checkpoint import load_checkpoint
 from lvseg.runs.store import RunStore
 from lvseg.train.engine import KILL_AT_STEP_ENV
 
@@ -29,7 +29,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_phantom, tmp
     data = ["--data", str(tiny_phantom), "--config", str(write_config(tmp_path))]
     whole = lvseg("train", *data, *ARGS, "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
-    steps = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["step"]
+    steps = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt").step
     per_epoch = steps // 3
     kill_at = per_epoch + per_epoch // 2 + 1  # in the middle of the second epoch
 
@@ -45,10 +45,10 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_phantom, tmp
 
     a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
-    assert a["step"] == b["step"] == steps
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for name, tensor in a["state_dict"].items():
-        assert torch.equal(tensor, b["state_dict"][name]), name
+    assert a.step == b.step == steps
+    assert a.state_dict.keys() == b.state_dict.keys()
+    for name, tensor in a.state_dict.items():
+        assert torch.equal(tensor, b.state_dict[name]), name
     with RunStore.open(tmp_path / "cut", readonly=True) as store:
         # ...and replaced on resume: one row per step, as in the uninterrupted run
         assert [s["step"] for s in store.steps()] == list(range(1, steps + 1))

@@ -1,23 +1,15 @@
-"""Training checkpoints: everything a run needs to continue exactly where it stopped.
-
-One file per checkpoint, ``torch.save`` of plain data (tensors, numbers, strings, lists), so it
-loads with ``weights_only=True``: opening a checkpoint never runs code. Files are written to a
-temporary name and renamed, so ``last.pt`` is always a whole checkpoint, even after SIGKILL.
-"""
+"""The random states a resumed run restores, as data a weights-only checkpoint can hold
+(:class:`lvseg.runs.checkpoint.TrainingState`): torch's, Python's, NumPy's and CUDA's."""
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from lvseg.data import atomic
-from lvseg.model.checkpoint import FORMAT, VERSION, all_finite, load_checkpoint
-
-__all__ = ["load_checkpoint", "restore_rng_state", "rng_state", "save"]
+__all__ = ["restore_rng_state", "rng_state"]
 
 
 def rng_state() -> dict[str, Any]:
@@ -57,12 +49,3 @@ def _numpy_state_to_data(state: tuple) -> list:
 def _numpy_state_from_data(data: list) -> tuple:
     name, keys, position, has_gauss, cached = data
     return (name, keys.numpy().astype(np.uint32), position, has_gauss, cached)
-
-
-def save(path: str | Path, payload: dict[str, Any]) -> int:
-    """Write a checkpoint atomically; returns its size in bytes. A non-finite model is refused."""
-    if not all_finite(payload["state_dict"]):
-        raise ValueError("refusing to save a checkpoint with non-finite weights")
-    payload = {"format": FORMAT, "version": VERSION, **payload}
-    atomic.write_with(path, lambda temporary: torch.save(payload, temporary))
-    return Path(path).stat().st_size

@@ -1,4 +1,6 @@
-"""An exported model run with ONNX Runtime: the inference backend of ``lvseg predict``.
+"""An exported model run with ONNX Runtime: the network of ``lvseg predict`` (and of
+``lvseg evaluate`` given an export), behind the segmenter's :class:`~lvseg.segment.network.Network`
+protocol.
 
 An lvseg ONNX (or ORT) file is self-contained: besides the graph it carries, in the ONNX
 ``metadata_props``, everything inference needs, so a lean install (``pip install lvseg[infer]``,
@@ -7,9 +9,11 @@ no PyTorch) can segment with nothing else:
 - ``lvseg_format`` = ``lvseg-onnx`` and ``lvseg_format_version`` (refused when newer than this
   lvseg reads), ``lvseg_version``;
 - ``model_name`` (``lvnet``...), ``precision`` (``fp32`` or ``int8``), ``lv_class`` (the channel
-  of the LV blood pool in the output);
+  of the LV blood pool in the output), ``parameters``;
 - ``plan``: the preprocessing plan as JSON (:class:`lvseg.data.preprocess.PreprocessPlan`:
-  spacing, crop size, intensity normalisation).
+  spacing, crop size, intensity normalisation);
+- ``split``: the patients the model trained and validated on, as JSON (so ``lvseg evaluate`` of
+  an export leaves them out), and ``train_data``, the path of its training data.
 
 The graph takes ``image`` (B, 1, H, W) float32, preprocessed as the plan says, with a dynamic
 batch and spatial size, and returns ``logits`` (B, classes, H, W). This module imports no torch.
@@ -24,18 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from lvseg import layout
 from lvseg.data.errors import InvalidInputError
+from lvseg.data.preprocess import PreprocessPlan
+from lvseg.data.splits import Split
+from lvseg.model.classes import LV_CLASS
 
 FORMAT = "lvseg-onnx"
 FORMAT_VERSION = 1
-LV_CLASS = 1
-"""The output channel of the LV blood pool in every lvseg model (the default where a file's
-metadata does not say)."""
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 SUFFIXES = (".onnx", ".ort")
-FOLDER_ORDER = ("model.onnx", "model.ort", "model.int8.onnx", "model.int8.ort")
-"""The file picked from an ``lvseg export`` folder: full precision first."""
 INSTALL_HINT = "pip install 'lvseg[infer]'"
 
 
@@ -45,16 +48,16 @@ def resolve_exported(spec: str | Path) -> Path:
     that exports it."""
     path = Path(spec)
     if path.is_dir():
-        for name in FOLDER_ORDER:
-            if (path / name).is_file():
-                return path / name
-        if (path / "checkpoints").is_dir() or (path / "selected.json").is_file():
+        found = layout.exported_model(path)
+        if found is not None:
+            return found
+        if layout.looks_like_run(path):
             raise InvalidInputError(
                 path,
                 f"a training run, not an exported model: run 'lvseg export {path} --out DIR' "
                 "first (predict runs the exported model on ONNX Runtime)",
             )
-        raise InvalidInputError(path, "no exported model here (model.onnx or model.ort)")
+        raise InvalidInputError(path, f"no exported model here ({layout.ONNX} or {layout.ORT})")
     if not path.is_file():
         raise InvalidInputError(path, "no such model file")
     if path.suffix == ".pt":
@@ -78,8 +81,36 @@ def _import_onnxruntime():
     return onnxruntime
 
 
-def check_metadata(metadata: dict[str, str], path: Path | None) -> dict[str, Any]:
-    """The plan and facts of an lvseg model's metadata; wrong kind or version is refused."""
+@dataclass
+class ExportedModel:
+    """An open lvseg ONNX/ORT model: a session to run it and what its metadata says."""
+
+    path: Path | None
+    session: Any
+    plan: PreprocessPlan
+    model_name: str
+    precision: str
+    lv_class: int
+    metadata: dict[str, str]
+    split: Split | None = None
+    """The patients it trained and validated on, where the export recorded them."""
+    train_data: str | None = None
+    parameters: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.model_name
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """Class scores (B, classes, H, W) of preprocessed images (B, 1, H, W)."""
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+
+
+def read_metadata(
+    metadata: dict[str, str], path: Path | None
+) -> tuple[PreprocessPlan, dict[str, Any]]:
+    """The plan and the facts of an lvseg model's metadata; wrong kind or version is refused."""
     kind = metadata.get("lvseg_format")
     if kind != FORMAT:
         raise InvalidInputError(
@@ -96,52 +127,27 @@ def check_metadata(metadata: dict[str, str], path: Path | None) -> dict[str, Any
             "upgrade lvseg",
         )
     try:
-        plan = json.loads(metadata["plan"])
-        crop_size = int(plan["crop_size"])
+        plan = PreprocessPlan.from_dict(json.loads(metadata["plan"]))
         lv_class = int(metadata.get("lv_class", LV_CLASS))
-    except (KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError, AttributeError):
         raise InvalidInputError(
             path, "lvseg model metadata has no valid preprocessing plan"
         ) from None
-    if crop_size < 1:
-        raise InvalidInputError(path, f"lvseg model metadata has a bad crop size {crop_size}")
-    return {
-        "plan": plan,
+    if not isinstance(plan.crop_size, int) or plan.crop_size < 1:
+        raise InvalidInputError(path, f"lvseg model metadata has a bad crop size {plan.crop_size}")
+    try:
+        split = Split.from_dict(json.loads(metadata["split"])) if "split" in metadata else None
+        parameters = int(metadata["parameters"]) if "parameters" in metadata else None
+    except (ValueError, TypeError, AttributeError, InvalidInputError):
+        raise InvalidInputError(path, "lvseg model metadata has an unreadable split") from None
+    return plan, {
         "lv_class": lv_class,
         "model_name": metadata.get("model_name", "unknown"),
         "precision": metadata.get("precision", "fp32"),
-        "lvseg_version": metadata.get("lvseg_version"),
-        "format_version": version,
+        "split": split,
+        "train_data": metadata.get("train_data"),
+        "parameters": parameters,
     }
-
-
-@dataclass
-class ExportedModel:
-    """An open lvseg ONNX/ORT model: its plan and a session to run it."""
-
-    path: Path | None
-    session: Any
-    plan: dict[str, Any]
-    model_name: str
-    precision: str
-    lv_class: int
-    metadata: dict[str, str]
-
-    def logits(self, images: np.ndarray) -> np.ndarray:
-        """Class scores (B, classes, H, W) of preprocessed images (B, 1, H, W)."""
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
-
-    def lv_probability(self, images: np.ndarray) -> np.ndarray:
-        """Softmax probability (B, H, W) of the LV class."""
-        return lv_softmax(self.logits(images), self.lv_class)
-
-
-def lv_softmax(logits: np.ndarray, lv_class: int = LV_CLASS) -> np.ndarray:
-    """The softmax probability (B, H, W) of channel ``lv_class`` of logits (B, classes, H, W)."""
-    logits = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    weights = np.exp(logits)
-    return (weights[:, lv_class] / weights.sum(axis=1)).astype(np.float32)
 
 
 def open_model(
@@ -166,18 +172,10 @@ def open_model(
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         raise InvalidInputError(path, f"not a readable ONNX model ({reason})") from None
     metadata = dict(session.get_modelmeta().custom_metadata_map)
-    facts = check_metadata(metadata, path)
+    plan, facts = read_metadata(metadata, path)
     names = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
     if INPUT_NAME not in names[0] or OUTPUT_NAME not in names[1]:
         raise InvalidInputError(
             path, f"expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, found {names}"
         )
-    return ExportedModel(
-        path=path,
-        session=session,
-        plan=facts["plan"],
-        model_name=facts["model_name"],
-        precision=facts["precision"],
-        lv_class=facts["lv_class"],
-        metadata=metadata,
-    )
+    return ExportedModel(path=path, session=session, plan=plan, metadata=metadata, **facts)

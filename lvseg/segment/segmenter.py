@@ -1,0 +1,148 @@
+"""The one inference path: from source slices to LV masks on their own grid.
+
+For each stack of records (one patient's slices and phases, see :func:`stacks`):
+
+1. **prepare** every frame as the model was trained: resample to the plan's spacing and
+   normalise the whole image (:func:`lvseg.data.preprocess.resample_and_normalise`);
+2. **place** the crop: ``"located"`` finds the heart in the stack's whole images
+   (:func:`lvseg.segment.locate.locate`), ``"centre"`` takes the image centre; one centre for
+   the whole stack, so a study's slices and phases are cut alike;
+3. **segment** the crops (:meth:`Segmenter.lv_probability`, the one place where test-time
+   augmentation and ensembles will plug in);
+4. **map back** the LV probability onto the source grid
+   (:func:`lvseg.data.preprocess.to_source_grid`) and threshold it.
+
+``lvseg evaluate``, ``lvseg explain``, the export checks and ``lvseg predict`` all call
+:class:`Segmenter`; none prepares a slice by itself. Torch-free: the network is anything with
+the :class:`~lvseg.segment.network.Network` protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lvseg.data.errors import InvalidInputError
+from lvseg.data.preprocess import (
+    PreprocessPlan,
+    crop_box_at,
+    crop_record,
+    resample_and_normalise,
+    to_source_grid,
+)
+from lvseg.data.records import SliceRecord
+from lvseg.segment.locate import LOCATE_SIGMA_MM, LOCATE_SIGMA_PX, Placement, centred, locate
+from lvseg.segment.network import Network, lv_softmax
+
+CROPS = ("located", "centre")
+"""How the crop is placed: on the heart located in the stack, or at the image centre."""
+BATCH_SIZE = 8
+"""Frames per network call: with ONNX Runtime as fast as 32 on the Sunnybrook studies, with less
+peak memory (its arena grows with the batch)."""
+THRESHOLD = 0.5
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` as frames are segmented."""
+
+
+@dataclass
+class SliceSegmentation:
+    """One record segmented: what the network saw, what it said, and the mask on the source."""
+
+    record: SliceRecord
+    """The record as given (source grid)."""
+    crop: SliceRecord
+    """The network's input: resampled, normalised, cropped (masks cropped alike, where given);
+    ``crop.geometry`` maps it back."""
+    probability: np.ndarray
+    """(S, S) float32 LV probability on the crop."""
+    mask: np.ndarray
+    """(rows, cols) bool LV mask on the record's own grid."""
+    placement: Placement
+
+
+def stacks(records: Sequence[SliceRecord]) -> list[list[int]]:
+    """Positions of the records that form one stack, in order of first appearance.
+
+    One patient's records with a slice index and the same source grid (shape and spacing) are
+    one stack; a record without a slice index is a stack of its own.
+    """
+    groups: dict[object, list[int]] = {}
+    for i, record in enumerate(records):
+        if record.slice_index is None:
+            key: object = ("record", i)
+        else:
+            key = (record.patient_id, record.image.shape, record.pixel_spacing_mm)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+class Segmenter:
+    """A network, its preprocessing plan and a crop rule: records in, LV masks out."""
+
+    def __init__(
+        self,
+        network: Network,
+        plan: PreprocessPlan,
+        *,
+        crop: str = "located",
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        if crop not in CROPS:
+            raise InvalidInputError(None, f"unknown crop {crop!r}; choose {' or '.join(CROPS)}")
+        self.network = network
+        self.plan = plan
+        self.crop = crop
+        self.batch_size = max(1, int(batch_size))
+
+    def lv_probability(self, images: np.ndarray) -> np.ndarray:
+        """LV probability (B, H, W) of prepared images (B, 1, H, W): crops or whole images."""
+        return lv_softmax(self.network.logits(images), self.network.lv_class)
+
+    def place(self, prepared: Sequence[SliceRecord]) -> Placement:
+        """The crop centre of one stack of prepared (whole) frames."""
+        shape = prepared[0].image.shape
+        if self.crop == "centre":
+            return centred(shape, "centred on the image, as asked")
+        spacing = self.plan.target_spacing_mm if prepared[0].pixel_spacing_mm else None
+        return locate(
+            self.lv_probability,
+            [p.image for p in prepared],
+            [-1 if p.slice_index is None else p.slice_index for p in prepared],
+            [-1 if p.phase_index is None else p.phase_index for p in prepared],
+            self.plan.crop_size,
+            sigma_px=LOCATE_SIGMA_MM / min(spacing) if spacing else LOCATE_SIGMA_PX,
+            batch_size=self.batch_size,
+        )
+
+    def iter_segment(
+        self, records: Sequence[SliceRecord], progress: ProgressCallback | None = None
+    ) -> Iterator[tuple[int, SliceSegmentation]]:
+        """``(position, result)`` for every record, one stack at a time (only one stack's
+        whole images are held in memory)."""
+        total, done = len(records), 0
+        for group in stacks(records):
+            prepared = [resample_and_normalise(records[i], self.plan) for i in group]
+            placement = self.place(prepared)
+            box = crop_box_at(placement.centre, self.plan.crop_size)
+            for start in range(0, len(group), self.batch_size):
+                chunk = [crop_record(p, box) for p in prepared[start : start + self.batch_size]]
+                probability = self.lv_probability(np.stack([c.image for c in chunk])[:, None])
+                for offset, (crop, p) in enumerate(zip(chunk, probability, strict=True)):
+                    position = group[start + offset]
+                    mask = to_source_grid(p, crop.geometry) > THRESHOLD
+                    yield position, SliceSegmentation(records[position], crop, p, mask, placement)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+
+    def segment(
+        self, records: Sequence[SliceRecord], progress: ProgressCallback | None = None
+    ) -> list[SliceSegmentation]:
+        """Every record segmented, in the order given."""
+        found: list[SliceSegmentation | None] = [None] * len(records)
+        for position, result in self.iter_segment(records, progress):
+            found[position] = result
+        return found  # type: ignore[return-value]

@@ -1,0 +1,130 @@
+"""The segmenter on its own: stacks, where the crop goes, and masks back on the source grid, with
+a NumPy "network" whose answer is known exactly (no torch, no ONNX Runtime)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from builders import disc
+
+from lvseg.data.errors import InvalidInputError
+from lvseg.data.preprocess import PreprocessPlan
+from lvseg.data.records import LV, Geometry, SliceRecord
+from lvseg.segment.locate import voting_frames
+from lvseg.segment.segmenter import Segmenter, stacks
+
+SHAPE = (48, 96)
+HEART = (12.0, 78.0)  # far from the image centre (23.5, 47.5)
+BLOB = (24.0, 46.0)  # a bright distractor at the centre, on one slice only
+
+
+class Threshold:
+    """Calls a pixel LV when it is brighter than the half-way level of its image."""
+
+    lv_class = 1
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        high = images.max(axis=(1, 2, 3), keepdims=True)
+        low = images.min(axis=(1, 2, 3), keepdims=True)
+        lv = 40 * (images - (high + low) / 2)
+        return np.concatenate([np.zeros_like(lv), lv], axis=1)
+
+
+def plan(crop: int = 32) -> PreprocessPlan:
+    # No spacing, no clipping, linear interpolation: the network sees the images as they are.
+    return PreprocessPlan(
+        target_spacing_mm=None,
+        crop_size=crop,
+        jitter_px=0,
+        clip_percentiles=(0.0, 100.0),
+        image_order=1,
+    )
+
+
+def stack(patient: str = "P1", slices: int = 3, phases: int = 2, **fields) -> list[SliceRecord]:
+    records = []
+    for s in range(slices):
+        for p in range(phases):
+            lv = disc(SHAPE, HEART, 6 - s - p)
+            image = np.where(lv, 900.0, 100.0).astype(np.float32)
+            if s == 1:
+                image[disc(SHAPE, BLOB, 2)] = 900.0
+            records.append(
+                SliceRecord(
+                    image=image,
+                    masks={LV: lv},
+                    patient_id=patient,
+                    source=f"{patient}-{s}-{p}.png",
+                    geometry=Geometry(SHAPE),
+                    **{"slice_index": s, "phase_index": p, **fields},
+                )
+            )
+    return records
+
+
+def test_the_located_crop_holds_the_heart_and_masks_come_back_exactly():
+    records = stack()
+    results = Segmenter(Threshold(), plan()).segment(records)
+    placement = results[0].placement
+    assert placement.located and placement.scope == "stack"
+    assert "3 slices x 2 phases" in placement.note
+    assert all(r.placement is placement for r in results)  # one centre for the whole stack
+    assert np.abs(np.subtract(placement.centre, HEART)).max() < 1.0
+    for record, result in zip(records, results, strict=True):
+        assert result.record is record and result.crop.image.shape == (32, 32)
+        assert result.probability.shape == (32, 32)
+        assert np.array_equal(result.mask, record.masks[LV]), record.source
+        # the crop's masks are the reference cut as the image was
+        assert result.crop.masks[LV].sum() == record.masks[LV].sum()
+
+
+def test_the_centre_crop_cuts_at_the_image_centre_and_misses_this_heart():
+    results = Segmenter(Threshold(), plan(), crop="centre").segment(stack())
+    placement = results[0].placement
+    assert not placement.located and placement.scope == "image"
+    assert placement.centre == ((SHAPE[0] - 1) / 2, (SHAPE[1] - 1) / 2)
+    assert not any((r.mask & r.record.masks[LV]).any() for r in results)
+    assert results[2].mask.any()  # the distractor at the centre is all slice 1 shows
+
+
+def test_records_without_a_slice_index_are_located_one_by_one():
+    records = stack(slices=2, phases=1)
+    records = [r.replace(slice_index=None) for r in records]
+    results = Segmenter(Threshold(), plan()).segment(records)
+    assert [r.placement.scope for r in results] == ["slice", "slice"]
+    assert results[0].placement is not results[1].placement
+    assert "one frame" in results[0].placement.note
+    assert np.array_equal(results[0].mask, records[0].masks[LV])
+
+
+def test_an_image_that_fits_in_the_crop_is_centred():
+    results = Segmenter(Threshold(), plan(crop=96)).segment(stack(slices=1, phases=1))
+    assert not results[0].placement.located and "fits in the crop" in results[0].placement.note
+
+
+def test_results_keep_the_input_order_when_patients_interleave():
+    a, b = stack("A", slices=2, phases=1), stack("B", slices=2, phases=1)
+    records = [a[0], b[0], a[1], b[1]]
+    assert stacks(records) == [[0, 2], [1, 3]]
+    results = Segmenter(Threshold(), plan(), batch_size=1).segment(records)
+    assert [r.record.source for r in results] == [r.source for r in records]
+
+
+def test_stacks_part_by_patient_and_grid():
+    records = stack("A", slices=1, phases=2) + stack("B", slices=1, phases=1)
+    records.append(records[0].replace(image=np.zeros((40, 40), np.float32)))
+    records.append(records[0].replace(slice_index=None))
+    assert stacks(records) == [[0, 1], [2], [3], [4]]
+
+
+def test_voting_frames_spread_over_the_cycle():
+    slices = [s for s in range(2) for _ in range(20)]
+    phases = [p for _ in range(2) for p in range(20)]
+    assert sorted({phases[i] for i in voting_frames(slices, phases)}) == [0, 5, 10, 15]
+    assert len(voting_frames(slices, phases)) == 8
+    assert voting_frames([0, 0, 1], [0, 8, 8]) == [0, 1, 2]  # two phases: both vote
+
+
+def test_an_unknown_crop_is_refused():
+    with pytest.raises(InvalidInputError, match="unknown crop 'middle'"):
+        Segmenter(Threshold(), plan(), crop="middle")
