@@ -128,3 +128,27 @@ def test_voting_frames_spread_over_the_cycle():
 def test_an_unknown_crop_is_refused():
     with pytest.raises(InvalidInputError, match="unknown crop 'middle'"):
         Segmenter(Threshold(), plan(), crop="middle")
+
+
+def test_the_segmenter_depends_only_on_the_layers_below_it():
+    """``segment`` sits under every command that runs a model: it imports data, model and the
+    root helpers, never a consumer (evaluate, explain, deploy, train, runs, cli) and never torch
+    at module level (the lean predict install has none)."""
+    import ast
+    from pathlib import Path
+
+    import lvseg.segment
+
+    allowed = ("lvseg.data", "lvseg.model", "lvseg.segment", "lvseg.errors", "lvseg.layout")
+    for path in Path(lvseg.segment.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:  # module level only: torch is imported inside TorchNetwork
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            for name in names:
+                assert name.split(".")[0] != "torch", (path.name, name)
+                if name.startswith("lvseg"):
+                    assert name.startswith(allowed), (path.name, name)
