@@ -17,6 +17,11 @@ the whole folder (every slice and phase of the 5 cines). Two comparisons per pat
 - **fully automatic**: what ``predict`` reports on its own: ED and ES picked from its volume curve
   over all slices, EDV, ESV and EF, against the expert's.
 
+A third table holds ``lvseg evaluate`` of the same exported model on the same folder (its
+labelled frames, ``--crop located`` and ``--crop centre``) beside predict's Dice on those frames,
+and how far evaluate's crop centre (located from the contoured frames) lies from predict's
+(located from every slice at four phases), in pixels of the model's grid.
+
     .venv/bin/python benchmarks/predict_sunnybrook.py --run runs/lvnet-no-dicom [--int8]
 """
 
@@ -40,7 +45,10 @@ from lvseg.deploy.export import export
 from lvseg.deploy.predict import predict
 from lvseg.evaluate import clinical
 from lvseg.evaluate.metrics import dice
+from lvseg.evaluate.run import evaluate
 from lvseg.runs.checkpoint import load_model
+from lvseg.segment.onnx import open_model
+from lvseg.segment.segmenter import CROPS, Segmenter
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sunnybrook-dicom"
 
@@ -98,6 +106,18 @@ def main() -> None:
         start = time.perf_counter()
         found = predict(model_file, args.data, Path(scratch) / "out", threads=args.threads)
         seconds = time.perf_counter() - start
+        scored = {
+            crop: {
+                p["patient_id"]: p["dice_mean"]
+                for p in evaluate(model_file, args.data, write=False, crop=crop)["patients"]
+            }
+            for crop in CROPS
+        }
+        network = open_model(model_file, threads=args.threads)
+        evaluate_centre = {
+            patient: Segmenter(network, network.plan).segment(records)[0].placement.centre
+            for patient, records in reference.by_patient().items()
+        }
         rows = []
         for study in found["studies"]:
             folder = Path(study["folder"])
@@ -130,6 +150,15 @@ def main() -> None:
                     "patient": records[0].patient_id,
                     "contoured_slices": {"ed": len(phases[ed]), "es": len(phases[es])},
                     "dice": float(np.mean(measured[ed][2] + measured[es][2])),
+                    "evaluate_dice": {crop: scored[crop][records[0].patient_id] for crop in CROPS},
+                    "centre_distance_px": float(
+                        np.hypot(
+                            *np.subtract(
+                                study["crop_centre_resampled_px"],
+                                evaluate_centre[records[0].patient_id],
+                            )
+                        )
+                    ),
                     "ref_edv": measured[ed][1],
                     "ref_esv": measured[es][1],
                     "same_edv": measured[ed][0],
@@ -166,6 +195,16 @@ def main() -> None:
             f"{fmt(100 * r['ref_ef'])} / {fmt(100 * r['same_ef'])} / {fmt(100 * r['auto_ef'])} | "
             f"{r['ref_ed_phase']}, {r['ref_es_phase']} / "
             f"{r['auto_ed_phase']}, {r['auto_es_phase']} |"
+        )
+    print(
+        "\n| patient | predict Dice (contoured frames) | evaluate Dice, located crop | "
+        "evaluate Dice, centre crop | crop centres, evaluate vs predict (px) |"
+    )
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['patient']} | {r['dice']:.4f} | {r['evaluate_dice']['located']:.4f} | "
+            f"{r['evaluate_dice']['centre']:.4f} | {r['centre_distance_px']:.2f} |"
         )
     print("\n| against the expert | bias | limits of agreement | r |")
     print("|---|---|---|---|")

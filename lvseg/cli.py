@@ -733,6 +733,7 @@ def evaluate_command(
 ) -> None:
     """Score a model per slice and per patient (Dice, distances, Sunnybrook measures, volumes
     and EF) on the patients it did not train on; write metrics.json, slices.csv, report.html."""
+    from lvseg.evaluate.report import placement_text
     from lvseg.evaluate.run import compare as compare_evaluations
     from lvseg.evaluate.run import evaluate
 
@@ -761,10 +762,11 @@ def evaluate_command(
     units = found["data"]["distance_units"]
     console.print(
         f"{found['model']['name']} on {summary['slices']} slices of {summary['patients']} "
-        f"patients ({found['data']['split_note']}); crop: {found['settings']['crop']}",
+        f"patients ({found['data']['split_note']})",
         highlight=False,
         soft_wrap=True,
     )
+    console.print(f"  crop: {placement_text(found['settings'])}", highlight=False)
     console.print(
         f"  Dice {_number(summary['dice_mean'])} (median {_number(summary['dice_median'])}), "
         f"IoU {_number(summary['iou_mean'])}, pixel accuracy "

@@ -396,7 +396,7 @@ def _volume_curves_figure(clinical: Mapping[str, Any], path: Path) -> bool:
 # ------------------------------------------------------------------------------ sections
 
 
-def _placement(settings: Mapping[str, Any]) -> str:
+def placement_text(settings: Mapping[str, Any]) -> str:
     """The crop rule and how many slices each placement got."""
     placement = settings.get("placement") or {}
     counts = placement.get("slices_by_placement") or {}
@@ -442,7 +442,7 @@ def _header(metrics: Mapping[str, Any]) -> list[str]:
                 ("distance units", _distance_units(metrics)),
                 ("geometry", settings.get("geometry")),
                 ("prediction", settings.get("prediction")),
-                ("crop", _placement(settings)),
+                ("crop", placement_text(settings)),
                 ("created", metrics.get("created")),
                 ("lvseg version", metrics.get("lvseg_version")),
             ]
