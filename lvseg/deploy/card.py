@@ -51,6 +51,7 @@ def _evaluation(source: Path) -> dict[str, Any] | None:
         "file": str(folder / layout.EVALUATION_METRICS),
         "data": found.get("data", {}).get("path"),
         "split": found.get("data", {}).get("split_note"),
+        "crop": (found.get("settings") or {}).get("crop", "centre"),
         "distance_units": found.get("data", {}).get("distance_units"),
         **{key: summary.get(key) for key in keep},
         "ejection_fraction": ((found.get("clinical") or {}).get("agreement") or {}).get("ef"),
@@ -164,7 +165,7 @@ def markdown(card: dict[str, Any]) -> str:
     if evaluation:
         units = evaluation.get("distance_units") or "mm"
         lines += [
-            f"From `{evaluation['file']}` ({evaluation['split']}):",
+            f"From `{evaluation['file']}` ({evaluation['split']} Crop: {evaluation['crop']}.)",
             "",
             "| slices | patients | Dice mean | Dice median | IoU | HD95 | APD | detection |",
             "|---|---|---|---|---|---|---|---|",
