@@ -97,9 +97,16 @@ def segment_study(
 ) -> Segmentation:
     """LV masks of every frame of a study on its source grid."""
     segmenter = Segmenter(model, model.plan, crop="located", batch_size=batch_size)
-    results = segmenter.segment(study_records(study), progress)
-    masks = np.stack([r.mask for r in results]).reshape(study.images.shape)
-    notes = [results[0].placement.note]
+    masks = np.zeros(study.images.shape, bool)
+    phases = study.images.shape[1]
+    placement = None
+    # Only the masks are kept: the crops and probabilities of a whole study would hold a few
+    # tens of MB more for nothing predict writes.
+    for position, result in segmenter.iter_segment(study_records(study), progress):
+        masks[divmod(position, phases)] = result.mask
+        placement = result.placement
+    assert placement is not None  # a study holds at least one frame
+    notes = [placement.note]
     if model.plan.target_spacing_mm is None:
         notes.append(
             "the model has no pixel spacing (trained on images without one): images "
@@ -107,7 +114,7 @@ def segment_study(
         )
     elif study.pixel_spacing_mm is None:
         notes.append("the input has no pixel spacing: images keep their pixel grid")
-    return Segmentation(masks=masks, placement=results[0].placement, notes=notes)
+    return Segmentation(masks=masks, placement=placement, notes=notes)
 
 
 # ------------------------------------------------------------------------------ measuring
