@@ -75,6 +75,41 @@ def write_dicom(path: Path, pixels: np.ndarray, instance: int, **tags) -> Path:
     return path
 
 
+def plain_plan(spacing_mm: float | None, crop: int):
+    """A preprocessing plan that leaves intensities alone: no clipping (the z-score keeps every
+    image's extremes where they were) and linear resampling, so a threshold at the half-way
+    level of an image is the edge of a bright disc on a dark ground."""
+    from lvseg.data.preprocess import PreprocessPlan
+
+    spacing = None if spacing_mm is None else (spacing_mm, spacing_mm)
+    return PreprocessPlan(
+        target_spacing_mm=spacing,
+        crop_size=crop,
+        jitter_px=0,
+        clip_percentiles=(0.0, 100.0),
+        image_order=1,
+    )
+
+
+def train_tiny_lvnet(data: Path, out: Path, epochs: int) -> Path:
+    """A width-8 LVNet trained ``epochs`` epochs on ``data`` (a quarter of the patients held
+    out), on the CPU and without the monitor: a real run directory, checkpoints and all."""
+    from lvseg.config import TrainConfig
+    from lvseg.train.engine import train
+
+    config = TrainConfig.from_dict(
+        {
+            "data": {"path": str(data), "val_fraction": 0.25},
+            "model": {"options": {"width": 8}},
+            "optim": {"epochs": epochs, "batch_size": 8},
+            "runtime": {"device": "cpu"},
+            "monitor": {"enabled": False},
+        }
+    )
+    train(config, out)
+    return out
+
+
 def disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2

@@ -71,18 +71,6 @@ def tiny_phantom(tmp_path_factory) -> Path:
 def tiny_run(tiny_phantom, tmp_path_factory) -> Path:
     """A width-8 LVNet trained for 2 epochs on the tiny phantom (3 training patients, 1 held
     out): a real run directory, checkpoints and all, for the commands that take a MODEL."""
-    from lvseg.config import TrainConfig
-    from lvseg.train.engine import train
+    from builders import train_tiny_lvnet
 
-    out = tmp_path_factory.mktemp("tiny-run") / "run"
-    config = TrainConfig.from_dict(
-        {
-            "data": {"path": str(tiny_phantom), "val_fraction": 0.25},
-            "model": {"options": {"width": 8}},
-            "optim": {"epochs": 2, "batch_size": 8},
-            "runtime": {"device": "cpu"},
-            "monitor": {"enabled": False},
-        }
-    )
-    train(config, out)
-    return out
+    return train_tiny_lvnet(tiny_phantom, tmp_path_factory.mktemp("tiny-run") / "run", epochs=2)

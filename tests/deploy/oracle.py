@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from builders import plain_plan
 
 from lvseg.segment import onnx as runtime
 
@@ -16,18 +17,8 @@ ORACLE_CROP = 64
 
 
 def oracle_plan(spacing_mm: float | None = ORACLE_SPACING_MM, crop: int = ORACLE_CROP) -> dict:
-    from lvseg.data.preprocess import PreprocessPlan
-
-    spacing = None if spacing_mm is None else (spacing_mm, spacing_mm)
-    # No clipping and linear resampling: the extremes of every image stay the disc's and the
-    # ground's values, so the oracle's half-way level is the disc's edge.
-    return PreprocessPlan(
-        target_spacing_mm=spacing,
-        crop_size=crop,
-        jitter_px=0,
-        clip_percentiles=(0.0, 100.0),
-        image_order=1,
-    ).to_dict()
+    # The oracle's half-way level is the disc's edge only on a plan that leaves intensities be.
+    return plain_plan(spacing_mm, crop).to_dict()
 
 
 def write_oracle_model(path: Path, plan: dict | None = None, **metadata: str) -> Path:

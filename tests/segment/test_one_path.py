@@ -10,7 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from builders import invoke, off_centre_phantom
+from builders import invoke, off_centre_phantom, train_tiny_lvnet
 
 from lvseg.deploy.predict import predict
 from lvseg.evaluate.run import evaluate
@@ -21,21 +21,7 @@ from lvseg.segment.segmenter import CROPS
 def located_run(tiny_phantom, tmp_path_factory) -> Path:
     """A width-8 LVNet trained for 8 epochs on the tiny phantom: good enough to find a heart
     (the 2-epoch tiny run calls LV almost anywhere on a whole image)."""
-    from lvseg.config import TrainConfig
-    from lvseg.train.engine import train
-
-    out = tmp_path_factory.mktemp("located-run") / "run"
-    config = TrainConfig.from_dict(
-        {
-            "data": {"path": str(tiny_phantom), "val_fraction": 0.25},
-            "model": {"options": {"width": 8}},
-            "optim": {"epochs": 8, "batch_size": 8},
-            "runtime": {"device": "cpu"},
-            "monitor": {"enabled": False},
-        }
-    )
-    train(config, out)
-    return out
+    return train_tiny_lvnet(tiny_phantom, tmp_path_factory.mktemp("located-run") / "run", 8)
 
 
 @pytest.fixture(scope="module")

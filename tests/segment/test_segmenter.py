@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from builders import disc
+from builders import disc, plain_plan
 
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.preprocess import PreprocessPlan
@@ -31,14 +31,7 @@ class Threshold:
 
 
 def plan(crop: int = 32) -> PreprocessPlan:
-    # No spacing, no clipping, linear interpolation: the network sees the images as they are.
-    return PreprocessPlan(
-        target_spacing_mm=None,
-        crop_size=crop,
-        jitter_px=0,
-        clip_percentiles=(0.0, 100.0),
-        image_order=1,
-    )
+    return plain_plan(None, crop)  # no spacing: the network sees the images as they are
 
 
 def stack(patient: str = "P1", slices: int = 3, phases: int = 2, **fields) -> list[SliceRecord]:
