@@ -37,6 +37,9 @@ ORT_INT8 = "model.int8.ort"
 TORCHSCRIPT = "model.torchscript.pt"
 CARD_MARKDOWN = "model-card.md"
 CARD_JSON = "model-card.json"
+OUTPUT_MARKER = ".lvseg-output"
+"""In every folder a command writes (phantom, evaluation, explanation, export, prediction):
+``--overwrite`` replaces only folders that hold it."""
 EXPORTED_ORDER = (ONNX, ORT, ONNX_INT8, ORT_INT8)
 """The model file a MODEL argument naming an export folder means: full precision first."""
 

@@ -1340,7 +1340,8 @@ def write_phantom(
     ``format="dicom"``: the Sunnybrook layout (``link.csv``, ``dicoms/<patient_id>/<N>.dcm``,
     ``contourfiles/<original_id>/{i,o}-contours/``); ``format="nifti"``: the ACDC layout
     (``patientNNN/patientNNN_4d.nii.gz``, ED/ES frames with ``_gt`` labels, ``Info.cfg``). Both
-    get a ``phantom.json`` manifest. An existing folder is refused unless ``overwrite``.
+    get a ``phantom.json`` manifest. A non-empty folder is refused unless ``overwrite``, and even
+    then unless lvseg wrote it (:func:`lvseg.data.atomic.check_output_folder`).
     """
     _check_int("patients", patients, 1, MAX_PATIENTS)
     _check_int("seed", seed, 0, 2**63 - 1)
@@ -1348,12 +1349,9 @@ def write_phantom(
     if format not in FORMATS:
         raise InvalidInputError(None, f"unknown phantom format {format!r}; choose dicom or nifti")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise InvalidInputError(out_dir, "already exists (pass overwrite=True to replace it)")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InvalidInputError(out_dir, "exists and is not a folder")
+    atomic.check_output_folder(out_dir, overwrite)
     entries = []
-    with atomic.atomic_directory(out_dir, overwrite=overwrite) as folder:
+    with atomic.output_folder(out_dir) as folder:
         link_lines = ["patient_id,original_id,group"]
         for index in range(patients):
             patient = generate_patient(index, seed, downscale=downscale)

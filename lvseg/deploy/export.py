@@ -367,7 +367,7 @@ def export(
     if int8 and format == "torchscript":
         raise InvalidInputError(None, "--int8 applies to the onnx and ort formats")
     out = Path(out)
-    atomic.check_output_folder(out, overwrite)
+    atomic.check_output_folder(out, overwrite, keep=(model_spec, calibration))
     say = progress or (lambda _stage: None)
     say("loading the model and its check slices")
     loaded = load_model(model_spec)
@@ -396,7 +396,7 @@ def export(
         torch.set_num_threads(torch_threads)
     values = metadata(loaded, "fp32")
     check = _Check(results, reference, images, checks, plan)
-    with atomic.atomic_directory(out, overwrite=True) as folder:
+    with atomic.output_folder(out) as folder:
         if format == "torchscript":
             say("tracing TorchScript")
             path = folder / layout.TORCHSCRIPT

@@ -328,7 +328,7 @@ def predict(
 ) -> dict[str, Any]:
     """Segment every study of ``input_path`` with an exported model into the folder ``out``."""
     out = Path(out)
-    atomic.check_output_folder(out, overwrite)
+    atomic.check_output_folder(out, overwrite, keep=(model_spec, input_path))
     model = open_model(model_spec, threads=threads)
     facts = {
         "file": str(model.path),
@@ -338,7 +338,7 @@ def predict(
     }
     results = []
     done = 0
-    with atomic.atomic_directory(out, overwrite=True) as folder:
+    with atomic.output_folder(out) as folder:
         # One study in memory at a time; each is written into its own subfolder, moved up to
         # the top when it turns out to be the only one.
         for study in iter_studies(input_path):

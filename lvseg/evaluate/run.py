@@ -303,7 +303,7 @@ def evaluate(
         raise InvalidInputError(None, f"unknown crop {crop!r}; choose {' or '.join(CROPS)}")
     out = Path(out) if out is not None else default_out(model_spec)
     if write:
-        atomic.check_output_folder(out, overwrite)
+        atomic.check_output_folder(out, overwrite, keep=(model_spec, data, explanations))
     model = open_scored_model(model_spec, device)
     explained = _explanations(explanations)
     try:
@@ -384,7 +384,7 @@ def evaluate(
     metrics = json_safe(metrics)
     if write:
         views = [view for *_, view in sorted(worst_heap, reverse=True)]
-        with atomic.atomic_directory(out, overwrite=True) as folder:
+        with atomic.output_folder(out) as folder:
             atomic.write_text(folder / METRICS_FILE, json.dumps(metrics, indent=1) + "\n")
             atomic.write_text(folder / SLICES_FILE, _csv(ordered))
             report.write_report(folder, metrics, ordered, views)

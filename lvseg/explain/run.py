@@ -252,7 +252,7 @@ def explain(
     from lvseg.runs.checkpoint import load_model
 
     out = Path(out)
-    atomic.check_output_folder(out, overwrite)
+    atomic.check_output_folder(out, overwrite, keep=(model_spec, *inputs))
     if gallery_k < 1:
         raise InvalidInputError(None, f"--gallery-k must be at least 1, got {gallery_k}")
     loaded = load_model(model_spec, device=device)
@@ -273,7 +273,7 @@ def explain(
     entries: list[render.IndexEntry] = []
     rows: list[dict[str, Any]] = []
     total = len(records)
-    with atomic.atomic_directory(out, overwrite=True) as folder:
+    with atomic.output_folder(out) as folder:
         (folder / PANELS_FOLDER).mkdir()
         if progress is not None:
             progress(0, total)

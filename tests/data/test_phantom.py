@@ -331,15 +331,22 @@ def test_dicom_contours_are_ed_es_and_refill_to_the_masks(dicom_dir: Path) -> No
             assert np.array_equal(filled & ~patient.lv[i, s], patient.myocardium[i, s])
 
 
-def test_existing_folder_is_refused_unless_overwrite(tmp_path: Path) -> None:
+def test_existing_folder_is_refused_unless_overwrite_and_lvseg_wrote_it(tmp_path: Path) -> None:
     target = tmp_path / "out"
     target.mkdir()
-    (target / "keep.txt").write_text("x")
-    with pytest.raises(InvalidInputError):
+    phantom.write_phantom(target, patients=1, downscale=8)  # an empty folder is taken as new
+    with pytest.raises(FileExistsError):
         phantom.write_phantom(target, patients=1, downscale=8)
-    phantom.write_phantom(target, patients=1, downscale=8, overwrite=True)
+    (target / "keep.txt").write_text("x")
+    phantom.write_phantom(target, patients=1, downscale=8, overwrite=True)  # lvseg's own
     assert phantom.looks_like(target) and not (target / "keep.txt").exists()
     assert not phantom.looks_like(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x")
+    with pytest.raises(InvalidInputError, match="lvseg did not write it"):
+        phantom.write_phantom(mine, patients=1, downscale=8, overwrite=True)
+    assert (mine / "keep.txt").read_text() == "x"
 
 
 # --------------------------------------------------------------------------------------------

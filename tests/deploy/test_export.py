@@ -25,7 +25,7 @@ def test_export_writes_every_file_and_each_matches_pytorch(exported_tiny, card):
     names = {p.name for p in exported_tiny.iterdir()}
     assert names == {
         "model.onnx", "model.int8.onnx", "model.ort", "model.int8.ort",
-        "model-card.md", "model-card.json",
+        "model-card.md", "model-card.json", ".lvseg-output",
     }  # fmt: skip
     checks = card["export_checks"]
     assert checks["check_slices"] > 0

@@ -108,9 +108,17 @@ def test_an_existing_out_is_kept_unless_overwrite(run_dir, tiny_phantom, tmp_pat
     assert len(refused.stderr.strip().splitlines()) == 1 and "--overwrite" in refused.stderr
     assert (out / "old.txt").read_text() == "keep me"
 
-    replaced = invoke("explain", run_dir, tiny_phantom, "--out", out, "--limit", 1, "--overwrite")
+    # --overwrite replaces only what lvseg wrote: not a folder of the user's...
+    mine = invoke("explain", run_dir, tiny_phantom, "--out", out, "--limit", 1, "--overwrite")
+    assert mine.exit_code == 2 and "lvseg did not write it" in mine.stderr
+    assert (out / "old.txt").read_text() == "keep me"
+    # ...but its own output
+    ours = tmp_path / "ours"
+    assert invoke("explain", run_dir, tiny_phantom, "--out", ours, "--limit", 1).exit_code == 0
+    (ours / "old.txt").write_text("stale")
+    replaced = invoke("explain", run_dir, tiny_phantom, "--out", ours, "--limit", 1, "--overwrite")
     assert replaced.exit_code == 0, replaced.output
-    assert not (out / "old.txt").exists() and (out / "index.html").is_file()
+    assert not (ours / "old.txt").exists() and (ours / "index.html").is_file()
 
 
 BAD_INPUT = {
