@@ -5,6 +5,8 @@ numbers.
 
 >>> positive_float("1.5"), positive_float("-2"), tuple_of_floats(["1", "2"], 2)
 (1.5, None, (1.0, 2.0))
+>>> instance_number("12"), instance_number("twelve"), instance_number("nan"), instance_number(1e30)
+(12, None, None, None)
 """
 
 from __future__ import annotations
@@ -70,7 +72,14 @@ def dicom_pixels(dicom, path: Path) -> np.ndarray:
         ) from None
     if pixels.ndim != 2:
         raise InvalidInputError(path, f"expected one 2D frame, got pixel array {pixels.shape}")
-    return np.ascontiguousarray(pixels, dtype=np.float32)
+    pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+    if not np.isfinite(pixels).all():
+        slope, intercept = dicom.get("RescaleSlope"), dicom.get("RescaleIntercept")
+        raise InvalidInputError(
+            path,
+            f"pixel values are not finite (RescaleSlope {slope}, RescaleIntercept {intercept})",
+        )
+    return pixels
 
 
 def positive_float(value) -> float | None:
@@ -84,6 +93,20 @@ def positive_float(value) -> float | None:
 def positive_int(value) -> int | None:
     number = positive_float(value)
     return int(number) if number else None
+
+
+MAX_INSTANCE = 2**31 - 1
+"""InstanceNumber is an IS (integer string) of at most 12 characters; beyond a signed 32-bit
+integer it is junk, whatever Python could hold."""
+
+
+def instance_number(value) -> int | None:
+    """A DICOM InstanceNumber as a positive integer; None where it is absent, not a whole
+    number, not finite or out of range (junk text, NaN, 1e30...)."""
+    number = positive_float(value)
+    if number is None or number != int(number) or number > MAX_INSTANCE:
+        return None
+    return int(number)
 
 
 def tuple_of_floats(value, length: int):

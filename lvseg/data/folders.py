@@ -121,7 +121,7 @@ def _read_pair(
     if not mask_file.is_file():
         raise InvalidInputError(image_file, f"no mask at {mask_file}")
     image = load_grey(image_file).astype(np.float32)
-    mask = load_grey(mask_file)
+    mask = load_grey(mask_file, mask=True)
     if mask.shape != image.shape:
         raise InvalidInputError(
             mask_file,
@@ -134,10 +134,12 @@ def _read_pair(
     else:
         masks = {LV: mask > 0}
 
-    slice_index = int(fields["slice"]) if "slice" in fields else None
-    phase_index = int(fields["phase"]) if "phase" in fields else None
+    slice_index = _name_number(fields, "slice", image_file)
+    phase_index = _name_number(fields, "phase", image_file)
     if "instance" in fields:
-        instance = int(fields["instance"])
+        instance = _name_number(fields, "instance", image_file)
+        if instance < 1:
+            raise InvalidInputError(image_file, "the name's instance is 0; instances count from 1")
         slice_index, phase_index = divmod(instance - 1, phases_per_slice)
     patient_id = fields["patient"]
     group = SUNNYBROOK_GROUP.match(patient_id)
@@ -155,15 +157,45 @@ def _read_pair(
     )
 
 
-def load_grey(path: Path) -> np.ndarray:
-    """A 2D array from an image file; colour images give their first channel."""
+def _name_number(fields: dict[str, str], group: str, path: Path) -> int | None:
+    """A slice, phase or instance number read from a file name (None where the pattern has no
+    such group); a group that matched something other than digits is refused."""
+    if group not in fields:
+        return None
+    if not fields[group].isdigit() or len(fields[group]) > 9:
+        raise InvalidInputError(
+            path,
+            f"the name's {group} {fields[group][:20]!r} is not a number (the --name-pattern "
+            f"group (?P<{group}>...) must match digits)",
+        )
+    return int(fields[group])
+
+
+def load_grey(path: Path, mask: bool = False) -> np.ndarray:
+    """A 2D array from an image file; colour images give their first channel.
+
+    With ``mask``, a mask drawn only in the alpha channel (colour channels all one value, alpha
+    varying: what some annotation tools save) gives its alpha channel instead of an empty mask.
+    """
     try:
         with Image.open(path) as picture:
             array = np.asarray(picture)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except Image.DecompressionBombError:
+        # Pillow's guard: a header claiming more pixels than it will decode
+        raise InvalidInputError(path, "image too large to decode (a decompression bomb?)") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        # SyntaxError: Pillow's "broken PNG file" and other malformed chunks
         raise InvalidInputError(path, f"cannot read image ({type(error).__name__})") from None
     if array.ndim == 3:
-        array = array[..., 0]
+        drawn_in_alpha = (
+            mask
+            and array.shape[-1] in (2, 4)
+            and (array[..., :-1] == array.flat[0]).all()
+            and array[..., -1].min() != array[..., -1].max()
+        )
+        array = array[..., -1] if drawn_in_alpha else array[..., 0]
     if array.ndim != 2 or min(array.shape) == 0:
         raise InvalidInputError(path, f"expected a 2D image, got shape {array.shape}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInputError(path, "pixel values are not finite (NaN or infinity)")
     return array

@@ -74,7 +74,7 @@ def read_single_slice(path: str | Path) -> SliceRecord:
     annotations: tuple[str, ...] = ()
     mask_file = _partner_mask(path)
     if mask_file is not None:
-        mask = load_grey(mask_file)
+        mask = load_grey(mask_file, mask=True)
         if mask.shape != image.shape:
             raise InvalidInputError(mask_file, f"mask is {mask.shape}, image is {image.shape}")
         masks, annotations = {LV: mask > 0}, (str(mask_file),)

@@ -63,6 +63,7 @@ import numpy as np
 
 from lvseg.data.dicom import (
     dicom_pixels,
+    instance_number,
     is_dicom_file,
     pixel_spacing,
     positive_float,
@@ -333,7 +334,7 @@ def _frame(dicom, path: Path) -> _Frame:
 
     rows, cols = positive_int(dicom.get("Rows")), positive_int(dicom.get("Columns"))
     frames = positive_int(dicom.get("NumberOfFrames")) or 1
-    instance = _number(dicom.get("InstanceNumber"))
+    instance = instance_number(dicom.get("InstanceNumber"))
     series_number = _number(dicom.get("SeriesNumber"))
     return _Frame(
         path=path,
@@ -344,7 +345,7 @@ def _frame(dicom, path: Path) -> _Frame:
         series_number=None if series_number is None else int(series_number),
         series_description=text("SeriesDescription"),
         is_mr_image=text("Modality") in ("MR", "") and bool(rows and cols) and frames == 1,
-        instance_number=None if instance is None else int(instance),
+        instance_number=instance,
         trigger_time_ms=_number(dicom.get("TriggerTime")),
         cardiac_images=positive_int(dicom.get("CardiacNumberOfImages")),
         image_position=tuple_of_floats(dicom.get("ImagePositionPatient"), 3),

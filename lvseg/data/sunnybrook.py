@@ -49,6 +49,7 @@ import numpy as np
 from lvseg.data.contours import CONTOUR_NAME, fill_contour, read_contour
 from lvseg.data.dicom import (
     dicom_pixels,
+    instance_number,
     pixel_spacing,
     positive_float,
     positive_int,
@@ -242,9 +243,10 @@ def _read_instance(patient: _Patient, instance: int) -> SliceRecord:
     if image_file is None:
         raise InvalidInputError(contour_file, f"its image (instance {instance}) is missing")
     dicom = read_dicom(image_file)
-    if int(dicom.get("InstanceNumber", instance) or instance) != instance:
+    stored = dicom.get("InstanceNumber")
+    if stored not in (None, "") and instance_number(stored) != instance:
         raise InvalidInputError(
-            image_file, f"InstanceNumber is {dicom.InstanceNumber}, the file name says {instance}"
+            image_file, f"InstanceNumber is {str(stored)[:40]}, the file name says {instance}"
         )
     image = dicom_pixels(dicom, image_file)
     endocardium = fill_contour(read_contour(endo_file, image.shape), image.shape)

@@ -126,3 +126,75 @@ def test_random_image_bytes_raise_only_the_documented_error(tmp_path_factory, im
         folders.read(root)
     except InvalidInputError as error:
         assert error.path == str(path) and "\n" not in str(error)
+
+
+def broken_png(path) -> None:
+    """A PNG whose image data is split in two IDAT chunks with a junk chunk between them: Pillow
+    opens it and fails while decoding ("broken PNG file", a SyntaxError)."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64)).astype(np.uint8)
+    Image.fromarray(noise).save(buffer, "PNG")
+    data = buffer.getvalue()
+    start = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", data[start : start + 4])[0]
+    payload, rest = data[start + 8 : start + 8 + length], data[start + 12 + length :]
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    half = len(payload) // 2
+    junk = struct.pack(">I", 5) + b"\x00\x01\x02\x03" + b"xxxxx" + b"\0\0\0\0"
+    path.write_bytes(
+        data[:start] + chunk(b"IDAT", payload[:half]) + junk + chunk(b"IDAT", payload[half:]) + rest
+    )
+
+
+def test_hostile_image_files_are_one_line(tree, monkeypatch):
+    """Cases the reliability fuzzing found: a broken PNG chunk, a header claiming more pixels
+    than Pillow decodes, NaN pixels in a float image, and a name pattern whose instance group
+    matches letters."""
+    image = tree / "Images" / "Part1" / "P01-IM-0001-0021.dcm.png"
+    original = image.read_bytes()
+    broken_png(image)
+    with pytest.raises(InvalidInputError, match="cannot read image \\(SyntaxError\\)"):
+        folders.read(tree)
+    image.write_bytes(original)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 16)  # 8x8 = 64 > 2 x 16: a "bomb"
+    with pytest.raises(InvalidInputError, match="too large to decode"):
+        folders.read(tree)
+    monkeypatch.undo()
+    floats = tree / "Images" / "Part1" / "P03-IM-0001-0001.dcm.tif"
+    Image.fromarray(np.full((8, 8), np.nan, np.float32)).save(floats)
+    Image.fromarray(np.ones((8, 8), np.uint8)).save(
+        tree / "Labels" / "Part1" / "P03-IM-0001-0001.dcm.tif"
+    )
+    with pytest.raises(InvalidInputError, match="P03.*not finite"):
+        folders.read(tree)
+    floats.unlink()
+    (tree / "Labels" / "Part1" / "P03-IM-0001-0001.dcm.tif").unlink()
+    with pytest.raises(InvalidInputError, match="the name's instance 'IM' is not a number"):
+        folders.read(tree, name_pattern=r"^(?P<patient>P\d+)-(?P<instance>IM)")
+    with pytest.raises(InvalidInputError, match="instances count from 1"):
+        folders.read(tree, name_pattern=r"^(?P<patient>P\d+)-IM-(?P<instance>0)")
+
+
+def test_a_mask_drawn_only_in_the_alpha_channel_is_read(tree):
+    """An annotation tool's RGBA mask: black, transparent outside the LV, opaque inside. The
+    colour channels are all 0; the alpha channel holds the drawing."""
+    alpha = np.zeros((8, 8), np.uint8)
+    alpha[1:4, 1:7] = 255
+    rgba = np.dstack([np.zeros((8, 8, 3), np.uint8), alpha])
+    Image.fromarray(rgba, "RGBA").save(tree / "Labels" / "Part1" / "P01-IM-0001-0021.dcm.png")
+    record = folders.read(tree)[0]
+    np.testing.assert_array_equal(record.masks[LV], alpha > 0)
+    # an opaque colour mask keeps its first channel, as before
+    opaque = np.dstack([np.stack([alpha] * 3, -1), np.full((8, 8), 255, np.uint8)])
+    Image.fromarray(opaque, "RGBA").save(tree / "Labels" / "Part1" / "P01-IM-0001-0021.dcm.png")
+    record = folders.read(tree)[0]
+    assert record.masks[LV].sum() == 18

@@ -250,3 +250,33 @@ def test_random_bytes_raise_only_the_documented_error(tmp_path_factory, data, ke
         dicom_pixels(dicom, path)
     except InvalidInputError as error:
         assert error.path == str(path) and "\n" not in str(error)
+
+
+@pytest.mark.parametrize("junk", ["twelve", "nan", "inf", "1" * 30])
+def test_a_junk_instance_number_is_one_line(tmp_path, junk):
+    """Junk text, NaN, infinity or more than 64 bits in InstanceNumber (the reliability fuzzing
+    found each as a traceback): the labelled reader names the file; the study reader, which
+    orders frames by position and trigger time, reads the cine without instance numbers."""
+    import warnings
+
+    from lvseg.data.study import read_study
+
+    root = linked_layout(tmp_path / "layout")
+    path = root / "dicoms" / "SCD0000101" / "1.dcm"
+    dicom = pydicom.dcmread(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # LO: pydicom would refuse the junk as an IS value
+        dicom["InstanceNumber"] = pydicom.DataElement(0x00200013, "LO", junk)
+        dicom.save_as(path)
+    with pytest.raises(InvalidInputError, match=f"1.dcm: InstanceNumber is {junk[:10]}"):
+        sunnybrook.read(root)
+    (study,) = read_study(root / "dicoms")
+    assert study.instance_numbers is None and study.images.shape[:2] == (2, 2)
+
+
+def test_non_finite_rescaled_pixels_are_refused(tmp_path):
+    pixels = np.ones((8, 8), np.int16)
+    path = write_dicom(tmp_path / "1.dcm", pixels, 1, RescaleSlope="NaN", RescaleIntercept=0)
+    dicom = read_dicom(path)
+    with pytest.raises(InvalidInputError, match="1.dcm: pixel values are not finite"):
+        dicom_pixels(dicom, path)
