@@ -7,8 +7,10 @@ file-system errors) become one line on stderr and exit code 2.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
+import sqlite3
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -72,6 +74,10 @@ EXTRA_OF = {
 reads data and, with ``lvseg[infer]``, predicts; everything else needs ``lvseg[train]``."""
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+"""A full disk and a full quota read alike: the write stopped, the temporary file was removed."""
+
+
 def clean_errors(function):
     """Turn expected failures into one line and exit code 2, never a traceback."""
 
@@ -87,6 +93,16 @@ def clean_errors(function):
             raise fail(f"{error.filename}: permission denied") from None
         except KeyboardInterrupt:
             raise fail("interrupted", code=130) from None
+        except OSError as error:
+            if error.errno not in DISK_FULL:
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            raise fail(f"{where}no space left on the device; free some and run it again") from None
+        except sqlite3.OperationalError as error:
+            # SQLite says "database or disk is full" where the OS says ENOSPC (the run store).
+            if "is full" not in str(error):
+                raise
+            raise fail("no space left on the device for the run database") from None
         except ModuleNotFoundError as error:
             missing = (error.name or "").split(".")[0]
             extra = EXTRA_OF.get(missing)
