@@ -371,6 +371,22 @@ def model_info(
     console.print(table)
 
 
+DASHBOARD_HOST = "127.0.0.1"
+DASHBOARD_PORT = 8765
+"""The dashboard's defaults (lvseg.monitor.launch's), here so the CLI loads without fastapi."""
+DashboardHost = Annotated[
+    str, typer.Option(help="Address to listen on; any but 127.0.0.1 needs a token.")
+]
+DashboardPort = Annotated[int, typer.Option(help="Port to listen on (0: any free port).")]
+DashboardToken = Annotated[
+    str | None,
+    typer.Option(
+        help="Access token every request must carry (16+ printable characters, no spaces); "
+        "generated for a non-local host."
+    ),
+]
+
+
 @app.command("train")
 @clean_errors
 def train_command(
@@ -389,7 +405,19 @@ def train_command(
         Path | None, typer.Option("--out", "-o", help="Run directory (default runs/MODEL-TIME).")
     ] = None,
     resume: Annotated[
-        bool, typer.Option(help="Continue the run in --out from its last checkpoint.")
+        bool,
+        typer.Option(
+            help="Continue the run in --out from its last checkpoint, with its saved config (a "
+            "run with no checkpoint yet starts again from scratch; a damaged run.db is kept "
+            "aside as run.db.damaged-TIME and rebuilt from the checkpoint)."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the run in --out: only a run lvseg wrote (nothing else in the "
+            "folder) that no trainer is writing."
+        ),
     ] = False,
     device: Annotated[Device | None, typer.Option(help="Where to train.")] = None,
     precision: Annotated[
@@ -420,8 +448,13 @@ def train_command(
     dashboard: Annotated[
         bool, typer.Option(help="Serve the live dashboard beside training and print its URL.")
     ] = False,
+    host: DashboardHost = DASHBOARD_HOST,
+    port: DashboardPort = DASHBOARD_PORT,
+    token: DashboardToken = None,
 ) -> None:
     """Train a model from scratch; without --data, on the embedded phantom."""
+    if not dashboard and (host != DASHBOARD_HOST or port != DASHBOARD_PORT or token is not None):
+        raise fail("--host, --port and --token are options of --dashboard; add --dashboard")
     from lvseg.config import TrainConfig
     from lvseg.train.console import ConsoleProgress
     from lvseg.train.engine import train
@@ -457,6 +490,8 @@ def train_command(
     put("monitor", "enabled", monitor)
     put("monitor", "tensorboard", tensorboard)
     put(None, "seed", seed)
+    if resume and overwrite:
+        raise fail("--resume continues a run and --overwrite replaces it: give one of them")
     if resume:
         if out is None:
             raise fail("--resume needs --out RUN_DIRECTORY")
@@ -481,11 +516,13 @@ def train_command(
 
         # The dashboard watches the folder of runs: the new run appears there once it starts.
         out.parent.mkdir(parents=True, exist_ok=True)
-        server = start_dashboard(out.parent, focus=out.name)
+        server = start_dashboard(out.parent, host=host, port=port, token=token, focus=out.name)
         error_console.print(f"dashboard: {server.url}", highlight=False, soft_wrap=True)
     reporter = ConsoleProgress(error_console, rank=int(os.environ.get("RANK", "0")))
     try:
-        result = train(run_config, out, resume=resume, progress=reporter.hooks())
+        result = train(
+            run_config, out, resume=resume, overwrite=overwrite, progress=reporter.hooks()
+        )
     except BaseException:
         if server is not None:
             server.stop()
@@ -528,7 +565,10 @@ def select_command(
         Prefer, typer.Option(help="Within the drop: fewest parameters, fewest MACs, or best Dice.")
     ] = Prefer.smallest,
 ) -> None:
-    """Pick the deployment model across epochs and runs; write selected.json."""
+    """Pick the deployment model across epochs and runs; write selected.json.
+
+    A run whose run.db is damaged or locked is one error line naming it (exit 2).
+    """
     from lvseg.train.select import select
 
     selection = select(runs, max_dice_drop=max_dice_drop, prefer=prefer.value)
@@ -546,17 +586,27 @@ def select_command(
 def runs_list(
     root: Annotated[Path, typer.Argument(help="Folder holding run directories.")] = Path("runs"),
 ) -> None:
-    """List the runs under a folder: status, model, epochs, best validation Dice."""
-    from lvseg.runs.report import format_runs_table
+    """List the runs under a folder: status, model, epochs, best validation Dice.
+
+    A run that cannot be read is listed as "corrupt" or "locked", with the reason below the
+    table; the other runs are listed as usual.
+    """
+    from lvseg.runs.report import format_run_errors, format_runs_table
     from lvseg.runs.store import list_runs
 
-    console.print(format_runs_table(list_runs(root)))
+    summaries = list_runs(root)
+    console.print(format_runs_table(summaries))
+    for line in format_run_errors(summaries):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 @runs_app.command("show")
 @clean_errors
 def runs_show(run: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Show one run: config, epochs, checkpoints, events."""
+    """Show one run: config, epochs, checkpoints, events.
+
+    A damaged or locked run.db is one error line naming it (exit 2).
+    """
     from lvseg.runs.report import format_run_detail
     from lvseg.runs.store import RunStore
 
@@ -945,14 +995,9 @@ def dashboard_command(
     target: Annotated[
         Path, typer.Argument(help="A run directory, or a folder of runs (new runs show up too).")
     ] = Path("runs"),
-    host: Annotated[
-        str, typer.Option(help="Address to listen on; any but 127.0.0.1 needs a token.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8765,
-    token: Annotated[
-        str | None,
-        typer.Option(help="Access token every request must carry; generated for a non-local host."),
-    ] = None,
+    host: DashboardHost = DASHBOARD_HOST,
+    port: DashboardPort = DASHBOARD_PORT,
+    token: DashboardToken = None,
 ) -> None:
     """Serve the live training dashboard of a run, or of the runs in a folder, until Ctrl-C."""
     from lvseg.monitor.launch import DashboardServer

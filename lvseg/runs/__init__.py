@@ -6,8 +6,11 @@ and reports read through it. Standard library only, so readers never import torc
 
 from lvseg.runs.store import (
     CHECKPOINT_KINDS,
+    READ_BUSY_TIMEOUT_S,
     SCHEMA_VERSION,
     STATUSES,
+    CorruptRunError,
+    RunLockedError,
     RunStore,
     RunSummary,
     is_run,
@@ -17,8 +20,11 @@ from lvseg.runs.store import (
 
 __all__ = [
     "CHECKPOINT_KINDS",
+    "READ_BUSY_TIMEOUT_S",
     "SCHEMA_VERSION",
     "STATUSES",
+    "CorruptRunError",
+    "RunLockedError",
     "RunStore",
     "RunSummary",
     "is_run",

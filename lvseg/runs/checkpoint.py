@@ -134,12 +134,29 @@ class Checkpoint:
         )
 
     def save(self, path: str | Path) -> int:
-        """Write atomically; returns the size in bytes. Non-finite weights are refused."""
+        """Write atomically; returns the size in bytes. Non-finite weights are refused.
+
+        A failed write (a full disk) leaves the previous file at ``path`` as it was and no
+        partial file beside it, and raises the ``OSError`` naming ``path`` (ENOSPC and EDQUOT
+        are one line in the CLI).
+        """
         if not all_finite(self.state_dict):
             raise ValueError("refusing to save a checkpoint with non-finite weights")
         payload = self.to_payload()
-        atomic.write_with(path, lambda temporary: torch.save(payload, temporary))
+        try:
+            atomic.write_with(path, lambda temporary: _write_payload(payload, temporary))
+        except OSError as error:
+            if error.filename is None and error.errno is not None:
+                raise OSError(error.errno, error.strerror, str(path)) from error
+            raise
         return Path(path).stat().st_size
+
+
+def _write_payload(payload: dict[str, Any], temporary: Path) -> None:
+    """``torch.save`` into a Python file: a failed write raises the OS's error (ENOSPC), where
+    torch's own file writer would raise a RuntimeError that says nothing of the cause."""
+    with open(temporary, "wb") as handle:
+        torch.save(payload, handle)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

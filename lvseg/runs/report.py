@@ -24,6 +24,7 @@ STATUS_STYLES = {
     "stopped": "yellow",
     "interrupted": "yellow",
     "failed": "red",
+    "locked": "yellow",
     "corrupt": "bold red",
 }
 
@@ -97,7 +98,7 @@ def format_runs_table(summaries: Sequence[RunSummary]) -> Table:
             best = f"{run.best_val_dice:.4f} @{run.best_epoch}"
         table.add_row(
             run.name,
-            _status(run.status) if run.error is None else Text(run.status, style="bold red"),
+            _status(run.status),
             run.model or "-",
             str(run.epochs),
             best,
@@ -106,6 +107,16 @@ def format_runs_table(summaries: Sequence[RunSummary]) -> Table:
             "yes" if run.selected else "",
         )
     return table
+
+
+def format_run_errors(summaries: Sequence[RunSummary]) -> list[str]:
+    """One line per run that could not be read: its name, status and why.
+
+    >>> from pathlib import Path
+    >>> format_run_errors([RunSummary("a", Path("a"), "locked", error="a/run.db: locked")])
+    ['a (locked): a/run.db: locked']
+    """
+    return [f"{run.name} ({run.status}): {run.error}" for run in summaries if run.error]
 
 
 def _metric_table(title: str, rows: list[dict[str, Any]], key: str, skip: set[str]) -> Table:

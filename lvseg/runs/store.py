@@ -7,6 +7,7 @@ A run is a folder::
       run.db          SQLite in WAL mode: readable by other processes while training writes
       checkpoints/    last.pt, best.pt, ... (the trainer writes the files; the store records them)
       selected.json   written by model selection
+      run.db.damaged-<time>   a damaged run.db a resume kept aside (:mod:`lvseg.runs.folder`)
 
 The trainer and its probes write rows; the dashboard, ``lvseg runs`` listings, selection and
 reports read them. This module uses the standard library only (no torch, no numpy), so a reader
@@ -36,6 +37,16 @@ written ``NaN``, ``Infinity`` and ``-Infinity``, so they round-trip exactly thro
 :func:`json.loads` (and SQLite >= 3.42 JSON functions). ``layer_stats.value`` is a plain REAL;
 SQLite stores NaN as NULL there, which the store reads back as NaN. Times are Unix seconds.
 
+**Errors** are one line naming run.db (:class:`InvalidInputError` subclasses), never a SQLite
+traceback: a damaged file (``database disk image is malformed``, not a database, missing
+tables) or a row that is not JSON raises :class:`CorruptRunError`, whose message says that
+``lvseg train --resume`` rebuilds the database from the run's last checkpoint; a database
+another process holds locked raises :class:`RunLockedError`. Read-only stores wait at most
+:data:`READ_BUSY_TIMEOUT_S` for a lock (a WAL reader is never blocked by the trainer, so a
+lock means something unusual holds the file), the writer :data:`BUSY_TIMEOUT_S`. A full disk
+is left as SQLite's own ``sqlite3.OperationalError: database or disk is full``, which the CLI
+reports in one line; the transaction that hit it is rolled back, so the database stays whole.
+
 >>> import tempfile, pathlib
 >>> run_dir = pathlib.Path(tempfile.mkdtemp()) / "demo"
 >>> with RunStore.create(run_dir, {"lr": 0.001}, meta={"model": "lvnet"}) as store:
@@ -60,7 +71,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from lvseg import __version__, layout
 from lvseg.data import atomic
@@ -73,6 +84,12 @@ STATUSES = ("running", "finished", "stopped", "failed")
 CHECKPOINT_KINDS = ("last", "best", "epoch")
 SINGLE_CHECKPOINT_KINDS = ("last", "best")
 BUSY_TIMEOUT_S = 5.0
+"""How long the writer waits for a lock another connection holds."""
+READ_BUSY_TIMEOUT_S = 0.25
+"""How long a read-only store waits for a lock: a listing or the dashboard answers within a
+second even when a run's database is held locked."""
+DAMAGED_SUFFIX = ".damaged-"
+"""``run.db.damaged-<time>``: where a resume keeps a damaged run database (never deleted)."""
 
 _RESERVED_STEP_NAMES = frozenset({"step", "epoch", "time"})
 _RESERVED_EPOCH_NAMES = frozenset({"epoch", "time"})
@@ -166,6 +183,63 @@ _TABLES = frozenset(
         "watch",
     }
 )
+
+
+class CorruptRunError(InvalidInputError):
+    """A run database that is damaged, not a database, or holds a row that is not JSON."""
+
+    def __init__(self, path: str | Path | None, problem: str) -> None:
+        super().__init__(
+            path,
+            f"corrupt run database: {problem} (lvseg train --resume --out RUN keeps it aside "
+            "and rebuilds it from the run's last checkpoint)",
+        )
+        self.problem = " ".join(str(problem).split())
+
+
+class RunLockedError(InvalidInputError):
+    """A run database another process holds locked: not damaged, try again later."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        super().__init__(
+            path,
+            "run database is locked by another process; try again once it lets go of it",
+        )
+
+
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 11, 13, 26
+
+
+def raise_database_error(database: Path, error: sqlite3.Error) -> NoReturn:
+    """Raise what a SQLite error on ``database`` means (:func:`database_error`)."""
+    converted = database_error(database, error)
+    if converted is error:
+        raise error
+    raise converted from error
+
+
+def database_error(database: Path, error: sqlite3.Error) -> Exception:
+    """The error to raise for a SQLite error on ``database``: :class:`RunLockedError`,
+    :class:`CorruptRunError`, SQLite's own error for a full disk (the CLI reports it), or one
+    :class:`InvalidInputError` line for any other failure of the file; other errors (a closed
+    connection, a programming error) are returned as they are."""
+    code = getattr(error, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    text = str(error)
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or (primary is None and "locked" in text):
+        return RunLockedError(database)
+    if primary == _SQLITE_FULL or "is full" in text:
+        return error
+    if (
+        primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+        or type(error) is sqlite3.DatabaseError
+        or "malformed" in text
+        or "not a database" in text
+    ):
+        return CorruptRunError(database, text)
+    if isinstance(error, sqlite3.OperationalError):
+        return InvalidInputError(database, f"cannot use run database: {text}")
+    return error
 
 
 def _json_default(value: Any) -> Any:
@@ -283,7 +357,10 @@ class RunStore:
         """Open an existing run; ``readonly`` readers never block, nor are blocked by, the writer.
 
         A missing folder, a missing run.db or one that is not an lvseg run database raises
-        :class:`InvalidInputError` naming the path and the problem.
+        :class:`InvalidInputError` naming the path and the problem (:class:`CorruptRunError`
+        for a damaged file, :class:`RunLockedError` for one another process holds locked). A
+        read-only store waits :data:`READ_BUSY_TIMEOUT_S` for a lock, the writer
+        :data:`BUSY_TIMEOUT_S`.
         """
         run_dir = Path(run_dir)
         if run_dir.name == layout.RUN_DATABASE and run_dir.is_file():
@@ -293,6 +370,7 @@ class RunStore:
             raise InvalidInputError(run_dir, "no such run folder")
         if not database.is_file():
             raise InvalidInputError(run_dir, f"not an lvseg run: no {layout.RUN_DATABASE}")
+        timeout = READ_BUSY_TIMEOUT_S if readonly else BUSY_TIMEOUT_S
         try:
             if readonly:
                 uri = f"{database.resolve().as_uri()}?mode=ro"
@@ -300,18 +378,18 @@ class RunStore:
                     uri,
                     uri=True,
                     isolation_level=None,
-                    timeout=BUSY_TIMEOUT_S,
+                    timeout=timeout,
                     check_same_thread=False,
                 )
             else:
                 connection = sqlite3.connect(
-                    database, isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False
+                    database, isolation_level=None, timeout=timeout, check_same_thread=False
                 )
         except sqlite3.Error as error:
             raise InvalidInputError(database, f"cannot open run database: {error}") from error
         try:
+            connection.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             cls._check_schema(database, connection)
-            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if not readonly:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=NORMAL")
@@ -320,7 +398,7 @@ class RunStore:
             raise
         except sqlite3.Error as error:
             connection.close()
-            raise InvalidInputError(database, f"corrupt run database: {error}") from error
+            raise_database_error(database, error)
         return cls(run_dir, connection, readonly=readonly)
 
     @staticmethod
@@ -332,7 +410,7 @@ class RunStore:
                 for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }
         except sqlite3.Error as error:
-            raise InvalidInputError(database, f"corrupt run database: {error}") from error
+            raise_database_error(database, error)
         if version > SCHEMA_VERSION:
             raise InvalidInputError(
                 database,
@@ -340,7 +418,7 @@ class RunStore:
                 f"({SCHEMA_VERSION}); upgrade lvseg",
             )
         if version < 1:
-            raise InvalidInputError(database, "corrupt run database: no lvseg schema")
+            raise CorruptRunError(database, "no lvseg schema")
         if version < SCHEMA_VERSION:
             raise InvalidInputError(
                 database,
@@ -349,9 +427,7 @@ class RunStore:
             )
         missing = _TABLES - tables
         if missing:
-            raise InvalidInputError(
-                database, f"corrupt run database: missing tables {', '.join(sorted(missing))}"
-            )
+            raise CorruptRunError(database, f"missing tables {', '.join(sorted(missing))}")
 
     def close(self) -> None:
         """Close the database; closing twice is harmless."""
@@ -382,25 +458,61 @@ class RunStore:
             raise ValueError(f"{self.path}: run store is closed")
         return self._connection
 
+    @property
+    def busy_timeout_s(self) -> float:
+        """How long this store waits for a lock another connection holds, in seconds."""
+        return self._query("PRAGMA busy_timeout")[0][0] / 1000
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; BEGIN IMMEDIATE takes the write lock up front."""
+        """One write transaction; BEGIN IMMEDIATE takes the write lock up front. A SQLite error
+        rolls it back and is raised as :func:`database_error` says."""
         if self.readonly:
             raise PermissionError(f"{self.path}: run store opened read-only")
         with self._lock:
             connection = self._db
-            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise_database_error(self.database_path, error)
             try:
                 yield connection
                 connection.execute("COMMIT")
-            except BaseException:
+            except BaseException as error:
                 if connection.in_transaction:
-                    connection.execute("ROLLBACK")
+                    try:
+                        connection.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # a damaged or full file: SQLite rolls back on close
+                if isinstance(error, sqlite3.Error):
+                    raise_database_error(self.database_path, error)
                 raise
 
     def _query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._db.execute(sql, parameters).fetchall()
+            try:
+                return self._db.execute(sql, parameters).fetchall()
+            except sqlite3.Error as error:
+                raise_database_error(self.database_path, error)
+
+    @contextmanager
+    def _decoding(self, table: str) -> Iterator[None]:
+        """Rows of ``table`` are turned into Python here: one that is not a JSON object (a
+        damaged or hand-edited row) is a :class:`CorruptRunError`, not a traceback."""
+        try:
+            yield
+        except (ValueError, TypeError) as error:
+            raise CorruptRunError(
+                self.database_path, f"a row of {table} is not valid JSON ({error})"
+            ) from None
+
+    def check_integrity(self) -> None:
+        """Read every page (``PRAGMA quick_check``); a damaged file raises
+        :class:`CorruptRunError` naming the first problem. Resuming runs this once."""
+        problems = [row[0] for row in self._query("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+            raise CorruptRunError(self.database_path, f"{problems[0]}{more}")
 
     # ------------------------------------------------------------------ config, meta, status
 
@@ -423,7 +535,9 @@ class RunStore:
     @property
     def meta(self) -> dict[str, Any]:
         """Facts about the run: model, created, lvseg_version, host, device, ..."""
-        return {key: json.loads(value) for key, value in self._query("SELECT key, value FROM meta")}
+        rows = self._query("SELECT key, value FROM meta")
+        with self._decoding("meta"):
+            return {key: json.loads(value) for key, value in rows}
 
     def set_meta(self, **items: Any) -> None:
         """Add or replace meta entries: ``store.set_meta(device="cuda:0", parameters=91_000)``."""
@@ -516,19 +630,20 @@ class RunStore:
             parameters = (int(since_step),)
         rows = self._query(sql + " ORDER BY step", parameters)
         loads = json.loads
-        if names is None:
-            return [
-                {"step": step, "epoch": epoch, "time": t, **loads(text)}
-                for step, epoch, t, text in rows
-            ]
-        wanted = (names,) if isinstance(names, str) else tuple(names)
-        result = []
-        for step, epoch, t, text in rows:
-            metrics = loads(text)
-            row = {"step": step, "epoch": epoch, "time": t}
-            row.update((name, metrics[name]) for name in wanted if name in metrics)
-            result.append(row)
-        return result
+        with self._decoding("steps"):
+            if names is None:
+                return [
+                    {"step": step, "epoch": epoch, "time": t, **loads(text)}
+                    for step, epoch, t, text in rows
+                ]
+            wanted = (names,) if isinstance(names, str) else tuple(names)
+            result = []
+            for step, epoch, t, text in rows:
+                metrics = loads(text)
+                row = {"step": step, "epoch": epoch, "time": t}
+                row.update((name, metrics[name]) for name in wanted if name in metrics)
+                result.append(row)
+            return result
 
     def last_step(self) -> int | None:
         """The highest step logged, or None before the first."""
@@ -546,7 +661,8 @@ class RunStore:
     def epochs(self) -> list[dict[str, Any]]:
         """Epoch rows, oldest first, as dicts of epoch, time and the metrics logged."""
         rows = self._query("SELECT epoch, time, metrics FROM epochs ORDER BY epoch")
-        return [{"epoch": epoch, "time": t, **json.loads(text)} for epoch, t, text in rows]
+        with self._decoding("epochs"):
+            return [{"epoch": epoch, "time": t, **json.loads(text)} for epoch, t, text in rows]
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -603,20 +719,21 @@ class RunStore:
             sql += " WHERE kind = ?"
             parameters = (kind,)
         rows = self._query(sql + " ORDER BY step, id", parameters)
-        return [
-            {
-                "kind": k,
-                "path": p,
-                "epoch": e,
-                "step": s,
-                "metrics": json.loads(m),
-                "parameters": n,
-                "size_bytes": b,
-                "finite": bool(f),
-                "time": t,
-            }
-            for k, p, e, s, m, n, b, f, t in rows
-        ]
+        with self._decoding("checkpoints"):
+            return [
+                {
+                    "kind": k,
+                    "path": p,
+                    "epoch": e,
+                    "step": s,
+                    "metrics": dict(json.loads(m)),
+                    "parameters": n,
+                    "size_bytes": b,
+                    "finite": bool(f),
+                    "time": t,
+                }
+                for k, p, e, s, m, n, b, f, t in rows
+            ]
 
     def best_checkpoint(self) -> dict[str, Any] | None:
         """The "best" checkpoint record, or None if none was saved."""
@@ -667,18 +784,19 @@ class RunStore:
             f"SELECT id, time, kind, message, step, epoch, data FROM events{where} ORDER BY id",
             parameters,
         )
-        return [
-            {
-                "id": i,
-                "time": t,
-                "kind": k,
-                "message": m,
-                "step": s,
-                "epoch": e,
-                "data": json.loads(d),
-            }
-            for i, t, k, m, s, e, d in rows
-        ]
+        with self._decoding("events"):
+            return [
+                {
+                    "id": i,
+                    "time": t,
+                    "kind": k,
+                    "message": m,
+                    "step": s,
+                    "epoch": e,
+                    "data": json.loads(d),
+                }
+                for i, t, k, m, s, e, d in rows
+            ]
 
     # ------------------------------------------------------------------ per-layer statistics
 
@@ -832,11 +950,13 @@ class RunStore:
             sql += " WHERE step > ?"
             parameters = (int(since_step),)
         wanted = _name_set(layers)
-        return [
-            {"step": step, "layer": layer, "counts": json.loads(counts)}
-            for step, layer, counts in self._query(sql + " ORDER BY step, rowid", parameters)
-            if wanted is None or layer in wanted
-        ]
+        rows = self._query(sql + " ORDER BY step, rowid", parameters)
+        with self._decoding("histograms"):
+            return [
+                {"step": step, "layer": layer, "counts": json.loads(counts)}
+                for step, layer, counts in rows
+                if wanted is None or layer in wanted
+            ]
 
     # ------------------------------------------------------------------ watch slices
 
@@ -861,10 +981,11 @@ class RunStore:
             sql += " WHERE epoch > ?"
             parameters = (int(since_epoch),)
         rows = self._query(sql + " ORDER BY epoch, slice, kind", parameters)
-        return [
-            {"epoch": e, "slice": s, "kind": k, "data": json.loads(d), "time": t}
-            for e, s, k, d, t in rows
-        ]
+        with self._decoding("watch"):
+            return [
+                {"epoch": e, "slice": s, "kind": k, "data": json.loads(d), "time": t}
+                for e, s, k, d, t in rows
+            ]
 
     def watch_png(self, epoch: int, slice_index: int, kind: str) -> bytes | None:
         """The PNG bytes of one watch picture, or None if it was not recorded."""
@@ -876,15 +997,16 @@ class RunStore:
 
     # ------------------------------------------------------------------ resuming
 
-    def truncate_after(self, step: int, epoch: int) -> dict[str, int]:
+    def truncate_after(self, step: int, epoch: int, message: str | None = None) -> dict[str, int]:
         """Forget what a killed run logged after the checkpoint it resumes from.
 
         Deletes steps, layer statistics and histograms after ``step``, epochs and watch
         pictures after ``epoch``, and events after either (events with neither a step nor an
         epoch are kept). Checkpoint records are kept: their files are still on disk. Records a
-        "resumed" event and the status "running", and returns how many rows of each kind went.
-        A live poller that sees the "resumed" event should drop what it holds after that
-        event's step.
+        "resumed" event and the status "running" (both saying ``message``, by default where it
+        resumed from), and returns how many rows of each kind went. ``truncate_after(0, 0)``
+        restarts a run from scratch. A live poller that sees the "resumed" event should drop
+        what it holds after that event's step.
         """
         step, epoch = int(step), int(epoch)
         with self._write() as db:
@@ -902,7 +1024,7 @@ class RunStore:
                 ).rowcount,
             }
             now = time.time()
-            message = f"resumed from step {step}, epoch {epoch}"
+            message = message or f"resumed from step {step}, epoch {epoch}"
             db.execute(
                 "INSERT INTO events (time, kind, message, step, epoch, data)"
                 " VALUES (?, 'resumed', ?, ?, ?, ?)",
@@ -971,7 +1093,8 @@ def _model_name(meta: dict[str, Any], store: RunStore) -> str | None:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a listing shows of one run. Times are Unix seconds; ``error`` explains "corrupt"."""
+    """What a listing shows of one run. Times are Unix seconds; ``error`` explains the status
+    "corrupt" (the database is damaged or unreadable) or "locked" (another process holds it)."""
 
     name: str
     path: Path
@@ -993,17 +1116,25 @@ def is_run(path: str | Path) -> bool:
     return (Path(path) / layout.RUN_DATABASE).is_file()
 
 
+def unreadable_status(error: BaseException) -> str:
+    """The listing status of a run that could not be read: "locked" or "corrupt"."""
+    return "locked" if isinstance(error, RunLockedError) else "corrupt"
+
+
 def summarize_run(run_dir: str | Path) -> RunSummary:
-    """The summary of one run, or a summary with status "corrupt" if it cannot be read."""
+    """The summary of one run; one that cannot be read gets the status "locked" (another
+    process holds its database; the listing waits :data:`READ_BUSY_TIMEOUT_S` at most) or
+    "corrupt", and the reason in ``error``. Never raises for a bad run: a listing shows the
+    others whatever one of them holds."""
     run_dir = Path(run_dir)
     try:
         with RunStore.open(run_dir, readonly=True) as store:
             return store.summary()
-    except (InvalidInputError, sqlite3.Error) as error:
+    except (InvalidInputError, sqlite3.Error, OSError, ValueError) as error:
         return RunSummary(
             name=run_dir.name,
             path=run_dir,
-            status="corrupt",
+            status=unreadable_status(error),
             selected=(run_dir / layout.SELECTED).is_file(),
             error=str(error),
         )
@@ -1013,7 +1144,8 @@ def list_runs(root: str | Path) -> list[RunSummary]:
     """Summaries of every run directly under ``root`` (or of ``root`` itself if it is a run).
 
     Folders without a run.db are skipped; a run whose database cannot be read is listed with
-    status "corrupt". Runs are sorted by name.
+    status "corrupt" or "locked" and the reason (:func:`summarize_run`). Runs are sorted by
+    name.
     """
     root = Path(root)
     if not root.is_dir():

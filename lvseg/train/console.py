@@ -81,7 +81,8 @@ class ConsoleProgress:
             self.console.print(line, highlight=False)
 
     def message(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        # Plain text on one line: messages name paths, which may hold "[" (rich markup).
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def alert(self, text: str) -> None:
         self.console.print(f"[bold yellow]alert[/]: {escape(text)}", highlight=False)

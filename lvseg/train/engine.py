@@ -4,7 +4,9 @@
 2. **Data**: load, split by patient, plan, cache (:mod:`lvseg.train.data`).
 3. **Model and optimiser**: a registry model, AdamW (no decay on norms and biases), a per-step
    schedule; mixed precision (bf16 autocast, or fp16 with a grad scaler) on CUDA.
-4. **Run store**: a new run directory, or ``--resume`` from its ``last.pt``.
+4. **Run store**: a new run directory (``--overwrite`` replaces a run lvseg wrote), or
+   ``--resume`` from its ``last.pt`` (:func:`_resume_store` says what a resume does with a
+   damaged run.db, a run without a checkpoint and partial files).
 5. **Epochs**: augmented batches, the loss of :mod:`lvseg.train.losses`, a step per batch
    (skipped and recorded when the loss or gradients are not finite), validation Dice, a
    checkpoint (``last.pt``, and ``best.pt`` when validation Dice improves), early stopping.
@@ -17,6 +19,11 @@ offsets) or ``(seed, epoch, batch, rank)`` (augmentation); the global torch RNG 
 saved in each checkpoint. So a run killed at any point and resumed from its last checkpoint
 replays the lost part exactly: in deterministic mode on CPU it ends with the same weights as an
 uninterrupted run (``tests/train/test_resume.py`` kills one with SIGKILL to prove it).
+
+Checkpoints are written best first, then last: ``last.pt`` is the resume point, so once it
+says epoch N everything of epoch N is on disk. A write that fails (a full disk) leaves the
+previous files whole and raises the ``OSError`` (or SQLite's "database or disk is full") as it
+is, which the CLI reports in one line; the run can then be resumed.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import math
 import os
 import random
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -45,7 +53,13 @@ from lvseg.errors import InvalidInputError
 from lvseg.model.registry import build_model, config_of, size_report
 from lvseg.monitor.recorder import TrainingMonitor
 from lvseg.runs.checkpoint import Checkpoint, TrainingState, all_finite, load_checkpoint
-from lvseg.runs.store import RunStore
+from lvseg.runs.folder import (
+    check_replaceable_run,
+    remove_stale_temporaries,
+    replace_run,
+    set_aside_database,
+)
+from lvseg.runs.store import CorruptRunError, RunStore
 from lvseg.train import distributed
 from lvseg.train.data import TrainingData, prepare
 from lvseg.train.losses import dice_per_image, segmentation_loss
@@ -237,9 +251,17 @@ def train(
     out: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train one model as ``config`` says, into the run directory ``out``."""
+    """Train one model as ``config`` says, into the run directory ``out``.
+
+    ``resume`` continues the run in ``out`` from its ``checkpoints/last.pt``, with the config
+    saved there (``config`` is ignored); a run with no checkpoint yet starts again from scratch
+    with its saved config.json (:func:`_resume_store`). Without ``resume`` a folder that holds a
+    run is refused, unless ``overwrite``: then the run is deleted first, if it is a run lvseg
+    wrote and no trainer is writing it (:func:`lvseg.runs.folder.check_replaceable_run`).
+    """
     progress = progress or Progress()
     started = time.perf_counter()
 
@@ -249,13 +271,21 @@ def train(
     store: RunStore | None = None
     monitor: TrainingMonitor | None = None
     try:
-        if resume:
-            resumed = _resume_payload(run_dir)
-            config = resumed.train_config
-            assert config is not None and resumed.training is not None
-        elif (run_dir / layout.RUN_DATABASE).exists():
+        resumed: Checkpoint | None = None
+        if resume and overwrite:
             raise InvalidInputError(
-                run_dir, "already holds a run (use --resume to continue it, or another --out)"
+                None, "--resume continues a run and --overwrite replaces it: give one of them"
+            )
+        if resume:
+            resumed, config = _resume_source(run_dir)
+        elif overwrite:
+            if context.is_main:  # checked now, replaced once data and model are ready
+                check_replaceable_run(run_dir, keep=[config.data.path])
+        elif (run_dir / layout.RUN_DATABASE).exists() or layout.checkpoint_path(run_dir).exists():
+            raise InvalidInputError(
+                run_dir,
+                "already holds a run: use --resume to continue it, --overwrite to start it "
+                "again from scratch, or another --out",
             )
         if config.runtime.threads:
             torch.set_num_threads(config.runtime.threads)
@@ -284,7 +314,8 @@ def train(
         scheduler = make_scheduler(optimizer, config, per_epoch)
         scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)
         state = _State()
-        if resume:
+        if resumed is not None:
+            assert resumed.training is not None
             model.load_state_dict(resumed.state_dict)
             optimizer.load_state_dict(resumed.training.optimizer)
             scheduler.load_state_dict(resumed.training.scheduler)
@@ -301,17 +332,13 @@ def train(
 
         # ---- 4. run store (rank 0 only) ---------------------------------------------------
         if context.is_main:
+            meta = _run_meta(config, data, report, device, context, amp)
             if resume:
-                store = RunStore.open(run_dir)
-                store.truncate_after(state.step, state.epoch)
-                store.set_meta(pid=os.getpid(), host=socket.gethostname())
-                store.set_status("running")
+                store = _resume_store(run_dir, config, resumed, state, meta, report, progress)
             else:
-                store = RunStore.create(
-                    run_dir,
-                    config.to_dict(),
-                    meta=_run_meta(config, data, report, device, context, amp),
-                )
+                if overwrite and replace_run(run_dir, keep=[config.data.path]):
+                    progress.on_message(f"replaced the run that was in {run_dir}")
+                store = RunStore.create(run_dir, config.to_dict(), meta=meta)
             (run_dir / layout.CHECKPOINTS).mkdir(exist_ok=True)
             if config.monitor.enabled:
                 # Activation hooks would break a compiled graph: gradients only under compile.
@@ -323,7 +350,7 @@ def train(
                 monitor = TrainingMonitor(monitor_config, model, store, data.val, device)
         total_steps = config.optim.epochs * per_epoch
         progress.on_start(total_steps, state.step, config.optim.epochs)
-        if resume:
+        if resumed is not None:
             progress.on_message(f"resumed {run_dir} at epoch {state.epoch}, step {state.step}")
 
         # ---- 5. epochs --------------------------------------------------------------------
@@ -467,10 +494,15 @@ def train(
         )
     except BaseException as error:
         # Only the run this call opened is marked; "already holds a run" leaves that one alone.
+        # Best effort: on a full disk or a damaged database the status cannot be written, and
+        # the error that stopped the run is the one to report.
         if store is not None:
             interrupted = isinstance(error, KeyboardInterrupt)
             reason = str(error) or type(error).__name__
-            store.set_status("stopped" if interrupted else "failed", reason)
+            try:
+                store.set_status("stopped" if interrupted else "failed", reason)
+            except (InvalidInputError, sqlite3.Error):
+                pass
         raise
     finally:
         if monitor is not None:
@@ -588,9 +620,10 @@ def _save_checkpoints(
             trainer=state.__dict__.copy(),
         ),
     )
+    # best first: last.pt, the resume point, is written once everything of its epoch is.
     for kind, name, wanted in (
-        ("last", layout.LAST_CHECKPOINT, True),
         ("best", layout.BEST_CHECKPOINT, improved),
+        ("last", layout.LAST_CHECKPOINT, True),
     ):
         if not wanted:
             continue
@@ -606,18 +639,154 @@ def _save_checkpoints(
         )
 
 
-def _resume_payload(run_dir: Path) -> Checkpoint:
-    if not (run_dir / layout.RUN_DATABASE).is_file():
+def _resume_source(run_dir: Path) -> tuple[Checkpoint | None, TrainConfig]:
+    """What a resume starts from: ``checkpoints/last.pt`` and the config saved in it, or, for a
+    run killed before its first checkpoint, nothing and the run's saved config.json."""
+    path = layout.checkpoint_path(run_dir, layout.LAST_CHECKPOINT)
+    if path.is_file():
+        resumed = load_checkpoint(path)
+        if resumed.training is None or resumed.train_config is None:
+            raise InvalidInputError(path, "nothing to resume: the checkpoint has no training state")
+        return resumed, resumed.train_config
+    saved = run_dir / layout.RUN_CONFIG
+    if not (run_dir / layout.RUN_DATABASE).is_file() and not saved.is_file():
         raise InvalidInputError(
             run_dir, f"nothing to resume: not a run directory (no {layout.RUN_DATABASE})"
         )
-    path = layout.checkpoint_path(run_dir, layout.LAST_CHECKPOINT)
-    if not path.is_file():
-        raise InvalidInputError(path, "nothing to resume: the run has no checkpoint yet")
-    resumed = load_checkpoint(path)
-    if resumed.training is None or resumed.train_config is None:
-        raise InvalidInputError(path, "nothing to resume: the checkpoint has no training state")
-    return resumed
+    try:
+        return None, TrainConfig.load(saved)
+    except InvalidInputError as error:
+        raise InvalidInputError(
+            run_dir,
+            f"nothing to resume: the run has no checkpoint yet and its saved config cannot be "
+            f"used ({error}); start it again with lvseg train --out {run_dir} --overwrite",
+        ) from None
+
+
+def _resume_store(
+    run_dir: Path,
+    config: TrainConfig,
+    resumed: Checkpoint | None,
+    state: _State,
+    meta: dict[str, Any],
+    report: Any,
+    progress: Progress,
+) -> RunStore:
+    """The run store a resume writes to, ready for the epochs after ``state``.
+
+    - A run another live process is training is refused (a run has one writer).
+    - Partial files of killed atomic writes (``checkpoints/.last.pt.XXXXXXXX.tmp``) go.
+    - A readable run.db forgets what was logged after the checkpoint (:meth:`truncate_after`).
+    - A damaged run.db (any page: it is checked whole) is renamed ``run.db.damaged-<time>``,
+      never deleted, and a new one is made from the checkpoint: config, meta, the checkpoint
+      records and their epochs' metrics; a warning says so. A missing run.db is made the same
+      way. Training goes on exactly from the checkpoint either way.
+    - Without a checkpoint (``resumed`` None), the run starts again from scratch, and says so.
+    """
+    database = run_dir / layout.RUN_DATABASE
+    store: RunStore | None = None
+    problem: str | None = None
+    if database.is_file():
+        try:
+            store = RunStore.open(run_dir)
+            _refuse_live_writer(store, run_dir)
+            store.check_integrity()
+        except CorruptRunError as error:
+            problem = error.problem
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+        if problem is not None and store is not None:
+            store.close()
+            store = None
+    removed = remove_stale_temporaries(run_dir)
+    if removed:
+        names = ", ".join(path.relative_to(run_dir).as_posix() for path in removed)
+        progress.on_message(
+            f"removed {len(removed)} partial file(s) of an interrupted write: {names}"
+        )
+    here = {"pid": os.getpid(), "host": socket.gethostname()}
+    if resumed is None:
+        restart = (
+            f"{run_dir} has no checkpoint yet: restarting it from scratch with its saved config "
+            f"({run_dir / layout.RUN_CONFIG})"
+        )
+    if store is not None:
+        if resumed is None:
+            store.truncate_after(0, 0, message="restarted from scratch: no checkpoint yet")
+            store.set_meta(**meta, **here)
+            progress.on_message(restart)
+        else:
+            store.truncate_after(state.step, state.epoch)
+            store.set_meta(**here)
+        store.set_status("running")
+        return store
+
+    aside = set_aside_database(run_dir)
+    what = f"{database} is damaged ({problem})" if problem else f"{run_dir} has no {database.name}"
+    kept = f"; it is kept as {aside.name}" if aside is not None else ""
+    if resumed is not None:
+        origin = (
+            f"from {layout.checkpoint_relative(layout.LAST_CHECKPOINT)} (epoch {state.epoch}, "
+            f"step {state.step}): what was logged before is not in it; training continues "
+            "exactly from the checkpoint"
+        )
+    else:
+        origin = "for the restart"
+    warning = f"{what}{kept}. Started a new run database {origin}"
+    store = RunStore.create(
+        run_dir, config.to_dict(), meta={**meta, "recovered_from": aside and aside.name}
+    )
+    try:
+        if resumed is not None:
+            _record_checkpoints(store, run_dir, resumed, report)
+        store.truncate_after(
+            state.step,
+            state.epoch,
+            message=f"resumed from step {state.step}, epoch {state.epoch} in a new run database",
+        )
+        store.event("recovered", warning, damaged=aside and aside.name, problem=problem)
+    except BaseException:
+        store.close()
+        raise
+    progress.on_message(f"warning: {warning}")
+    if resumed is None:
+        progress.on_message(restart)
+    return store
+
+
+def _refuse_live_writer(store: RunStore, run_dir: Path) -> None:
+    pid = store.meta.get("pid")
+    if store.status == "running" and pid != os.getpid() and store.writer_alive():
+        raise TrainingError(
+            run_dir, f"is being trained right now (process {pid}): stop it before resuming"
+        )
+
+
+def _record_checkpoints(store: RunStore, run_dir: Path, resumed: Checkpoint, report: Any) -> None:
+    """Record in a new store the checkpoints on disk (last, and best where it loads), with
+    their epochs' metrics, as the store of the run that wrote them had them."""
+    found: list[tuple[str, str, Checkpoint]] = [("last", layout.LAST_CHECKPOINT, resumed)]
+    best = layout.checkpoint_path(run_dir, layout.BEST_CHECKPOINT)
+    if best.is_file():
+        try:
+            found.insert(0, ("best", layout.BEST_CHECKPOINT, load_checkpoint(best)))
+        except InvalidInputError:
+            pass  # an unreadable best.pt is not recorded; the next better epoch replaces it
+    for kind, name, checkpoint in found:
+        epoch, step = int(checkpoint.epoch or 0), int(checkpoint.step or 0)
+        if checkpoint.metrics:
+            store.log_epoch(epoch, **checkpoint.metrics)
+        store.add_checkpoint(
+            kind,
+            layout.checkpoint_relative(name),
+            epoch=epoch,
+            step=step,
+            metrics=checkpoint.metrics,
+            parameters=report.parameters,
+            size_bytes=layout.checkpoint_path(run_dir, name).stat().st_size,
+        )
 
 
 def _run_meta(
