@@ -3,8 +3,13 @@
 ``lvseg train --dashboard`` does).
 
 ``lvseg dashboard RUNS`` serves one run directory, or every run in a folder (runs that appear later
-included), at ``http://127.0.0.1:8765/``. It binds 127.0.0.1 by default; any other address needs
-a token, generated when none is given. The app itself is :func:`lvseg.monitor.server.create_app`.
+included), at ``http://127.0.0.1:8765/``; ``lvseg train --dashboard`` takes the same ``--host``,
+``--port`` and ``--token``. It binds 127.0.0.1 by default; any other address needs a token,
+generated when none is given. A token given (``--token``, or ``$LVSEG_DASHBOARD_TOKEN`` for the
+subprocess) must pass :func:`lvseg.monitor.server.check_token`: at least 16 printable ASCII
+characters, no spaces; an empty or short one is refused, never read as "no token". A port in use
+is a one-line :class:`DashboardError` naming the port and ``--port``. The app itself is
+:func:`lvseg.monitor.server.create_app`.
 
 Like the app, this module does not import torch: :func:`start_dashboard` runs the server in a
 subprocess that starts fast and never takes the GIL or a GPU from the trainer.
@@ -38,7 +43,7 @@ from urllib.parse import quote
 from lvseg import layout
 from lvseg.errors import InvalidInputError
 from lvseg.monitor.readers import Runs
-from lvseg.monitor.server import POLL_S, create_app, is_loopback
+from lvseg.monitor.server import POLL_S, check_token, create_app, is_loopback
 from lvseg.runs.store import is_run
 
 DEFAULT_HOST = "127.0.0.1"
@@ -77,7 +82,12 @@ def check_target(target: str | Path) -> Path:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (port 0: a free one); DashboardError if it is taken."""
+    """A listening socket on ``host:port`` (port 0: a free one); DashboardError if it is taken
+    or not a port number."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise DashboardError(
+            f"port {port} is not a port number (0 to 65535); choose one with --port"
+        )
     try:
         family, kind, protocol, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -103,7 +113,8 @@ def bind(host: str, port: int) -> socket.socket:
 class DashboardServer:
     """A dashboard bound to its address (so the URL is known) and ready to :meth:`run`.
 
-    ``host`` other than a loopback address needs a token; one is generated when not given.
+    ``host`` other than a loopback address needs a token; one is generated when not given. A
+    token given must pass :func:`~lvseg.monitor.server.check_token` (InvalidInputError if not).
     """
 
     def __init__(
@@ -116,10 +127,11 @@ class DashboardServer:
         require_runs: bool = True,
         poll_s: float = POLL_S,
     ) -> None:
+        token = check_token(token)
         self.target = check_target(target) if require_runs else Path(target)
         if token is None and not is_loopback(host):
             token = secrets.token_urlsafe(18)
-        self.token = token or None
+        self.token = token
         self.host = host
         self.socket = bind(host, port)
         self.port = self.socket.getsockname()[1]
@@ -197,15 +209,37 @@ class Dashboard:
         self.stop()
 
 
-def _drain(stream: Any, lines: queue.Queue | None, tail: deque, echo: bool) -> None:
+class _Echo:
+    """Prints a child's stderr lines as ``dashboard: LINE``, holding them back until
+    :meth:`start`: a server that fails to start is reported in one line, not echoed as well."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: list[str] | None = []
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            if self._held is not None:
+                self._held.append(line)
+                return
+        print(f"dashboard: {line}", file=sys.stderr, flush=True)
+
+    def start(self) -> None:
+        with self._lock:
+            held, self._held = self._held or [], None
+            for line in held:
+                print(f"dashboard: {line}", file=sys.stderr, flush=True)
+
+
+def _drain(stream: Any, lines: queue.Queue | None, tail: deque, echo: _Echo | None) -> None:
     """Read a child's pipe to its end so it never blocks on a full pipe."""
     try:
         for line in stream:
             if lines is not None:
                 lines.put(line)
             tail.append(line.rstrip())
-            if echo:
-                print(f"dashboard: {line.rstrip()}", file=sys.stderr, flush=True)
+            if echo is not None:
+                echo(line.rstrip())
     except (OSError, ValueError):
         pass
     finally:
@@ -232,8 +266,11 @@ def start_dashboard(
     reach it): :meth:`Dashboard.stop` ends it, and with ``exit_with_parent`` so does the death
     of this process. ``focus`` names the run the page shows first (``?run=NAME`` in the URL),
     waiting for it if it does not exist yet. Raises :class:`DashboardError` when the server
-    exits or does not answer within ``timeout_s``.
+    exits (its own one-line reason, such as a port in use) or does not answer within
+    ``timeout_s``, and InvalidInputError for a token :func:`~lvseg.monitor.server.check_token`
+    refuses.
     """
+    token = check_token(token)
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(18)
     environment = dict(os.environ)
@@ -271,14 +308,18 @@ def start_dashboard(
     lines: queue.Queue = queue.Queue()
     errors: deque = deque(maxlen=20)
     threading.Thread(
-        target=_drain, args=(process.stdout, lines, deque(maxlen=5), False), daemon=True
+        target=_drain, args=(process.stdout, lines, deque(maxlen=5), None), daemon=True
     ).start()
-    threading.Thread(target=_drain, args=(process.stderr, None, errors, True), daemon=True).start()
+    echo = _Echo()
+    threading.Thread(target=_drain, args=(process.stderr, None, errors, echo), daemon=True).start()
     deadline = time.monotonic() + timeout_s
 
     def failure(why: str) -> DashboardError:
         Dashboard("", token, 0, process).stop(timeout_s=2)
         last = next((line for line in reversed(errors) if line.strip()), "")
+        if process.returncode == 2 and last.startswith("error: "):
+            # The server's own one-line reason (port in use, bad address): say just that.
+            return DashboardError(last.removeprefix("error: "))
         detail = f": {last}" if last else ""
         return DashboardError(f"dashboard server for {target} {why}{detail}")
 
@@ -308,6 +349,7 @@ def start_dashboard(
         try:
             with urllib.request.urlopen(request, timeout=2) as response:
                 if response.status == 200:
+                    echo.start()
                     return dashboard
         except (urllib.error.URLError, OSError):
             pass
@@ -340,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-empty", action="store_true", help="serve a target with no runs")
     parser.add_argument("--exit-with-parent", action="store_true")
     arguments = parser.parse_args(argv)
-    token = arguments.token or os.environ.get(TOKEN_ENV) or None
+    # An empty --token or $LVSEG_DASHBOARD_TOKEN is refused by check_token, never read as "none".
+    token = arguments.token if arguments.token is not None else os.environ.get(TOKEN_ENV)
     try:
         server = DashboardServer(
             arguments.target,

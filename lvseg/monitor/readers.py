@@ -11,6 +11,12 @@ below turn store rows into the API's shapes:
 - **Strict JSON**: non-finite numbers become ``null`` (events keep them as the strings ``"NaN"``,
   ``"Infinity"``).
 
+**Nothing is read from outside the runs folder** (the target, resolved). Every file read from a
+run folder (run.db, config.json, selected.json) is resolved, symlinks followed, and read only if
+it lies inside that folder (:func:`inside`). A run folder or run.db that points out is not served
+(the run is absent, 404); a config.json or selected.json that points out is reported as an error
+(``"errors"`` of the run's detail, ``{"error"}`` as its selection) and its target is never opened.
+
 Only :mod:`lvseg.runs` and :mod:`lvseg.errors` are imported from lvseg: no torch, no web framework.
 """
 
@@ -28,7 +34,7 @@ from typing import Any
 
 from lvseg import layout
 from lvseg.errors import InvalidInputError
-from lvseg.runs.store import RunStore, RunSummary, is_run
+from lvseg.runs.store import RunStore, RunSummary, is_run, unreadable_status
 
 LAYER_STATS = (
     "grad_norm",
@@ -38,7 +44,7 @@ LAYER_STATS = (
     "act_std",
     "act_zero_fraction",
 )
-_SELECTED_MAX_BYTES = 1 << 20
+_RUN_JSON_MAX_BYTES = 1 << 20
 _INF = math.inf
 
 
@@ -140,34 +146,75 @@ def _summary_dict(name: str, summary: RunSummary) -> dict[str, Any]:
     return record
 
 
-def _read_selected(run_dir: Path) -> dict[str, Any] | None:
-    """The content of the run's selected.json, None without one, ``{"error"}`` if unreadable."""
-    path = run_dir / layout.SELECTED
+def run_summary(store: RunStore, root: Path | None = None) -> RunSummary:
+    """``store.summary()``, less a model name that came from a config.json pointing outside
+    ``root`` (default: the run folder)."""
+    summary = store.summary()
+    if (
+        summary.model is not None
+        and inside(store.path / layout.RUN_CONFIG, root or store.path) is None
+    ):
+        model = store.meta.get("model")
+        summary = dataclasses.replace(summary, model=model if isinstance(model, str) else None)
+    return summary
+
+
+def inside(path: Path, root: Path) -> Path | None:
+    """``path`` resolved (symlinks followed) if that lies within ``root`` (resolved), else None."""
     try:
-        if not path.is_file():
-            return None
-        if path.stat().st_size > _SELECTED_MAX_BYTES:
-            return {"error": f"{layout.SELECTED} is larger than 1 MiB"}
-        selected = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        return {"error": f"unreadable {layout.SELECTED}: {error}"}
-    if not isinstance(selected, dict):
+        resolved = path.resolve()
+        return resolved if resolved.is_relative_to(root.resolve()) else None
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (before Python 3.13)
+        return None
+
+
+def _read_run_json(run_dir: Path, name: str, root: Path | None) -> tuple[Any, str | None]:
+    """The JSON in the run's file ``name`` as ``(value, None)``; ``(None, None)`` without one;
+    ``(None, reason)`` if it points outside ``root`` (default: the run folder) or is unreadable.
+    """
+    resolved = inside(run_dir / name, run_dir if root is None else root)
+    if resolved is None:
+        return None, f"{name} points outside the runs folder; it is not read"
+    try:
+        if not resolved.is_file():
+            return None, None
+        with resolved.open("rb") as file:
+            text = file.read(_RUN_JSON_MAX_BYTES + 1)
+        if len(text) > _RUN_JSON_MAX_BYTES:
+            return None, f"{name} is larger than 1 MiB"
+        return json.loads(text.decode("utf-8")), None
+    except (OSError, ValueError, RecursionError) as error:
+        return None, f"unreadable {name}: {str(error)[:200]}"
+
+
+def _read_selected(run_dir: Path, root: Path | None = None) -> dict[str, Any] | None:
+    """The content of the run's selected.json, None without one, ``{"error"}`` if unreadable or
+    pointing outside ``root`` (default: the run folder)."""
+    selected, error = _read_run_json(run_dir, layout.SELECTED, root)
+    if error is not None:
+        return {"error": error}
+    if selected is not None and not isinstance(selected, dict):
         return {"error": f"{layout.SELECTED} is not a JSON object"}
     return selected
 
 
-def selected_stamp(run_dir: Path) -> float | None:
-    """The modification time of the run's selected.json (None without one): a change marker."""
+def selected_stamp(run_dir: Path, root: Path | None = None) -> float | None:
+    """The modification time of the run's selected.json (None without one, or one pointing
+    outside ``root``, default the run folder): a change marker."""
+    resolved = inside(run_dir / layout.SELECTED, run_dir if root is None else root)
     try:
-        return (run_dir / layout.SELECTED).stat().st_mtime
+        return None if resolved is None else resolved.stat().st_mtime
     except OSError:
         return None
 
 
-def marked_checkpoints(store: RunStore) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """Checkpoint records with ``best`` and ``selected`` flags, and selected.json's content."""
+def marked_checkpoints(
+    store: RunStore, root: Path | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Checkpoint records with ``best`` and ``selected`` flags, and selected.json's content
+    (read only if it resolves inside ``root``, default the run folder)."""
     rows = store.checkpoints()
-    selected = _read_selected(store.path)
+    selected = _read_selected(store.path, root)
     chosen = selected.get("checkpoint") if selected else None
     chosen_path = PurePosixPath(str(chosen).replace("\\", "/")) if chosen else None
     best = next((row for row in rows if row["kind"] == "best"), None)
@@ -194,6 +241,11 @@ class Runs:
         self._paths: dict[str, Path] = {}
         self._scanned_at = -math.inf
         self._stores: dict[str, tuple[RunStore, tuple[int, int]]] = {}
+
+    @property
+    def root(self) -> Path:
+        """The folder nothing served may resolve outside of: the target, resolved."""
+        return self.target.resolve()
 
     def _scan(self) -> dict[str, Path]:
         target = self.target
@@ -250,6 +302,9 @@ class Runs:
         (a run.db that is not a readable lvseg run database).
         """
         path = self.path(name)
+        if inside(path / layout.RUN_DATABASE, self.root) is None:  # replaced by a link out
+            self.forget(name)
+            raise RunNotFound(name)
         try:
             status = (path / layout.RUN_DATABASE).stat()
         except OSError:
@@ -276,11 +331,14 @@ class Runs:
             raise InvalidInputError(store.database_path, reason) from error
 
     def summaries(self) -> list[dict[str, Any]]:
-        """The listing facts of every run; an unreadable run has status "corrupt" and an error."""
+        """The listing facts of every run; an unreadable run has status "locked" (another
+        process holds its database; read-only stores wait only ``READ_BUSY_TIMEOUT_S`` for it)
+        or "corrupt", and an error."""
         result = []
         for name, path in self.paths().items():
             try:
-                result.append(_summary_dict(name, self.read(name, lambda s: s.summary())))
+                summary = self.read(name, lambda s: run_summary(s, self.root))
+                result.append(_summary_dict(name, summary))
             except (InvalidInputError, RunNotFound) as error:
                 gone = isinstance(error, RunNotFound)
                 if gone and not path.exists():
@@ -288,7 +346,7 @@ class Runs:
                 summary = RunSummary(
                     name=name,
                     path=path,
-                    status="corrupt",
+                    status=unreadable_status(error),
                     selected=(path / layout.SELECTED).is_file(),
                     error=str(error),
                 )
@@ -362,20 +420,26 @@ def event_records(store: RunStore, since_id: int | None, kind: str | None = None
     return [clean(event, nonfinite_as_text=True) for event in store.events(kind, since_id)]
 
 
-def detail(store: RunStore, name: str) -> dict[str, Any]:
-    """Everything the page shows of one run once: summary, status, config, meta, checkpoints."""
+def detail(store: RunStore, name: str, root: Path | None = None) -> dict[str, Any]:
+    """Everything the page shows of one run once: summary, status, config, meta, checkpoints.
+
+    config.json and selected.json are read only where they resolve inside ``root`` (the runs
+    folder; default the run folder); one that points out is an entry of ``errors``."""
     errors = []
-    try:
-        config: dict[str, Any] | None = store.config
-    except InvalidInputError as error:
-        config = None
-        errors.append(str(error))
+    config_path = store.path / layout.RUN_CONFIG
+    config, problem = _read_run_json(store.path, layout.RUN_CONFIG, root)
+    if problem is None and config is None:
+        problem = "run has no config file"
+    elif problem is None and not isinstance(config, dict):
+        config, problem = None, "run config is not a JSON object"
+    if problem is not None:
+        errors.append(str(InvalidInputError(config_path, problem)))
     meta = store.meta
     edges = meta.pop("histogram_edges", None)
-    checkpoints, selected = marked_checkpoints(store)
+    checkpoints, selected = marked_checkpoints(store, root)
     return {
         "name": name,
-        "summary": _summary_dict(name, store.summary()),
+        "summary": _summary_dict(name, run_summary(store, root)),
         "status": store.live_status,
         "status_message": store.status_message,
         "status_history": store.status_history(),

@@ -12,11 +12,20 @@ Why it is built this way:
 - **No torch.** Only :mod:`lvseg.monitor.readers`, :mod:`lvseg.runs` and :mod:`lvseg.errors` are
   imported from lvseg, so the server starts fast and never takes a GPU from the trainer.
 - **Safe by default.** Without a token it accepts only requests addressed to a loopback name (no
-  DNS rebinding). With a token, every request carries it as ``?token=`` or
-  ``Authorization: Bearer``.
+  DNS rebinding; a malformed Host header is refused too). With a token, every request carries
+  it as ``?token=`` or ``Authorization: Bearer``. A token is at least :data:`MIN_TOKEN_LENGTH`
+  printable ASCII characters without spaces (:func:`check_token`): an empty or short one is
+  refused, never taken as "no token".
+- **Nothing outside the runs folder.** Run folders, run.db, config.json and selected.json are read
+  only where they resolve (symlinks followed) inside the folder served: a link pointing out is an
+  error in the JSON, its target is never read (see :mod:`lvseg.monitor.readers`).
+- **Bad requests are 400, never 500.** Integer parameters (``since``, ``since_id``, the watch
+  picture's epoch and slice, the stream's cursors) are whole numbers from 0 to 2**63 - 1; anything
+  else is answered 400 with ``{"error": ...}`` naming the parameter, and no traceback is logged.
+  A 500 (a bug) says only "internal error"; the traceback goes to the server's log.
 
 API (every run route answers 404 for an unknown run, 422 with ``{"error": ...}`` for a run whose
-store cannot be read):
+store cannot be read, 400 for a malformed parameter):
 
 - ``GET /api/runs``: ``{"target", "runs": [summary, ...]}``
 - ``GET /api/runs/{run}``: summary, status history, config, meta, checkpoints (best and selected
@@ -45,11 +54,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote
 
 import anyio
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParameter
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -83,6 +94,12 @@ STATIC_FILES = {
 }
 """The only files served from ``static/`` (a whitelist, so no request can name another file)."""
 PLOTLY_JS = "plotly.min.js"
+MIN_TOKEN_LENGTH = 16
+"""The shortest access token accepted; generated tokens (``secrets.token_urlsafe(18)``) have 24."""
+MAX_INTEGER = 2**63 - 1
+"""The largest integer parameter (SQLite's largest integer); the smallest is 0."""
+MAX_CURSORS_CHARS = 64 * 1024
+"""The longest ``from=`` the stream accepts."""
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 _CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
@@ -134,9 +151,13 @@ class _Cursor:
             item = value.get(key)
             if item is None:
                 return None
-            if isinstance(item, bool) or not isinstance(item, (int, float)):
-                raise ValueError(f"cursor {key!r} must be a number or null")
-            return int(item)
+            if isinstance(item, float) and item.is_integer():
+                item = int(item)
+            if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= MAX_INTEGER:
+                raise ValueError(
+                    f"cursor {key!r} must be a whole number from 0 to 2**63 - 1 or null"
+                )
+            return item
 
         return cls(
             step=number("step"),
@@ -148,8 +169,9 @@ class _Cursor:
         )
 
 
-def _poll_run(store: RunStore, cursor: _Cursor) -> dict[str, Any] | None:
-    """What is new in ``store`` since ``cursor`` (advanced in place), or ``{"reset": why}``."""
+def _poll_run(store: RunStore, cursor: _Cursor, root: Path) -> dict[str, Any] | None:
+    """What is new in ``store`` since ``cursor`` (advanced in place), or ``{"reset": why}``;
+    files of the run are read only where they resolve inside ``root`` (the runs folder)."""
     update: dict[str, Any] = {}
     events = event_records(store, cursor.event)
     if events:
@@ -219,11 +241,11 @@ def _poll_run(store: RunStore, cursor: _Cursor) -> dict[str, Any] | None:
 
     records = store.checkpoints()
     stamp = tuple((r["kind"], r["path"], r["time"]) for r in records) + (
-        selected_stamp(store.path),
+        selected_stamp(store.path, root),
     )
     if stamp != cursor.checkpoints:
         cursor.checkpoints = stamp
-        update["checkpoints"], update["selected"] = marked_checkpoints(store)
+        update["checkpoints"], update["selected"] = marked_checkpoints(store, root)
     return update or None
 
 
@@ -260,9 +282,10 @@ class _StreamState:
             if key != self._runs_key:
                 self._runs_key = key
                 messages.append(("runs", {"runs": summaries}))
+        root = self.runs.root
         for name, cursor in list(self.follow.items()):
             try:
-                update = self.runs.read(name, lambda store, c=cursor: _poll_run(store, c))
+                update = self.runs.read(name, lambda store, c=cursor: _poll_run(store, c, root))
             except Exception as error:  # one broken run must not end the stream
                 if not isinstance(error, (RunNotFound, InvalidInputError)):
                     error = InvalidInputError(name, f"cannot be read: {error!r}")
@@ -284,11 +307,67 @@ class _StreamState:
         return messages
 
 
+def parse_cursors(text: str) -> dict[str, _Cursor]:
+    """The stream's ``from=``: ``{"run": {cursors}}`` (see :meth:`_Cursor.parse`); ValueError
+    with a short reason when it is not that (not JSON, too long, too deep, bad numbers)."""
+    if len(text) > MAX_CURSORS_CHARS:
+        raise ValueError(f"longer than {MAX_CURSORS_CHARS} characters")
+    try:
+        wanted = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as error:  # json.JSONDecodeError, or an integer of too many digits
+        raise ValueError(f"not JSON ({str(error)[:80]})") from None
+    if not isinstance(wanted, dict):
+        raise ValueError("from= is a JSON object of run names")
+    return {str(name): _Cursor.parse(value) for name, value in wanted.items()}
+
+
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {encode(data)}\n\n"
 
 
 # ------------------------------------------------------------------------------- access control
+
+
+def check_token(token: str | None) -> str | None:
+    """``token`` if it is a usable access token (None: no token), else InvalidInputError.
+
+    A token is at least :data:`MIN_TOKEN_LENGTH` printable ASCII characters, none of them a space:
+    it travels in URLs and ``Authorization`` headers, and an empty one must never read as "no
+    authentication".
+    """
+    if token is None:
+        return None
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise InvalidInputError(
+            None,
+            f"dashboard token too short ({len(token)} characters): use at least "
+            f"{MIN_TOKEN_LENGTH}, or leave --token out to have one generated",
+        )
+    if not all("!" <= character <= "~" for character in token):
+        raise InvalidInputError(
+            None,
+            "dashboard token has a space, control or non-ASCII character: use printable ASCII "
+            "only, or leave --token out to have one generated",
+        )
+    return token
+
+
+def _host_name(host: str) -> str | None:
+    """The name in a Host header (``name``, ``name:port``, ``[v6]:port``); None if malformed."""
+    if host.startswith("["):
+        name, bracket, port = host[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            return None
+        port = port[1:]
+    else:
+        name, _, port = host.partition(":")
+    if port and not (port.isascii() and port.isdigit()):
+        return None
+    if not name or any(c in name for c in "/?#@\\[] ") or not name.isprintable():
+        return None
+    return name
 
 
 def is_loopback(host: str) -> bool:
@@ -349,8 +428,8 @@ class _Guard:
         headers = {key.lower(): value for key, value in scope.get("headers", [])}
         if self.token is None:
             host = headers.get(b"host", b"").decode("latin-1")
-            name = urlsplit(f"//{host}").hostname or ""
-            if not is_loopback(name):
+            name = _host_name(host)
+            if name is None or not is_loopback(name):
                 return 403, f"host {host!r} refused: this dashboard answers on localhost only"
             return None
         given = None
@@ -390,6 +469,27 @@ def _index_html(token: str | None) -> str:
     return re.sub(r'((?:src|href)="static/[^"?#]+)"', lambda m: f'{m.group(1)}{suffix}"', html)
 
 
+Since = Annotated[int | None, Query(ge=0, le=MAX_INTEGER)]
+Whole = Annotated[int, PathParameter(ge=0, le=MAX_INTEGER)]
+_INTEGER_PARAMETERS = frozenset({"since", "since_id", "epoch", "slice_index"})
+
+
+def _parameter_error(error: RequestValidationError) -> str:
+    """One short line for the first bad parameter of a request (no pydantic detail list)."""
+    problems = error.errors()
+    if not problems:
+        return "bad request"
+    problem = problems[0]
+    location = problem.get("loc") or ()
+    name = str(location[-1]) if location else "parameter"
+    given = problem.get("input")
+    shown = repr(given) if len(repr(given)) <= 40 else repr(given)[:37] + "..."
+    label = "slice" if name == "slice_index" else name
+    if name in _INTEGER_PARAMETERS:
+        return f"{label} must be a whole number from 0 to 2**63 - 1, not {shown}"
+    return f"bad {label}: {problem.get('msg', 'invalid')}"
+
+
 def create_app(
     target: str | Path,
     token: str | None = None,
@@ -401,9 +501,11 @@ def create_app(
     """The dashboard's ASGI app for a run, or a folder of runs, at ``target``.
 
     With ``token``, every request must carry it (``?token=`` or ``Authorization: Bearer``): 401
-    without, 403 with a wrong one. Without, only requests addressed to a loopback host name are
-    answered. ``poll_s`` is how often the live stream looks for new rows.
+    without, 403 with a wrong one; a token that :func:`check_token` refuses (empty, short) raises
+    InvalidInputError. Without, only requests addressed to a loopback host name are answered.
+    ``poll_s`` is how often the live stream looks for new rows.
     """
+    token = check_token(token)
     runs = Runs(target, rescan_s=rescan_s)
     api = FastAPI(title="lvseg dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     api.state.runs = runs
@@ -420,9 +522,14 @@ def create_app(
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
         return _error(error.status_code, str(error.detail))
 
+    @api.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, error: RequestValidationError) -> Response:
+        return _error(400, _parameter_error(error))
+
     @api.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> Response:
-        return _error(500, f"internal error: {error!r}")
+        # The traceback goes to the server's log (Starlette re-raises); the client learns nothing.
+        return _error(500, "internal error (the dashboard's log has the details)")
 
     @api.get("/")
     def index() -> Response:
@@ -456,25 +563,25 @@ def create_app(
 
     @api.get("/api/runs/{run}")
     def run_detail(run: str) -> Response:
-        return _json(runs.read(run, lambda store: detail(store, run)))
+        return _json(runs.read(run, lambda store: detail(store, run, runs.root)))
 
     @api.get("/api/runs/{run}/steps")
-    def steps(run: str, since: int | None = None) -> Response:
+    def steps(run: str, since: Since = None) -> Response:
         columns = runs.read(run, lambda store: step_columns(store, since))
         return _json({"run": run, "since": since, "columns": columns})
 
     @api.get("/api/runs/{run}/epochs")
-    def epochs(run: str, since: int | None = None) -> Response:
+    def epochs(run: str, since: Since = None) -> Response:
         columns = runs.read(run, lambda store: epoch_columns(store, since))
         return _json({"run": run, "since": since, "columns": columns})
 
     @api.get("/api/runs/{run}/layers/{stat}")
-    def layers(run: str, stat: str, since: int | None = None) -> Response:
+    def layers(run: str, stat: str, since: Since = None) -> Response:
         matrix = runs.read(run, lambda store: layer_matrix(store, stat, since))
         return _json({"run": run, "since": since, **matrix})
 
     @api.get("/api/runs/{run}/histograms")
-    def histograms(run: str, since: int | None = None, layer: str | None = None) -> Response:
+    def histograms(run: str, since: Since = None, layer: str | None = None) -> Response:
         def read(store: RunStore) -> dict[str, Any]:
             edges = store.histogram_edges() or []
             rows = store.histograms(since_step=since, layers=None if layer is None else [layer])
@@ -489,18 +596,18 @@ def create_app(
         return _json(runs.read(run, read))
 
     @api.get("/api/runs/{run}/events")
-    def events(run: str, since_id: int | None = None, kind: str | None = None) -> Response:
+    def events(run: str, since_id: Since = None, kind: str | None = None) -> Response:
         rows = runs.read(run, lambda store: event_records(store, since_id, kind))
         last_id = rows[-1]["id"] if rows else since_id
         return _json({"run": run, "events": rows, "last_id": last_id})
 
     @api.get("/api/runs/{run}/watch")
-    def watch(run: str, since: int | None = None) -> Response:
+    def watch(run: str, since: Since = None) -> Response:
         frames = runs.read(run, lambda store: store.watch_frames(since_epoch=since))
         return _json({"run": run, "frames": frames})
 
     @api.get("/api/runs/{run}/watch/{epoch}/{slice_index}/{kind}.png")
-    def watch_png(run: str, epoch: int, slice_index: int, kind: str) -> Response:
+    def watch_png(run: str, epoch: Whole, slice_index: Whole, kind: str) -> Response:
         png = runs.read(run, lambda store: store.watch_png(epoch, slice_index, kind))
         if png is None:
             return _error(404, f"{run}: no {kind} picture of slice {slice_index} at epoch {epoch}")
@@ -511,11 +618,8 @@ def create_app(
     @api.get("/api/stream")
     async def stream(cursors: str = Query("{}", alias="from")) -> Response:
         try:
-            wanted = json.loads(cursors)
-            if not isinstance(wanted, dict):
-                raise ValueError("from= is a JSON object of run names")
-            follow = {str(name): _Cursor.parse(value) for name, value in wanted.items()}
-        except (ValueError, OverflowError) as error:
+            follow = parse_cursors(cursors)
+        except ValueError as error:
             return _error(400, f"bad stream cursors: {error}")
         state = _StreamState(runs, follow)
 

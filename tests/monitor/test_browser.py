@@ -177,7 +177,7 @@ def test_dashboard_draws_a_training_run_and_follows_it(browser, training_run) ->
 def test_dashboard_with_a_token_shows_alerts_and_the_selected_checkpoint(
     browser, runs_root: Path
 ) -> None:
-    dashboard = start_dashboard(runs_root, token="page-t0k")
+    dashboard = start_dashboard(runs_root, token="page-t0k-sixteen-chars")
     watch = PageWatch(browser, dashboard.url)
     try:
         watch.ready(f"{dashboard.url}&run=alpha")

@@ -1,10 +1,13 @@
 """The dashboard server: every endpoint on synthetic runs, the live stream against a real server,
-path traversal, tokens, broken runs, the ``lvseg dashboard`` command and the subprocess launcher."""
+path traversal and symlinks out, tokens, malformed parameters (fuzzed), broken runs, the
+``lvseg dashboard`` command and the subprocess launcher."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import re
 import shutil
 import socket
@@ -13,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -21,12 +25,18 @@ import httpx
 import pytest
 from conftest import serve_in_thread
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from synthetic_run import HISTOGRAM_EDGES, picture, write_run
 
-from lvseg.monitor.launch import DashboardError, start_dashboard
+from lvseg.errors import InvalidInputError
+from lvseg.monitor.launch import TOKEN_ENV, DashboardError, DashboardServer, start_dashboard
 from lvseg.monitor.readers import bin_centres
-from lvseg.monitor.server import STATIC_DIR, create_app
+from lvseg.monitor.server import STATIC_DIR, check_token, create_app, parse_cursors
 from lvseg.runs.store import RunStore
+
+TOKEN = "t0k-of-sixteen-characters"
+"""An access token long enough to be accepted (16 characters at least)."""
 
 # ------------------------------------------------------------------------------- the JSON API
 
@@ -168,7 +178,7 @@ def test_watch_frames_and_pictures(client: TestClient) -> None:
     assert response.content == picture("prediction", 1, 2)
     missing = client.get("/api/runs/alpha/watch/9/0/cam.png")
     assert missing.status_code == 404 and "epoch 9" in missing.json()["error"]
-    assert client.get("/api/runs/alpha/watch/x/0/cam.png").status_code == 422
+    assert client.get("/api/runs/alpha/watch/x/0/cam.png").status_code == 400
 
 
 def test_health(client: TestClient) -> None:
@@ -253,6 +263,82 @@ def test_path_traversal_is_not_found(runs_root: Path, client: TestClient, path: 
     assert names == ["alpha", "beta"]
 
 
+SECRET = {"model": {"name": "SECRET-MODEL"}, "checkpoint": "SECRET-CHECKPOINT", "key": "hunter2"}
+"""JSON outside the runs folder that no response may ever show."""
+OUTSIDE = "points outside the runs folder; it is not read"
+
+
+def link_out(runs_root: Path, run: str, name: str) -> Path:
+    """Replace ``run``'s file ``name`` with a symlink to a secret JSON file outside the runs."""
+    secret = runs_root.parent / "outside" / f"secret-{name}"
+    secret.parent.mkdir(exist_ok=True)
+    secret.write_text(json.dumps(SECRET))
+    path = runs_root / run / name
+    path.unlink(missing_ok=True)
+    path.symlink_to(secret)
+    return path
+
+
+def test_config_and_selected_links_out_of_the_runs_folder_are_errors_never_served(
+    runs_root: Path, client: TestClient
+) -> None:
+    link_out(runs_root, "alpha", "config.json")
+    link_out(runs_root, "alpha", "selected.json")
+    with RunStore.open(runs_root / "alpha") as store:
+        store.set_meta(model=None)  # the listing would take the model's name from config.json
+    detail = client.get("/api/runs/alpha").json()
+    assert detail["config"] is None
+    assert detail["errors"] == [f"{runs_root / 'alpha' / 'config.json'}: config.json {OUTSIDE}"]
+    assert detail["selected"] == {"error": f"selected.json {OUTSIDE}"}
+    assert not any(row["selected"] for row in detail["checkpoints"])
+    assert detail["summary"]["model"] is None
+    listing = client.get("/api/runs")
+    assert {run["name"]: run["model"] for run in listing.json()["runs"]}["alpha"] is None
+    for text in (json.dumps(detail), listing.text):
+        assert "SECRET" not in text and "hunter2" not in text
+
+
+def test_links_inside_the_runs_folder_are_still_followed(
+    runs_root: Path, client: TestClient
+) -> None:
+    (runs_root / "beta" / "config.json").unlink()
+    (runs_root / "beta" / "config.json").symlink_to(Path("..") / "alpha" / "config.json")
+    (runs_root / "beta" / "selected.json").symlink_to(runs_root / "alpha" / "selected.json")
+    detail = client.get("/api/runs/beta").json()
+    assert detail["errors"] == [] and detail["config"]["model"]["name"] == "lvnet"
+    assert detail["selected"] == {"checkpoint": "checkpoints/best.pt"}
+
+
+def test_a_single_run_target_reads_no_file_linked_out_of_the_run(runs_root: Path) -> None:
+    link_out(runs_root, "alpha", "selected.json")
+    with TestClient(create_app(runs_root / "alpha"), base_url="http://127.0.0.1") as client:
+        assert client.get("/api/runs/alpha").json()["selected"] == {
+            "error": f"selected.json {OUTSIDE}"
+        }
+
+
+def test_stream_never_sends_a_selection_linked_out(runs_root: Path) -> None:
+    link_out(runs_root, "beta", "selected.json")
+    app = create_app(runs_root, poll_s=0.1, ping_s=0.3)
+    with serve_in_thread(app) as base, httpx.Client(timeout=10) as http:
+        with http.stream("GET", stream_url(base, {"beta": {}})) as response:
+            events = EventReader(response).until(lambda events: updates(events, "beta"))
+    assert updates(events, "beta")[0]["selected"] == {"error": f"selected.json {OUTSIDE}"}
+    assert "SECRET" not in json.dumps(events)
+
+
+def test_a_run_db_replaced_by_a_link_out_is_not_found_at_once(
+    runs_root: Path, client: TestClient
+) -> None:
+    outside = runs_root.parent / "outside"
+    write_run(outside / "secret", epochs=1, steps_per_epoch=2)
+    assert client.get("/api/runs/beta/steps").status_code == 200
+    (runs_root / "beta" / "run.db").unlink()
+    (runs_root / "beta" / "run.db").symlink_to(outside / "secret" / "run.db")
+    response = client.get("/api/runs/beta/steps")  # before the next scan of the folder
+    assert response.status_code == 404 and response.json() == {"error": "beta: no such run"}
+
+
 # ------------------------------------------------------------------------------- access control
 
 
@@ -262,21 +348,23 @@ def test_path_traversal_is_not_found(runs_root: Path, client: TestClient, path: 
     + ["/api/stream", "/api/runs/alpha/watch/1/0/cam.png"],
 )
 def test_token_is_required_on_every_request(runs_root: Path, path: str) -> None:
-    with TestClient(create_app(runs_root, token="t0k"), base_url="http://10.1.2.3") as client:
+    with TestClient(create_app(runs_root, token=TOKEN), base_url="http://10.1.2.3") as client:
         assert client.get(path).status_code == 401
         assert client.get(path, params={"token": "wrong"}).status_code == 403
         assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 403
         if path != "/api/stream":  # the stream never ends; it is tested on a live server below
-            assert client.get(path, params={"token": "t0k"}).status_code == 200
-            assert client.get(path, headers={"Authorization": "Bearer t0k"}).status_code == 200
+            assert client.get(path, params={"token": TOKEN}).status_code == 200
+            assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
 def test_page_passes_its_token_on_to_its_scripts(runs_root: Path) -> None:
-    with TestClient(create_app(runs_root, token="a b"), base_url="http://10.1.2.3") as client:
-        page = client.get("/", params={"token": "a b"}).text
-        assert 'src="static/app.js?token=a%20b"' in page
-        assert 'href="static/style.css?token=a%20b"' in page
-        assert client.get("/static/app.js?token=a%20b").status_code == 200
+    token = "a&b=c/d+e%f~g#h!"  # every character URLs must quote
+    quoted = "a%26b%3Dc%2Fd%2Be%25f~g%23h%21"
+    with TestClient(create_app(runs_root, token=token), base_url="http://10.1.2.3") as client:
+        page = client.get("/", params={"token": token}).text
+        assert f'src="static/app.js?token={quoted}"' in page
+        assert f'href="static/style.css?token={quoted}"' in page
+        assert client.get(f"/static/app.js?token={quoted}").status_code == 200
     script = (STATIC_DIR / "app.js").read_text()
     assert "location.search" in script and "query.set('token', TOKEN)" in script
 
@@ -290,6 +378,281 @@ def test_without_a_token_only_local_host_names_are_answered(runs_root: Path) -> 
         with TestClient(app, base_url=base) as client:
             response = client.get("/api/runs")
             assert response.status_code == 403 and "localhost" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "host", ["[", "]", "[::1", "[zz]", "[::1]x", "localhost:abc", "user@localhost", "localhost/x"]
+)
+def test_a_malformed_host_header_is_refused_not_an_error(runs_root: Path, host: str) -> None:
+    with TestClient(create_app(runs_root), base_url="http://127.0.0.1") as client:
+        response = client.get("/api/runs", headers={"host": host})
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": f"host {host!r} refused: this dashboard answers on localhost only"
+    }
+
+
+def test_an_internal_error_says_only_that(runs_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lvseg.monitor.server as server
+
+    monkeypatch.setattr(server, "step_columns", lambda *_: 1 / 0)
+    app = create_app(runs_root)
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
+        response = client.get("/api/runs/alpha/steps")
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error (the dashboard's log has the details)"}
+
+
+SHORT = (
+    "dashboard token too short ({} characters): use at least 16, "
+    "or leave --token out to have one generated"
+)
+
+
+@pytest.mark.parametrize("token", ["", "t0k", "fifteen-chars-x"])
+def test_an_empty_or_short_token_is_refused_wherever_it_comes_in(
+    runs_root: Path, token: str
+) -> None:
+    message = SHORT.format(len(token))
+    for start in (
+        lambda: create_app(runs_root, token=token),
+        lambda: DashboardServer(runs_root, host="0.0.0.0", port=0, token=token),
+        lambda: start_dashboard(runs_root, host="0.0.0.0", token=token),
+    ):
+        with pytest.raises(InvalidInputError) as caught:
+            start()
+        assert str(caught.value) == message
+
+
+def test_a_token_with_spaces_or_non_ascii_is_refused() -> None:
+    for token in ("sixteen chars ok", "sixteen-chars-ok\n", "sixteen-chars-éé"):
+        with pytest.raises(InvalidInputError, match="space, control or non-ASCII character"):
+            check_token(token)
+    assert check_token("x" * 16) == "x" * 16 and check_token(None) is None
+
+
+def test_generated_tokens_pass_the_rule(runs_root: Path) -> None:
+    server = DashboardServer(runs_root, host="0.0.0.0", port=0)
+    try:
+        assert server.token is not None and check_token(server.token) == server.token
+        assert len(server.token) >= 16 and server.url.endswith(f"?token={server.token}")
+    finally:
+        server.socket.close()
+
+
+def test_dashboard_command_and_launcher_refuse_an_empty_token(runs_root: Path) -> None:
+    result = run_lvseg("dashboard", str(runs_root), "--host", "0.0.0.0", "--token", "")
+    assert_one_line_error(result, SHORT.format(0))
+    for value in ("", "short"):
+        result = subprocess.run(
+            [sys.executable, "-m", "lvseg.monitor.launch", str(runs_root), "--host", "0.0.0.0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, TOKEN_ENV: value},
+        )
+        assert result.returncode == 2 and result.stderr == f"error: {SHORT.format(len(value))}\n"
+
+
+# ------------------------------------------------------------------------------- bad parameters
+
+WHOLE = "must be a whole number from 0 to 2**63 - 1, not"
+HUGE = "9" * 30
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("/api/runs/alpha/steps?since=1e23", f"since {WHOLE} '1e23'"),
+        ("/api/runs/alpha/steps?since=-1", f"since {WHOLE} '-1'"),
+        ("/api/runs/alpha/steps?since=abc", f"since {WHOLE} 'abc'"),
+        ("/api/runs/alpha/steps?since=", f"since {WHOLE} ''"),
+        (f"/api/runs/alpha/steps?since={HUGE}", f"since {WHOLE} '{HUGE}'"),
+        ("/api/runs/alpha/steps?since=9223372036854775808", f"since {WHOLE} '9223372036854775808'"),
+        (f"/api/runs/alpha/steps?since={'1' * 5000}", f"since {WHOLE} '{'1' * 36}..."),
+        ("/api/runs/alpha/epochs?since=1.5", f"since {WHOLE} '1.5'"),
+        ("/api/runs/alpha/layers/grad_norm?since=-5", f"since {WHOLE} '-5'"),
+        (f"/api/runs/alpha/histograms?since={HUGE}", f"since {WHOLE} '{HUGE}'"),
+        (f"/api/runs/alpha/events?since_id=-{HUGE}", f"since_id {WHOLE} '-{HUGE}'"),
+        ("/api/runs/alpha/watch?since=NaN", f"since {WHOLE} 'NaN'"),
+        (f"/api/runs/alpha/watch/{HUGE}/0/cam.png", f"epoch {WHOLE} '{HUGE}'"),
+        ("/api/runs/alpha/watch/1/-1/cam.png", f"slice {WHOLE} '-1'"),
+        ("/api/runs/alpha/watch/x/0/cam.png", f"epoch {WHOLE} 'x'"),
+    ],
+)
+def test_malformed_integers_are_400_with_a_short_message(
+    client: TestClient, path: str, error: str
+) -> None:
+    response = client.get(path)
+    assert (response.status_code, response.json()) == (400, {"error": error})
+
+
+def test_the_largest_integer_is_accepted(client: TestClient) -> None:
+    response = client.get(f"/api/runs/alpha/events?since_id={2**63 - 1}")
+    assert response.status_code == 200 and response.json()["events"] == []
+
+
+@pytest.mark.parametrize(
+    ("cursors", "error"),
+    [
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        ('{"a":' * 3000 + "{}" + "}" * 3000, "nested too deeply"),
+        ("[1]", "from= is a JSON object of run names"),
+        ("{nope", "not JSON (Expecting property name enclosed in double quotes: line 1 column 2"),
+        ('{"alpha": [1]}', "a run's cursors are a JSON object"),
+        ('{"alpha": {"step": 1e23}}', f"cursor 'step' {WHOLE[:-5]} or null"),
+        ('{"alpha": {"step": -1}}', f"cursor 'step' {WHOLE[:-5]} or null"),
+        (f'{{"alpha": {{"event": {HUGE}}}}}', f"cursor 'event' {WHOLE[:-5]} or null"),
+        ('{"alpha": {"watch": NaN}}', f"cursor 'watch' {WHOLE[:-5]} or null"),
+        ('{"alpha": {"layer": "7"}}', f"cursor 'layer' {WHOLE[:-5]} or null"),
+        ('{"alpha": {"hist": true}}', f"cursor 'hist' {WHOLE[:-5]} or null"),
+        ('{"alpha": {"step": ' + "1" * 5000 + "}}", "not JSON (Exceeds the limit (4300 digits)"),
+    ],
+)
+def test_malformed_stream_cursors_are_400(client: TestClient, cursors: str, error: str) -> None:
+    # A refused stream ends at once, so the TestClient can read it (a stream served never ends).
+    response = client.get("/api/stream", params={"from": cursors})
+    assert response.status_code == 400
+    message = response.json()["error"]
+    assert message.startswith(f"bad stream cursors: {error}") and len(message) < 200
+
+
+def test_stream_cursors_longer_than_64_kib_are_refused() -> None:
+    with pytest.raises(ValueError, match="^longer than 65536 characters$"):
+        parse_cursors("{" + " " * 70_000 + "}")
+    assert parse_cursors('{"alpha": {"step": 3.0, "event": null}}')["alpha"].step == 3
+
+
+# Random query strings for every endpoint: parameter names the API knows and some it does not,
+# values that are anything (huge and negative numbers, JSON, control characters, bad escapes).
+_NUMBERS = st.one_of(
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.integers(min_value=2**63 - 2, max_value=2**63 + 2),
+    st.floats(allow_nan=True, allow_infinity=True),
+).map(str)
+_VALUES = st.one_of(_NUMBERS, st.text(max_size=40), st.sampled_from(["", "%", "%zz", "%ff"]))
+_NAMES = st.one_of(
+    st.sampled_from(["since", "since_id", "kind", "layer", "token", "from", "run"]),
+    st.text(max_size=10),
+)
+_QUERY = st.lists(st.tuples(_NAMES, _VALUES), max_size=4).map(
+    lambda pairs: "&".join(f"{quote(k, safe='%')}={quote(v, safe='%=&')}" for k, v in pairs)
+)
+_SEGMENT = st.one_of(
+    st.sampled_from(["alpha", "beta", "nope", "grad_norm", "1", "0", "-1", HUGE, "1e23", "x"]),
+    _NUMBERS,
+    st.text(min_size=1, max_size=20),
+).map(lambda text: quote(text, safe=""))
+_ENDPOINTS = [
+    "/",
+    "/static/{a}",
+    "/api/health",
+    "/api/runs",
+    "/api/runs/{a}",
+    "/api/runs/{a}/steps",
+    "/api/runs/{a}/epochs",
+    "/api/runs/{a}/layers/{b}",
+    "/api/runs/{a}/histograms",
+    "/api/runs/{a}/events",
+    "/api/runs/{a}/watch",
+    "/api/runs/{a}/watch/{b}/{c}/{d}.png",
+]
+_RUNS = st.sampled_from(["alpha", "beta"])
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    endpoint=st.sampled_from(_ENDPOINTS),
+    run=st.one_of(_RUNS, _SEGMENT),
+    segments=st.tuples(_SEGMENT, _SEGMENT, _SEGMENT),
+    query=_QUERY,
+)
+def test_random_query_strings_never_give_500(
+    client: TestClient, endpoint: str, run: str, segments: tuple[str, str, str], query: str
+) -> None:
+    path = endpoint.format(a=run, b=segments[0], c=segments[1], d=segments[2])
+    # The TestClient raises any exception the app did not answer itself: none may escape.
+    response = client.get(f"{path}?{query}")
+    assert response.status_code in (200, 400, 404), (path, query, response.text[:300])
+    if response.status_code == 400:
+        message = response.json()["error"]
+        assert "\n" not in message and "Traceback" not in message and len(message) < 200
+
+
+_CURSOR_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**25), 10**25),
+    st.floats(),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+)
+_CURSORS = st.one_of(
+    st.text(max_size=60),
+    st.dictionaries(
+        st.one_of(_RUNS, st.text(max_size=8)),
+        st.one_of(
+            st.dictionaries(
+                st.sampled_from(["step", "epoch", "event", "layer", "hist", "watch", "x"]),
+                _CURSOR_VALUES,
+                max_size=4,
+            ),
+            _CURSOR_VALUES,
+        ),
+        max_size=3,
+    ).map(json.dumps),
+)
+
+
+@pytest.fixture
+def stream_server(runs_root: Path) -> Iterator[tuple[str, httpx.Client]]:
+    """A live server's stream URL and a client (a stream served never ends: no TestClient)."""
+    app = create_app(runs_root, poll_s=0.05, ping_s=0.05)
+    with serve_in_thread(app) as base, httpx.Client(timeout=10) as http:
+        yield f"{base}/api/stream", http
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(cursors=_CURSORS)
+def test_random_stream_cursors_never_give_500(
+    stream_server: tuple[str, httpx.Client], cursors: str
+) -> None:
+    url, http = stream_server
+    with http.stream("GET", url, params={"from": cursors}) as response:
+        assert response.status_code in (200, 400), (cursors, response.read()[:300])
+        if response.status_code == 400:
+            response.read()
+            assert response.json()["error"].startswith("bad stream cursors: ")
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_bad_parameters_leave_no_traceback_in_the_server_log(runs_root: Path) -> None:
+    app = create_app(runs_root, poll_s=0.05, ping_s=0.05)
+    bad = ['{"alpha": {"step": 1e23}}', "[" * 3000, "{nope", f'{{"beta": {{"epoch": -{HUGE}}}}}']
+    records = _Records()
+    with serve_in_thread(app) as base, httpx.Client(timeout=10) as http:
+        logging.getLogger("uvicorn.error").addHandler(records)  # where uvicorn logs tracebacks
+        try:
+            for cursors in bad:
+                response = http.get(f"{base}/api/stream", params={"from": cursors})
+                assert response.status_code == 400
+            for path in (f"/api/runs/alpha/steps?since={HUGE}", "/api/runs/alpha/watch/1/-1/x.png"):
+                assert http.get(f"{base}{path}").status_code == 400
+        finally:
+            logging.getLogger("uvicorn.error").removeHandler(records)
+    assert [record.getMessage() for record in records.records] == []
 
 
 # ------------------------------------------------------------------------------- broken runs
@@ -456,12 +819,12 @@ def test_stream_on_a_resumed_run_asks_the_page_to_reload_it(runs_root: Path) -> 
 
 
 def test_stream_needs_the_token_and_bad_cursors_are_refused(runs_root: Path) -> None:
-    app = create_app(runs_root, token="t0k", poll_s=0.1, ping_s=0.3)
+    app = create_app(runs_root, token=TOKEN, poll_s=0.1, ping_s=0.3)
     with serve_in_thread(app) as base, httpx.Client(timeout=10) as http:
         assert http.get(f"{base}/api/stream").status_code == 401
-        bad = http.get(f"{base}/api/stream", params={"token": "t0k", "from": "[1]"})
+        bad = http.get(f"{base}/api/stream", params={"token": TOKEN, "from": "[1]"})
         assert bad.status_code == 400 and "cursors" in bad.json()["error"]
-        url = f"{stream_url(base, {'nope': {}})}&token=t0k"
+        url = f"{stream_url(base, {'nope': {}})}&token={TOKEN}"
         with http.stream("GET", url) as response:
             stream = EventReader(response)
             events = stream.until(lambda events: any(n == "problem" for n, _ in events))
@@ -542,21 +905,33 @@ def test_start_dashboard_serves_from_a_subprocess_until_stopped(runs_root: Path)
 
 
 def test_start_dashboard_with_a_token_and_on_a_run_not_made_yet(tmp_path: Path) -> None:
-    with start_dashboard(tmp_path / "runs" / "later", token="s3cret") as dashboard:
-        assert dashboard.url.endswith("/?token=s3cret")
+    with start_dashboard(tmp_path / "runs" / "later", token=TOKEN) as dashboard:
+        assert dashboard.url.endswith(f"/?token={TOKEN}")
         base = dashboard.url.split("?")[0]
         assert fetch(f"{base}api/runs")[0] == 401
-        status, body = fetch(f"{base}api/runs", token="s3cret")
+        status, body = fetch(f"{base}api/runs", token=TOKEN)
         assert status == 200 and json.loads(body)["runs"] == []
         write_run(tmp_path / "runs" / "later", epochs=1, steps_per_epoch=2)
         time.sleep(1.1)
-        status, body = fetch(f"{base}api/runs", token="s3cret")
+        status, body = fetch(f"{base}api/runs", token=TOKEN)
         assert [run["name"] for run in json.loads(body)["runs"]] == ["later"]
 
 
-def test_start_dashboard_reports_a_port_in_use(runs_root: Path) -> None:
+def test_start_dashboard_reports_a_port_in_use(
+    runs_root: Path, capsys: pytest.CaptureFixture
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with pytest.raises(DashboardError, match="already in use"):
-            start_dashboard(runs_root, port=taken.getsockname()[1], timeout_s=30)
+        port = taken.getsockname()[1]
+        with pytest.raises(DashboardError) as caught:
+            start_dashboard(runs_root, port=port, timeout_s=30)
+    assert str(caught.value) == (
+        f"port {port} on 127.0.0.1 is already in use; choose another with --port"
+    )
+    assert capsys.readouterr().err == ""  # the server's own error line is not echoed as well
+
+
+def test_a_port_out_of_range_is_one_line(runs_root: Path) -> None:
+    result = run_lvseg("dashboard", str(runs_root), "--port", "70000")
+    assert_one_line_error(result, "port 70000 is not a port number (0 to 65535); choose one")
