@@ -963,13 +963,28 @@ def predict_command(
         bool, typer.Option("--json", help="Print the per-study summaries as JSON.")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            help="Leave out unreadable files (and studies with no usable cine) and list them.",
+        ),
+    ] = False,
 ) -> None:
     """Segment the LV in every frame of a study with an exported model; write masks (NIfTI),
     overlays, contours, the volume curve, EDV, ESV and EF. Needs no PyTorch."""
     from lvseg.deploy.predict import predict
 
     with slice_progress("predict") as progress:
-        found = predict(model, input, out, overwrite=overwrite, threads=threads, progress=progress)
+        found = predict(
+            model,
+            input,
+            out,
+            overwrite=overwrite,
+            skip_invalid=skip_invalid,
+            threads=threads,
+            progress=progress,
+        )
     if json_output:
         print(json.dumps(found["studies"], indent=2))
         return
@@ -984,9 +999,14 @@ def predict_command(
             )
         elif study.get("volume_note"):
             line += f"; {study['volume_note']}"
-        console.print(line, highlight=False, soft_wrap=True)
-        console.print(f"  {'; '.join(study['notes'])}", highlight=False, soft_wrap=True)
-    console.print(f"written: {found['out']}", highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+        for note in [*study["study"]["notes"], *study["notes"]]:
+            console.print(f"  {note}", highlight=False, soft_wrap=True, markup=False)
+    for item in found["skipped"]:
+        console.print(
+            f"skipped {item['path']}: {item['reason']}", highlight=False, soft_wrap=True, markup=False
+        )
+    console.print(f"written: {found['out']}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("dashboard")

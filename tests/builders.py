@@ -3,6 +3,8 @@ blobs; the CLI runner; the links of an HTML page."""
 
 from __future__ import annotations
 
+import signal
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,6 +23,23 @@ def invoke(*args, env: dict[str, str] | None = None):
     from lvseg.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+@contextmanager
+def within(seconds: int):
+    """Fail (TimeoutError) where the block runs longer than ``seconds``: a test of a hang must
+    not hang the suite. SIGALRM interrupts even a blocking open() of a FIFO."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: it hangs")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class Links(HTMLParser):

@@ -34,13 +34,18 @@ CONTOUR_NAME = re.compile(
 """Sunnybrook contour file names: ``IM-0001-0048-icontour-manual.txt``."""
 
 MIN_POINTS = 3
+MIN_AREA_PX = 1e-6
+"""The smallest area a contour may enclose, in square pixels: collinear points (area 0) mark no
+structure. Real contours can be tiny (the phantom's apical ones enclose under half a pixel),
+so only a polygon with no area is refused."""
 
 
 def read_contour(path: str | Path, image_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read a contour file into an (N, 2) float array of (x, y) points.
 
     Raises :class:`InvalidInputError` for unreadable files, malformed lines, non-finite
-    coordinates, fewer than three points, or (with ``image_shape``) points outside the image.
+    coordinates, fewer than three points, no enclosed area (collinear points),
+    or (with ``image_shape``) points outside the image.
     """
     try:
         text = Path(path).read_text(encoding="ascii")
@@ -74,6 +79,11 @@ def parse_contour(
             path, f"a contour needs at least {MIN_POINTS} points, found {len(points)}"
         )
     array = np.asarray(points, dtype=np.float64)
+    area = polygon_area(array)
+    if area < MIN_AREA_PX:
+        raise InvalidInputError(
+            path, "the contour encloses no area: its points are collinear"
+        )
     if image_shape is not None:
         rows, cols = image_shape
         outside = (
@@ -85,6 +95,12 @@ def parse_contour(
                 path, f"point ({x:g}, {y:g}) lies outside the {cols}x{rows} image"
             )
     return array
+
+
+def polygon_area(points: np.ndarray) -> float:
+    """The area enclosed by a closed polygon of (x, y) points (the shoelace formula), >= 0."""
+    x, y = points[:, 0], points[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
 
 
 def fill_contour(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

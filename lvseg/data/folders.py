@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lvseg.data.errors import InvalidInputError, Skipped
+from lvseg.data.files import is_input_file, regular_files
 from lvseg.data.progress import track
 from lvseg.data.records import LV, Dataset, Geometry, SliceRecord, label_ed_es_by_area
 
@@ -75,8 +76,8 @@ def read(
         raise InvalidInputError(None, f"name pattern {name_pattern!r} has no (?P<patient>...)")
 
     images_root, labels_root = root / IMAGES_FOLDER, root / LABELS_FOLDER
-    image_files = sorted(
-        f for f in images_root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+    image_files = regular_files(
+        images_root, lambda name: Path(name).suffix.lower() in IMAGE_SUFFIXES
     )
     if not image_files:
         raise InvalidInputError(images_root, "no image files found")
@@ -88,6 +89,7 @@ def read(
             records.append(
                 _read_pair(
                     image_file,
+                    labels_root,
                     labels_root / image_file.relative_to(images_root),
                     pattern,
                     phases_per_slice,
@@ -107,6 +109,7 @@ def read(
 
 def _read_pair(
     image_file: Path,
+    labels_root: Path,
     mask_file: Path,
     pattern: re.Pattern,
     phases_per_slice: int,
@@ -118,7 +121,7 @@ def _read_pair(
         raise InvalidInputError(
             image_file, f"file name does not match the name pattern {pattern.pattern!r}"
         )
-    if not mask_file.is_file():
+    if not is_input_file(mask_file, labels_root):
         raise InvalidInputError(image_file, f"no mask at {mask_file}")
     image = load_grey(image_file).astype(np.float32)
     mask = load_grey(mask_file, mask=True)

@@ -59,7 +59,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
-import os
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -71,6 +70,7 @@ import numpy as np
 from nibabel.openers import ImageOpener
 
 from lvseg.data.errors import InvalidInputError, Skipped
+from lvseg.data.files import regular_files, walk
 from lvseg.data.progress import track
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM, RV, Dataset, Geometry, SliceRecord
 
@@ -216,7 +216,7 @@ def looks_like(path: Path) -> bool:
     if not path.is_dir():
         return False
     seen = 0
-    for folder, dirs, files in walk_sorted(path):
+    for folder, dirs, files in walk(path):
         seen += len(dirs) + len(files)
         if any(split_nifti_name(name) is not None for name in files):
             return True
@@ -264,22 +264,9 @@ def split_nifti_name(name: str) -> tuple[str, str] | None:
     return None
 
 
-def walk_sorted(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
-    """os.walk in sorted order, following links once, skipping hidden folders."""
-    seen: set[str] = set()
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen:
-            dirs.clear()
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        yield folder, dirs, sorted(files)
-
-
 def _find(root: Path) -> _Found:
     found = _Found(pairs=[], problems=[], nifti_files=0, tables=[])
-    for folder, _, files in walk_sorted(root):
+    for folder, _, files in walk(root):
         found.tables += [Path(folder, f) for f in files if f.lower().endswith(".csv")]
         _pair_folder(Path(folder), files, found)
     counts = Counter(pair.patient_id for pair in found.pairs if pair.layout == "generic")
@@ -361,7 +348,7 @@ def _tables_in(folders: list[Path]) -> list[Path]:
     tables: list[Path] = []
     for folder in folders:
         with contextlib.suppress(OSError):
-            tables += sorted(p for p in folder.glob("*.csv") if p.is_file())
+            tables += regular_files(folder, lambda name: name.lower().endswith(".csv"), recursive=False)
     return tables
 
 

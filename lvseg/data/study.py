@@ -71,7 +71,8 @@ from lvseg.data.dicom import (
     read_dicom,
     tuple_of_floats,
 )
-from lvseg.data.errors import InvalidInputError
+from lvseg.data.errors import InvalidInputError, Skipped
+from lvseg.data.files import walk
 from lvseg.data.folders import DEFAULT_PATTERN, IMAGE_SUFFIXES, load_grey, match_name
 from lvseg.data.nifti import (
     load_nifti,
@@ -82,7 +83,6 @@ from lvseg.data.nifti import (
     read_frame,
     slice_positions_of,
     split_nifti_name,
-    walk_sorted,
 )
 from lvseg.data.progress import track
 
@@ -95,6 +95,9 @@ TRIGGER_DECIMALS = 2
 """Trigger times equal to this many decimals (ms) are the same phase (a duplicate frame)."""
 MAX_OFF_GRID_MM = 0.1
 """A slice further than this from where the NIfTI affine puts it gets a note."""
+GAP_FACTOR = 1.5
+"""A gap between neighbouring slices this many times the usual one gets a note: a slice is
+likely missing, and volumes (summed over the slices present) come out too small."""
 SHORT_AXIS_DESCRIPTION = re.compile(r"(?<![a-z])(?:sax?(?![a-z])|short)", re.IGNORECASE)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 NOT_AN_INPUT = "not a DICOM folder, NIfTI file or image file"
@@ -189,18 +192,29 @@ class CineStudy:
         return image
 
 
-def read_study(path: str | Path) -> list[CineStudy]:
+def read_study(
+    path: str | Path, *, skip_invalid: bool = False, skipped: list[Skipped] | None = None
+) -> list[CineStudy]:
     """Every cine study under ``path`` (see the module docstring for what is read, and how).
 
-    Raises :class:`InvalidInputError` naming the file or folder for anything unreadable.
+    Raises :class:`InvalidInputError` naming the file or folder for anything unreadable; with
+    ``skip_invalid`` see :func:`iter_studies`.
     """
-    return list(iter_studies(path))
+    return list(iter_studies(path, skip_invalid=skip_invalid, skipped=skipped))
 
 
-def iter_studies(path: str | Path) -> Iterator[CineStudy]:
+def iter_studies(
+    path: str | Path, *, skip_invalid: bool = False, skipped: list[Skipped] | None = None
+) -> Iterator[CineStudy]:
     """The studies of :func:`read_study` one at a time: all headers are read first (so names
     are unique and a folder with no cine fails at once), a study's pixels when it is reached,
-    so a folder of many studies never sits in memory whole."""
+    so a folder of many studies never sits in memory whole.
+
+    ``skip_invalid`` (DICOM folders): a file whose header or pixels cannot be read, or that
+    does not fit its stack (no slice position, another image size), is left out and the stack
+    made from the others; a study with no usable short-axis cine is left out whole. Each is
+    appended to ``skipped``; a folder where nothing is left is still an error.
+    """
     path = Path(path)
     if not path.exists():
         raise InvalidInputError(path, "no such file or folder")
@@ -218,7 +232,8 @@ def iter_studies(path: str | Path) -> Iterator[CineStudy]:
         raise InvalidInputError(path, NOT_AN_INPUT)
     dicoms, niftis, pictures = _scan(path)
     if dicoms:
-        yield from _read_dicom_folder(path, dicoms)
+        skips = _Skips(skip_invalid, [] if skipped is None else skipped)
+        yield from _read_dicom_folder(path, dicoms, skips)
     elif niftis:
         raise InvalidInputError(
             path, f"holds {len(niftis)} NIfTI files and no DICOM: give a .nii/.nii.gz file itself"
@@ -229,16 +244,28 @@ def iter_studies(path: str | Path) -> Iterator[CineStudy]:
         raise InvalidInputError(path, f"no DICOM files found: {NOT_AN_INPUT}")
 
 
+@dataclass
+class _Skips:
+    """Whether files may be skipped, and the list of those that were."""
+
+    allowed: bool
+    found: list[Skipped]
+
+    def skip(self, error: InvalidInputError, fallback: Path) -> None:
+        """Record ``error`` as skipped, or raise it when skipping is not allowed."""
+        if not self.allowed:
+            raise error
+        self.found.append(Skipped(error.path or str(fallback), error.reason))
+
+
 def _scan(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     """DICOM, NIfTI and image files under ``root``, each list sorted."""
     dicoms: list[Path] = []
     niftis: list[Path] = []
     pictures: list[Path] = []
-    for folder, _, files in walk_sorted(root):
+    for folder, _, files in walk(root):
         for name in files:
-            if name.startswith("."):
-                continue
-            file = Path(folder, name)
+            file = folder / name
             if split_nifti_name(name) is not None:
                 niftis.append(file)
             elif file.suffix.lower() in IMAGE_SUFFIXES:
@@ -366,19 +393,32 @@ def _number(value) -> float | None:
 # --------------------------------------------------------------------------- DICOM studies
 
 
-def _read_dicom_folder(root: Path, files: list[Path]) -> Iterator[CineStudy]:
+def _read_dicom_folder(root: Path, files: list[Path], skips: _Skips) -> Iterator[CineStudy]:
     studies: dict[tuple[str, str], list[_Frame]] = defaultdict(list)
     for file in track(files, f"Reading headers in {root.name}"):
-        frame = _read_header(file)
+        try:
+            frame = _read_header(file)
+        except InvalidInputError as error:
+            skips.skip(error, file)
+            continue
         studies[(frame.patient_id, frame.study_uid)].append(frame)
     ordered = sorted(
         studies.values(), key=lambda f: (f[0].patient_id, f[0].study_time, f[0].study_uid)
     )
     names = _unique_names([_study_name(frames, root) for frames in ordered])
+    read = 0
     for frames, name in zip(ordered, names, strict=True):
-        study = _read_dicom_study(frames, root)
+        try:
+            study = _read_dicom_study(frames, root, skips)
+        except InvalidInputError as error:
+            skips.skip(error, root)
+            continue
         study.name = name
+        read += 1
         yield study
+    if read == 0:
+        what = f"{len(skips.found)} file(s) or studies skipped" if skips.found else "no study"
+        raise InvalidInputError(root, f"no readable short-axis cine study ({what})")
 
 
 def _study_name(frames: list[_Frame], root: Path) -> str:
@@ -401,8 +441,41 @@ class _Plane:
         return any(SHORT_AXIS_DESCRIPTION.search(f.series_description) for f in self.frames)
 
 
-def _read_dicom_study(frames: list[_Frame], root: Path) -> CineStudy:
-    """The short-axis cine of one study's frames."""
+def _read_dicom_study(frames: list[_Frame], root: Path, skips: _Skips) -> CineStudy:
+    """The short-axis cine of one study's frames. A frame that cannot be used (no position,
+    another size, unreadable pixels) is an error, or, where ``skips`` allows it, is skipped and
+    the stack is built again from the others. A skipped frame with a slice position takes its
+    whole slice out, with a note: a slice missing one phase would put the phases after the hole
+    out of step with the other slices; a missing slice is seen (a slice-gap note)."""
+    frames = list(frames)
+    left_out: list[str] = []
+    while True:
+        try:
+            study = _read_cine(frames, root)
+            study.notes = left_out + study.notes
+            return study
+        except InvalidInputError as error:
+            bad = next((f for f in frames if str(f.path) == error.path), None)
+            if bad is None or not skips.allowed:
+                raise
+            skips.skip(error, bad.path)
+            frames.remove(bad)
+            if bad.position_mm is not None:
+                here = [
+                    f
+                    for f in frames
+                    if f.position_mm is not None
+                    and abs(f.position_mm - bad.position_mm) <= POSITION_TOLERANCE_MM
+                ]
+                frames = [f for f in frames if f not in here]
+                left_out.append(
+                    f"slice at {bad.position_mm:.2f} mm left out: its frame {bad.path.name} "
+                    "was skipped"
+                )
+
+
+def _read_cine(frames: list[_Frame], root: Path) -> CineStudy:
+    """The short-axis cine of one study's frames; every problem an InvalidInputError."""
     folder = _common_folder([f.path for f in frames]) or root
     images = [f for f in frames if f.is_mr_image]
     series_count = len({f.series_uid for f in images})
@@ -608,6 +681,7 @@ def _dicom_study(
     )
     instances = [[f.instance_number for f in ph] for ph in slices]
     positions = [ph[0].position_mm for ph in slices]
+    notes = notes + _gap_notes(positions)
     descriptions = Counter(f.series_description for f in frames if f.series_description)
     affine, affine_notes = _dicom_affine([ph[0] for ph in slices], spacing)
     return CineStudy(
@@ -627,6 +701,24 @@ def _dicom_study(
         series_description=descriptions.most_common(1)[0][0] if descriptions else None,
         notes=notes + affine_notes,
     )
+
+
+def _gap_notes(positions: list[float | None]) -> list[str]:
+    """A note for each gap between neighbouring slices wider than :data:`GAP_FACTOR` times the
+    usual step (the median gap, the smallest with fewer than three gaps)."""
+    if None in positions or len(positions) < 3:
+        return []
+    gaps = np.diff(np.asarray(positions, np.float64))
+    usual = float(np.median(gaps) if len(gaps) >= 3 else gaps.min())
+    if usual <= 0:
+        return []
+    return [
+        f"slice gap: slices {k} and {k + 1} are {gap:.1f} mm apart, the others {usual:.1f} mm: "
+        "a slice may be missing, and the volumes, summed over the slices present, are then too "
+        "small"
+        for k, gap in enumerate(gaps)
+        if gap > GAP_FACTOR * usual
+    ]
 
 
 def _dicom_affine(

@@ -57,6 +57,7 @@ from lvseg.data.dicom import (
     tuple_of_floats,
 )
 from lvseg.data.errors import InvalidInputError, Skipped
+from lvseg.data.files import inside, regular_files
 from lvseg.data.progress import track
 from lvseg.data.records import LV, MYOCARDIUM, Dataset, Geometry, SliceRecord, label_ed_es_by_area
 
@@ -166,11 +167,20 @@ def _id_columns(path: Path, rows: list[dict[str, str]], pairs: tuple[tuple[str, 
 def _contour_files(folder: Path) -> dict[tuple[int, str], Path]:
     """Endo- and epicardial contour files below ``folder``, keyed by (instance, kind)."""
     found: dict[tuple[int, str], Path] = {}
-    for file in sorted(folder.rglob("*contour-manual.txt")):
+    for file in regular_files(folder, lambda name: name.endswith("contour-manual.txt")):
         name = CONTOUR_NAME.match(file.name)
         if name and name["kind"] in ("i", "o"):
             found[(int(name["instance"]), name["kind"])] = file
     return found
+
+
+def _folder_name(link: Path, line: int, column: str, value: str) -> str:
+    """A link.csv id that names a folder: one plain name, nothing that walks elsewhere."""
+    if not value or value in (".", "..") or any(c in value for c in "/\\\0") or ":" in value:
+        raise InvalidInputError(
+            link, f"line {line}: {column} {value[:40]!r} is not a plain folder name"
+        )
+    return value
 
 
 def _linked_patients(root: Path) -> list[_Patient]:
@@ -178,16 +188,26 @@ def _linked_patients(root: Path) -> list[_Patient]:
     rows = _read_csv(link)
     image_column, contour_column = _id_columns(link, rows, (("patient_id", "original_id"),))
     patients = []
-    for row in rows:
-        folder = root / "dicoms" / row[image_column]
-        if not folder.is_dir():
-            raise InvalidInputError(folder, f"image folder of {row[image_column]} is missing")
+    lines: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        image_id = _folder_name(link, line, image_column, row[image_column])
+        contour_id = _folder_name(link, line, contour_column, row[contour_column])
+        patient_id = normalise_id(contour_id)
+        for key in (f"image {image_id}", f"patient {patient_id}"):
+            if key in lines:
+                raise InvalidInputError(
+                    link, f"line {line}: {key} is listed twice (first on line {lines[key]})"
+                )
+            lines[key] = line
+        folder = root / "dicoms" / image_id
+        if not folder.is_dir() or not inside(folder, root):
+            raise InvalidInputError(folder, f"image folder of {image_id} is missing")
         images = {}
-        for file in folder.glob("*.dcm"):
+        for file in regular_files(folder, lambda name: name.endswith(".dcm"), recursive=False):
             if file.stem.isdigit():
                 images[int(file.stem)] = file
-        patient_id = normalise_id(row[contour_column])
-        contours = _contour_files(root / "contourfiles" / row[contour_column])
+        contour_folder = root / "contourfiles" / contour_id
+        contours = _contour_files(contour_folder) if inside(contour_folder, root) else {}
         patients.append(_Patient(patient_id, _group(row, patient_id), images, contours))
     return patients
 
@@ -207,21 +227,37 @@ def _cap_patients(root: Path) -> list[_Patient]:
     contour_folders = {
         normalise_id(folder.name): folder
         for folder in (root / CAP_CONTOURS).iterdir()
-        if folder.is_dir()
+        if folder.is_dir() and inside(folder, root)
     }
     patients = []
-    for row in rows:
+    seen: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
         patient_id = normalise_id(row[contour_column])
         contour_folder = contour_folders.get(patient_id)
-        image_folder = root / CAP_IMAGES / row[image_column]
-        if contour_folder is None or not image_folder.is_dir():
+        image_id = _folder_name(table, line, image_column, row[image_column])
+        image_folder = root / CAP_IMAGES / image_id
+        if contour_folder is None or not image_folder.is_dir() or not inside(image_folder, root):
             continue  # a patient of the table that this download does not hold
-        series = [s for s in image_folder.glob("CINESAX_*") if s.is_dir()]
+        if patient_id in seen:
+            raise InvalidInputError(
+                table, f"line {line}: patient {patient_id} is listed twice (first on line "
+                f"{seen[patient_id]})"
+            )
+        seen[patient_id] = line
+        series = [
+            s for s in image_folder.glob("CINESAX_*") if s.is_dir() and inside(s, image_folder)
+        ]
         if not series:
             raise InvalidInputError(image_folder, "no CINESAX_* short-axis cine series")
         images: dict[int, Path] = {}
-        for folder in sorted(series, key=lambda s: (-len(list(s.glob("*.dcm"))), s.name))[:1]:
-            for file in folder.glob("*.dcm"):
+        dicoms = {
+            s: regular_files(
+                s, lambda name: CAP_IMAGE_NAME.match(name) is not None, recursive=False
+            )
+            for s in series
+        }
+        for folder in sorted(series, key=lambda s: (-len(dicoms[s]), s.name))[:1]:
+            for file in dicoms[folder]:
                 name = CAP_IMAGE_NAME.match(file.name)
                 if name:
                     images[int(name["instance"])] = file

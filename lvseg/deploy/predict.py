@@ -36,6 +36,7 @@ import scipy.ndimage as ndi
 
 from lvseg import __version__
 from lvseg.data import atomic
+from lvseg.errors import Skipped
 from lvseg.data.records import Geometry, SliceRecord
 from lvseg.data.study import CineStudy, iter_studies
 from lvseg.evaluate import clinical
@@ -48,7 +49,11 @@ from lvseg.segment.segmenter import BATCH_SIZE, Segmenter
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` as frames are segmented."""
 
-CONTOUR_NAME = "IM-0001-{instance:04d}-icontour-auto.txt"
+CONTOUR_NAME = "s{slice:02d}-p{phase:02d}-icontour-auto.txt"
+"""A frame's contour file, named by its place in the study like its overlay: two series or
+repeated InstanceNumbers can never give two frames one name (frames.csv maps each to its
+instance and source file)."""
+SKIPPED_FILE = "skipped.csv"
 SUMMARY_FILE = "summary.json"
 OUTLINE_RGB = tuple(int(PREDICTION_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
 
@@ -260,7 +265,7 @@ def write_study(
             picture.save(folder / "overlays" / name, compress_level=1)
             contour = ""
             if mask.any():
-                contour = CONTOUR_NAME.format(instance=_instance(study, s, p))
+                contour = CONTOUR_NAME.format(slice=s, phase=p)
                 write_contour(folder / "contours" / contour, mask_to_contour(mask))
             position = (
                 None if study.slice_positions_mm is None else float(study.slice_positions_mm[s])
@@ -323,10 +328,15 @@ def predict(
     out: str | Path,
     *,
     overwrite: bool = False,
+    skip_invalid: bool = False,
     threads: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Segment every study of ``input_path`` with an exported model into the folder ``out``."""
+    """Segment every study of ``input_path`` with an exported model into the folder ``out``.
+
+    ``skip_invalid`` leaves out unreadable files and studies without a usable cine
+    (:func:`lvseg.data.study.iter_studies`); they are listed in ``skipped`` and in
+    ``skipped.csv``."""
     out = Path(out)
     atomic.check_output_folder(out, overwrite, keep=(model_spec, input_path))
     model = open_model(model_spec, threads=threads)
@@ -341,7 +351,8 @@ def predict(
     with atomic.output_folder(out) as folder:
         # One study in memory at a time; each is written into its own subfolder, moved up to
         # the top when it turns out to be the only one.
-        for study in iter_studies(input_path):
+        skipped: list[Skipped] = []
+        for study in iter_studies(input_path, skip_invalid=skip_invalid, skipped=skipped):
             frames = int(np.prod(study.images.shape[:2]))
 
             def report(finished: int, _count: int, before: int = done, frames: int = frames):
@@ -369,4 +380,12 @@ def predict(
                 for r in results
             ]
             (folder / "studies.csv").write_text(_csv(keys, rows), encoding="utf-8")
-    return {"model": facts, "studies": results, "out": str(out)}
+        if skipped:
+            text = _csv(["path", "reason"], [[item.path, item.reason] for item in skipped])
+            (folder / SKIPPED_FILE).write_text(text, encoding="utf-8")
+    return {
+        "model": facts,
+        "studies": results,
+        "skipped": [{"path": item.path, "reason": item.reason} for item in skipped],
+        "out": str(out),
+    }

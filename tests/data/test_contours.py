@@ -26,6 +26,8 @@ def test_parse_reads_x_y_pairs_and_ignores_blank_lines():
         ("1 2 3\n3 4\n5 6\n", "line 1: expected two numbers"),
         ("1 2\nnan 4\n5 6\n", "line 2: coordinate is not finite"),
         ("", "found 0"),
+        ("1 1\n2 2\n3 3\n4 4\n", "encloses no area: its points are collinear"),
+        ("5 5\n5 5\n5 5\n", "encloses no area"),
     ],
 )
 def test_malformed_contours_name_file_and_problem(text, message):

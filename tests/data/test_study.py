@@ -296,6 +296,61 @@ def test_corrupt_dicom_file_is_named(tmp_path):
     assert error.value.path == str(bad)
 
 
+def test_skip_invalid_leaves_out_a_junk_file_and_a_frame_that_does_not_fit(tmp_path):
+    """One junk file, a frame with unreadable pixels and a frame with no position: without
+    skip_invalid the first is the error; with it the stack is built from the other frames, each
+    left-out file listed with its reason. The torn frame's slice goes whole (a slice short of
+    one phase would put its later phases out of step); the frame without a position cannot be
+    placed, so its slice keeps its other phases and the stack is cut to the phases all have."""
+    paths = write_cine(tmp_path, slices=4, phases=4)
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"DICM" + bytes(200))
+    no_position = paths[15]  # slice 3, the last phase
+    edit(no_position, ImagePositionPatient=None, ImageOrientationPatient=None, SliceLocation=None)
+    torn = paths[6]  # slice 1
+    dicom = pydicom.dcmread(torn)
+    dicom.PixelData = dicom.PixelData[:10]
+    dicom.save_as(torn)
+    with pytest.raises(InvalidInputError):
+        read_study(tmp_path)
+
+    skipped: list = []
+    study = only(read_study(tmp_path, skip_invalid=True, skipped=skipped))
+    assert {item.path for item in skipped} == {str(junk), str(no_position), str(torn)}
+    assert study.images.shape[:2] == (3, 3)
+    np.testing.assert_allclose(study.slice_positions_mm - study.slice_positions_mm[0], [0, 16, 24])
+    assert any(note.startswith(f"slice at 38.00 mm left out: its frame {torn.name}")
+               for note in study.notes)  # fmt: skip
+    assert any("phases truncated to 3" in note for note in study.notes)
+    assert any(note.startswith("slice gap: slices 0 and 1") for note in study.notes)
+    sources = {source for row in study.sources for source in row}
+    assert not sources & {str(junk), str(no_position), str(torn)}
+
+
+def test_skip_invalid_leaves_out_a_study_without_a_cine_and_keeps_the_others(tmp_path):
+    write_cine(tmp_path / "good", patient="GOOD")
+    write_long_axis(tmp_path / "bad", patient="BAD")
+    skipped: list = []
+    study = only(read_study(tmp_path, skip_invalid=True, skipped=skipped))
+    assert study.patient_id == "GOOD"
+    assert len(skipped) == 1 and "no short-axis cine" in skipped[0].reason
+    with pytest.raises(InvalidInputError, match="no readable short-axis cine study"):
+        read_study(tmp_path / "bad", skip_invalid=True)
+
+
+def test_a_missing_middle_slice_is_noted(tmp_path):
+    paths = write_cine(tmp_path, slices=5, phases=2)
+    for path in paths:
+        if round(float(header(path).ImagePositionPatient[2]) - 30.0, 3) == 16.0:  # slice 2
+            path.unlink()
+    study = only(read_study(tmp_path))
+    assert study.images.shape[:2] == (4, 2)
+    (note,) = [note for note in study.notes if note.startswith("slice gap")]
+    assert "slices 1 and 2 are 16.0 mm apart, the others 8.0 mm" in note
+    complete = only(read_study(write_cine(tmp_path / "x", slices=5, phases=2)[0].parent))
+    assert not any(note.startswith("slice gap") for note in complete.notes)
+
+
 def test_other_inputs_are_refused(tmp_path):
     text = tmp_path / "readme.txt"
     text.write_text("hello")

@@ -227,6 +227,41 @@ def test_layout_errors(tmp_path, linked):
         sunnybrook.read(linked)
 
 
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            "SCD0000101,SC-HF-I-1\nSCD0000101,SC-HF-I-2\n",
+            "line 3: image SCD0000101 is listed twice \\(first on line 2\\)",
+        ),
+        (
+            "SCD0000101,SC-HF-I-1\nSCD0000102,SC-HF-I-01\n",
+            "line 3: patient SC-HF-I-01 is listed twice",
+        ),
+        ("../../../../etc,SC-HF-I-1\n", "line 2: patient_id '../../../../etc' is not a plain"),
+        ("SCD0000101,../../x\n", "line 2: original_id '../../x' is not a plain folder name"),
+        ("..,SC-HF-I-1\n", "is not a plain folder name"),
+        ("SCD0000101\n", "original_id '' is not a plain folder name"),
+    ],
+)
+def test_link_csv_ids_are_plain_folder_names_listed_once(linked, rows, message):
+    """A patient listed twice would double its slices; an id with a path walks out of the
+    dataset. Both are refused, naming link.csv and the line."""
+    (linked / "link.csv").write_text("patient_id,original_id\n" + rows)
+    with pytest.raises(InvalidInputError, match=message) as raised:
+        sunnybrook.read(linked)
+    assert raised.value.path == str(linked / "link.csv")
+
+
+def test_a_contour_folder_linked_from_outside_is_not_read(linked, tmp_path):
+    contours = linked / "contourfiles" / "SC-HF-I-1"
+    elsewhere = tmp_path / "elsewhere"
+    contours.rename(elsewhere)
+    contours.symlink_to(elsewhere)
+    with pytest.raises(InvalidInputError, match="no contoured images found"):
+        sunnybrook.read(linked)
+
+
 def test_unreadable_file_is_reported(linked, monkeypatch):
     path = linked / "dicoms" / "SCD0000101" / "9.dcm"
     real = pydicom.dcmread

@@ -158,19 +158,76 @@ def test_dicom_study_contours_and_masks_follow_the_instance_numbers(tmp_path, or
 
     contours = sorted((tmp_path / "out" / "contours").glob("*.txt"))
     assert len(contours) == 3 * 6
-    for path in contours:
-        instance = int(path.name.split("-")[2])
-        s, p = where[instance]
-        refilled = fill_contour(read_contour(path, truth.shape[2:]), truth.shape[2:])
-        assert dice(refilled, truth[s, p]) > 0.9, path.name
-
     frames = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
     assert len(frames) == 18
     assert {int(r["instance"]) for r in frames} == set(where)
+    for row in frames:  # each contour file is named in its frame's row, beside the instance
+        s, p = where[int(row["instance"])]
+        assert row["contour"] == f"s{s:02d}-p{p:02d}-icontour-auto.txt"
+        path = tmp_path / "out" / "contours" / row["contour"]
+        refilled = fill_contour(read_contour(path, truth.shape[2:]), truth.shape[2:])
+        assert dice(refilled, truth[s, p]) > 0.9, path.name
     volumes = list(csv.DictReader((tmp_path / "out" / "volumes.csv").open()))
     assert [float(v["trigger_time_ms"]) for v in volumes] == [40.0 * p for p in range(6)]
     assert len(list((tmp_path / "out" / "overlays").glob("*.png"))) == 18
     assert (tmp_path / "out" / "volume-curve.png").stat().st_size > 5000
+
+
+def test_repeated_instance_numbers_never_share_a_contour_file(tmp_path, oracle):
+    """One series per slice, each numbering its frames from 1 (as many scanners do): 3 slices
+    share every InstanceNumber, and every frame still gets its own contour file."""
+    import pydicom
+
+    images, _ = disc_study(slices=3, phases=4)
+    where = write_dicom_study(tmp_path / "study", images)
+    for instance, (s, p) in where.items():
+        path = tmp_path / "study" / f"{instance}.dcm"
+        dicom = pydicom.dcmread(path)
+        dicom.InstanceNumber = p + 1
+        dicom.SeriesInstanceUID = f"1.2.3.4.5.{s}"
+        dicom.SeriesNumber = s + 1
+        dicom.save_as(path)
+    found = predict(oracle, tmp_path / "study", tmp_path / "out")
+    assert found["studies"][0]["study"]["shape"][:2] == [3, 4]
+    frames = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
+    assert sorted(int(row["instance"]) for row in frames) == sorted([1, 2, 3, 4] * 3)
+    names = [row["contour"] for row in frames]
+    assert len(set(names)) == 12 and "" not in names
+    assert len(list((tmp_path / "out" / "contours").iterdir())) == 12
+
+
+def test_skip_invalid_predicts_a_study_with_a_junk_file_and_lists_it(tmp_path, oracle):
+    images, _ = disc_study(slices=3, phases=4)
+    write_dicom_study(tmp_path / "study", images)
+    junk = tmp_path / "study" / "junk.dcm"
+    junk.write_bytes(b"DICM" + bytes(300))
+    refused = invoke("predict", oracle, tmp_path / "study", "--out", tmp_path / "refused")
+    assert refused.exit_code == 2 and "junk.dcm" in refused.output
+    assert not (tmp_path / "refused").exists()
+
+    result = invoke(
+        "predict", oracle, tmp_path / "study", "--out", tmp_path / "out", "--skip-invalid"
+    )
+    assert result.exit_code == 0, result.output
+    assert f"skipped {junk}:" in result.output and "EF" in result.output
+    (row,) = list(csv.DictReader((tmp_path / "out" / "skipped.csv").open()))
+    assert row["path"] == str(junk) and row["reason"]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["study"]["shape"][:2] == [3, 4]
+
+
+def test_a_missing_middle_slice_is_a_note_in_the_summary_and_the_output(tmp_path, oracle):
+    images, _ = disc_study(slices=5, phases=2)
+    where = write_dicom_study(tmp_path / "study", images)
+    for instance, (s, _p) in where.items():
+        if s == 2:
+            (tmp_path / "study" / f"{instance}.dcm").unlink()
+    result = invoke("predict", oracle, tmp_path / "study", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (note,) = [n for n in summary["study"]["notes"] if n.startswith("slice gap")]
+    assert "slices 1 and 2 are 16.0 mm apart, the others 8.0 mm" in note
+    assert note in " ".join(result.output.split())
 
 
 def test_images_without_spacing_get_masks_but_no_volumes(tmp_path):
