@@ -78,6 +78,18 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 """A full disk and a full quota read alike: the write stopped, the temporary file was removed."""
 
 
+def _disk_full(error: BaseException | None) -> OSError | None:
+    """The full-disk OSError behind ``error``: itself, or one it was raised from (pydicom, for
+    one, re-raises a failed write as a new OSError without the errno)."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
+
+
 def clean_errors(function):
     """Turn expected failures into one line and exit code 2, never a traceback."""
 
@@ -94,9 +106,10 @@ def clean_errors(function):
         except KeyboardInterrupt:
             raise fail("interrupted", code=130) from None
         except OSError as error:
-            if error.errno not in DISK_FULL:
+            full = _disk_full(error)
+            if full is None:
                 raise
-            where = f"{error.filename}: " if error.filename else ""
+            where = f"{full.filename}: " if full.filename else ""
             raise fail(f"{where}no space left on the device; free some and run it again") from None
         except sqlite3.OperationalError as error:
             # SQLite says "database or disk is full" where the OS says ENOSPC (the run store).
@@ -1004,7 +1017,10 @@ def predict_command(
             console.print(f"  {note}", highlight=False, soft_wrap=True, markup=False)
     for item in found["skipped"]:
         console.print(
-            f"skipped {item['path']}: {item['reason']}", highlight=False, soft_wrap=True, markup=False
+            f"skipped {item['path']}: {item['reason']}",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
         )
     console.print(f"written: {found['out']}", highlight=False, soft_wrap=True, markup=False)
 

@@ -117,3 +117,25 @@ def test_plan_command_proposes_crop_and_spacing(sunnybrook_dicom, tmp_path):
     assert plan["crop_size"] == 128 and plan["jitter_px"] == 13
     assert printed["fingerprint"]["n_records"] == 96
     assert printed["fingerprint"]["structure_counts"] == {"lv": 96, "myocardium": 46, "rv": 0}
+
+
+def test_a_full_disk_behind_a_library_s_own_error_is_one_line(tmp_path, monkeypatch):
+    """pydicom re-raises a failed write as a new OSError without the errno, from the ENOSPC
+    one: the CLI looks down the chain and still says "no space left" in one line."""
+    import errno
+
+    from lvseg.data import phantom
+
+    def full(*args, **kwargs):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.dcm"))
+        except OSError as cause:
+            raise OSError("With tag (7FE0,0010) got exception: [Errno 28]") from cause
+
+    monkeypatch.setattr(phantom, "write_phantom", full)
+    result = invoke("data", "phantom", tmp_path / "out", "--patients", "1")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: {tmp_path / 'x.dcm'}: no space left on the device; free some and run it again"
+    ]

@@ -81,9 +81,7 @@ def parse_contour(
     array = np.asarray(points, dtype=np.float64)
     area = polygon_area(array)
     if area < MIN_AREA_PX:
-        raise InvalidInputError(
-            path, "the contour encloses no area: its points are collinear"
-        )
+        raise InvalidInputError(path, "the contour encloses no area: its points are collinear")
     if image_shape is not None:
         rows, cols = image_shape
         outside = (

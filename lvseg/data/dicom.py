@@ -74,12 +74,24 @@ def dicom_pixels(dicom, path: Path) -> np.ndarray:
         raise InvalidInputError(path, f"expected one 2D frame, got pixel array {pixels.shape}")
     pixels = np.ascontiguousarray(pixels, dtype=np.float32)
     if not np.isfinite(pixels).all():
-        slope, intercept = dicom.get("RescaleSlope"), dicom.get("RescaleIntercept")
+        slope, intercept = tag(dicom, "RescaleSlope"), tag(dicom, "RescaleIntercept")
         raise InvalidInputError(
             path,
             f"pixel values are not finite (RescaleSlope {slope}, RescaleIntercept {intercept})",
         )
     return pixels
+
+
+def tag(dicom, name: str):
+    """The value of the tag ``name``, None where it is absent or pydicom cannot turn its bytes
+    into a value (an IS of "Infinity" raises OverflowError, junk text ValueError): a reader
+    treats a junk tag as a missing one, and checks what it needs."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dicom.get(name)
+    except (ValueError, TypeError, OverflowError, ArithmeticError):
+        return None
 
 
 def positive_float(value) -> float | None:
@@ -118,5 +130,5 @@ def tuple_of_floats(value, length: int):
 
 
 def pixel_spacing(dicom) -> tuple[float, float] | None:
-    spacing = tuple_of_floats(dicom.get("PixelSpacing"), 2)
+    spacing = tuple_of_floats(tag(dicom, "PixelSpacing"), 2)
     return spacing if spacing and min(spacing) > 0 else None

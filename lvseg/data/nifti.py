@@ -348,7 +348,9 @@ def _tables_in(folders: list[Path]) -> list[Path]:
     tables: list[Path] = []
     for folder in folders:
         with contextlib.suppress(OSError):
-            tables += regular_files(folder, lambda name: name.lower().endswith(".csv"), recursive=False)
+            tables += regular_files(
+                folder, lambda name: name.lower().endswith(".csv"), recursive=False
+            )
     return tables
 
 

@@ -54,6 +54,7 @@ from lvseg.data.dicom import (
     positive_float,
     positive_int,
     read_dicom,
+    tag,
     tuple_of_floats,
 )
 from lvseg.data.errors import InvalidInputError, Skipped
@@ -138,8 +139,9 @@ def normalise_id(original_id: str) -> str:
 def _read_csv(path: Path) -> list[dict[str, str]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as stream:
+            # Cells beyond the header's columns (DictReader's restkey None) are ignored.
             rows = [
-                {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+                {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
                 for row in csv.DictReader(stream)
             ]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
@@ -240,8 +242,9 @@ def _cap_patients(root: Path) -> list[_Patient]:
             continue  # a patient of the table that this download does not hold
         if patient_id in seen:
             raise InvalidInputError(
-                table, f"line {line}: patient {patient_id} is listed twice (first on line "
-                f"{seen[patient_id]})"
+                table,
+                f"line {line}: patient {patient_id} is listed twice (first on line "
+                f"{seen[patient_id]})",
             )
         seen[patient_id] = line
         series = [
@@ -279,7 +282,7 @@ def _read_instance(patient: _Patient, instance: int) -> SliceRecord:
     if image_file is None:
         raise InvalidInputError(contour_file, f"its image (instance {instance}) is missing")
     dicom = read_dicom(image_file)
-    stored = dicom.get("InstanceNumber")
+    stored = tag(dicom, "InstanceNumber")
     if stored not in (None, "") and instance_number(stored) != instance:
         raise InvalidInputError(
             image_file, f"InstanceNumber is {str(stored)[:40]}, the file name says {instance}"
@@ -293,11 +296,11 @@ def _read_instance(patient: _Patient, instance: int) -> SliceRecord:
         masks[MYOCARDIUM] = epicardium & ~endocardium
         annotation_sources.append(str(epi_file))
 
-    phases = positive_int(dicom.get("CardiacNumberOfImages")) or DEFAULT_PHASES
+    phases = positive_int(tag(dicom, "CardiacNumberOfImages")) or DEFAULT_PHASES
     slice_index, phase_index = divmod(instance - 1, phases)
     spacing = pixel_spacing(dicom)
-    position = tuple_of_floats(dicom.get("ImagePositionPatient"), 3)
-    orientation = tuple_of_floats(dicom.get("ImageOrientationPatient"), 6)
+    position = tuple_of_floats(tag(dicom, "ImagePositionPatient"), 3)
+    orientation = tuple_of_floats(tag(dicom, "ImageOrientationPatient"), 6)
     return SliceRecord(
         image=image,
         masks=masks,
@@ -313,8 +316,8 @@ def _read_instance(patient: _Patient, instance: int) -> SliceRecord:
         slice_position_mm=_slice_position(dicom, position, orientation),
         phase_index=phase_index,
         pixel_spacing_mm=spacing,
-        slice_thickness_mm=positive_float(dicom.get("SliceThickness")),
-        slice_spacing_mm=positive_float(dicom.get("SpacingBetweenSlices")),
+        slice_thickness_mm=positive_float(tag(dicom, "SliceThickness")),
+        slice_spacing_mm=positive_float(tag(dicom, "SpacingBetweenSlices")),
         group=patient.group,
         annotation_sources=tuple(annotation_sources),
     )
@@ -324,7 +327,5 @@ def _slice_position(dicom, position, orientation) -> float | None:
     if position is not None and orientation is not None:
         normal = np.cross(orientation[:3], orientation[3:])
         return float(np.dot(normal, position))
-    try:
-        return float(dicom.get("SliceLocation"))
-    except (TypeError, ValueError):
-        return None
+    location = tuple_of_floats([tag(dicom, "SliceLocation")], 1)
+    return location[0] if location else None

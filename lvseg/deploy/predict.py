@@ -36,9 +36,9 @@ import scipy.ndimage as ndi
 
 from lvseg import __version__
 from lvseg.data import atomic
-from lvseg.errors import Skipped
 from lvseg.data.records import Geometry, SliceRecord
 from lvseg.data.study import CineStudy, iter_studies
+from lvseg.errors import Skipped
 from lvseg.evaluate import clinical
 from lvseg.figures import PREDICTION_COLOUR, display_range
 from lvseg.jsonsafe import json_safe

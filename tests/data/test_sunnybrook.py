@@ -253,6 +253,31 @@ def test_link_csv_ids_are_plain_folder_names_listed_once(linked, rows, message):
     assert raised.value.path == str(linked / "link.csv")
 
 
+def test_link_csv_cells_beyond_the_header_are_ignored(linked):
+    (linked / "link.csv").write_text("patient_id,original_id\nSCD0000101,SC-HF-I-1,x,y\n")
+    assert len(sunnybrook.read(linked).records) == 4
+
+
+def test_a_tag_pydicom_cannot_convert_reads_as_absent(linked):
+    """CardiacNumberOfImages "Infinity" makes pydicom raise OverflowError on access: the reader
+    takes it as missing (20 phases, Sunnybrook's) instead of failing with a traceback."""
+    from pydicom.dataelem import DataElement
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    from lvseg.data.dicom import tag
+
+    path = linked / "dicoms" / "SCD0000101" / "29.dcm"
+    dicom = pydicom.dcmread(path)
+    dicom[0x00181090] = DataElement(0x00181090, "OB", b"Infinity")  # stored as raw bytes
+    dicom.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    dicom.save_as(path, enforce_file_format=True)
+    with pytest.raises(OverflowError):
+        pydicom.dcmread(path).get("CardiacNumberOfImages")
+    assert tag(pydicom.dcmread(path), "CardiacNumberOfImages") is None
+    record = next(r for r in sunnybrook.read(linked).records if r.source == str(path))
+    assert (record.slice_index, record.phase_index) == (1, 8)
+
+
 def test_a_contour_folder_linked_from_outside_is_not_read(linked, tmp_path):
     contours = linked / "contourfiles" / "SC-HF-I-1"
     elsewhere = tmp_path / "elsewhere"
