@@ -6,7 +6,7 @@ A **family** turns a seeded random generator and a fresh case folder into a :cla
 (the CLI as a user calls it, through Typer's runner) under a time limit, and says what happened
 (:class:`Outcome`):
 
-- ``clean``: exit code 2 with one ``error: ...`` line, the documented failure;
+- ``clean``: exit code 2 ending in the one ``error: ...`` line, the documented failure;
 - ``accepted``: exit code 0 (the input was read, or a bad part skipped and listed);
 - ``traceback``: anything else escaped (an exception, another exit code, a message of several
   lines);
@@ -150,11 +150,12 @@ def run_case(case: Case, limit_s: int = TIME_LIMIT_S) -> Outcome:
             kind, detail = "accepted", ""
         elif (
             result.exit_code == 2
-            and output.startswith("error: ")
+            and output
+            and output.splitlines()[-1].startswith("error: ")
             and "Traceback" not in output
-            and len(output.splitlines()) == 1
-        ):
-            kind, detail = "clean", output[:300]
+            and sum(line.startswith("error: ") for line in output.splitlines()) == 1
+        ):  # progress lines (export's steps) may come before the one error line
+            kind, detail = "clean", output.splitlines()[-1][:300]
         else:
             kind, detail = "traceback", f"exit {result.exit_code}: {output[-300:]}"
     left = []
@@ -629,7 +630,7 @@ def family_run_db(rng, materials: Materials, root: Path) -> Case:
     return Case("run-db", argv, root, None, how, after=after)
 
 
-def _mount_small_disk(folder: Path, size_kb: int) -> Callable[[], None] | None:
+def mount_small_disk(folder: Path, size_kb: int) -> Callable[[], None] | None:
     """A tmpfs of ``size_kb`` at ``folder`` (root only); the unmount, or None where not allowed."""
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
@@ -648,7 +649,7 @@ def family_full_disk(rng, materials: Materials, root: Path) -> Case:
     family is left out where none can be mounted, :func:`can_mount`)."""
     disk = root / "disk"
     size_kb = int(_pick(rng, [16, 64, 256, 1024, 4096]))
-    unmount = _mount_small_disk(disk, size_kb)
+    unmount = mount_small_disk(disk, size_kb)
     if unmount is None:
         raise RuntimeError("no tmpfs could be mounted: run the full-disk family as root")
     out = disk / "out"
@@ -670,7 +671,7 @@ def can_mount() -> bool:
     import tempfile
 
     folder = Path(tempfile.mkdtemp(prefix="lvseg-tmpfs-"))
-    unmount = _mount_small_disk(folder, 16)
+    unmount = mount_small_disk(folder, 16)
     if unmount is not None:
         unmount()
     folder.rmdir()

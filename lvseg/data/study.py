@@ -69,6 +69,7 @@ from lvseg.data.dicom import (
     positive_float,
     positive_int,
     read_dicom,
+    tag,
     tuple_of_floats,
 )
 from lvseg.data.errors import InvalidInputError, Skipped
@@ -357,12 +358,12 @@ def _parsed(dicom, path: Path) -> _Frame:
 
 def _frame(dicom, path: Path) -> _Frame:
     def text(name: str) -> str:
-        return str(dicom.get(name, "") or "").strip()
+        return str(tag(dicom, name) or "").strip()
 
-    rows, cols = positive_int(dicom.get("Rows")), positive_int(dicom.get("Columns"))
-    frames = positive_int(dicom.get("NumberOfFrames")) or 1
-    instance = instance_number(dicom.get("InstanceNumber"))
-    series_number = _number(dicom.get("SeriesNumber"))
+    rows, cols = positive_int(tag(dicom, "Rows")), positive_int(tag(dicom, "Columns"))
+    frames = positive_int(tag(dicom, "NumberOfFrames")) or 1
+    instance = instance_number(tag(dicom, "InstanceNumber"))
+    series_number = _number(tag(dicom, "SeriesNumber"))
     return _Frame(
         path=path,
         patient_id=text("PatientID"),
@@ -373,14 +374,14 @@ def _frame(dicom, path: Path) -> _Frame:
         series_description=text("SeriesDescription"),
         is_mr_image=text("Modality") in ("MR", "") and bool(rows and cols) and frames == 1,
         instance_number=instance,
-        trigger_time_ms=_number(dicom.get("TriggerTime")),
-        cardiac_images=positive_int(dicom.get("CardiacNumberOfImages")),
-        image_position=tuple_of_floats(dicom.get("ImagePositionPatient"), 3),
-        orientation=tuple_of_floats(dicom.get("ImageOrientationPatient"), 6),
-        slice_location=_number(dicom.get("SliceLocation")),
+        trigger_time_ms=_number(tag(dicom, "TriggerTime")),
+        cardiac_images=positive_int(tag(dicom, "CardiacNumberOfImages")),
+        image_position=tuple_of_floats(tag(dicom, "ImagePositionPatient"), 3),
+        orientation=tuple_of_floats(tag(dicom, "ImageOrientationPatient"), 6),
+        slice_location=_number(tag(dicom, "SliceLocation")),
         size=(rows, cols) if rows and cols else None,
         pixel_spacing=pixel_spacing(dicom),
-        slice_thickness=positive_float(dicom.get("SliceThickness")),
+        slice_thickness=positive_float(tag(dicom, "SliceThickness")),
     )
 
 

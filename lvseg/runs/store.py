@@ -559,7 +559,15 @@ class RunStore:
 
     def _last_status(self) -> tuple[str, str | None]:
         rows = self._query("SELECT status, message FROM status ORDER BY id DESC LIMIT 1")
-        return (rows[0][0], rows[0][1]) if rows else ("running", None)
+        if not rows:
+            return "running", None
+        status, message = rows[0]
+        if status not in STATUSES or not (message is None or isinstance(message, str)):
+            # A damaged page can leave a row that reads, with a value no writer wrote.
+            raise CorruptRunError(
+                self.database_path, f"the last status row holds {str(status)[:40]!r}"
+            )
+        return status, message
 
     def writer_alive(self) -> bool | None:
         """Whether the process that writes this run still runs: None where that cannot be told

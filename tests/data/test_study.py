@@ -338,6 +338,23 @@ def test_skip_invalid_leaves_out_a_study_without_a_cine_and_keeps_the_others(tmp
         read_study(tmp_path / "bad", skip_invalid=True)
 
 
+@pytest.mark.parametrize("junk", [b"Infinity", b"NaN ", b"junk", b"99999999999999999999"])
+def test_a_junk_instance_number_reads_as_absent(tmp_path, junk):
+    """pydicom raises on some of these (OverflowError for "Infinity"): the frame is still
+    read, ordered by trigger time, and the study has no instance numbers."""
+    from pydicom.dataelem import DataElement
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    paths = write_cine(tmp_path, slices=2, phases=3)
+    dicom = pydicom.dcmread(paths[1])
+    dicom[0x00200013] = DataElement(0x00200013, "OB", junk)  # InstanceNumber, raw bytes
+    dicom.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    dicom.save_as(paths[1], enforce_file_format=True)
+    study = only(read_study(tmp_path))
+    assert study.images.shape[:2] == (2, 3) and study.instance_numbers is None
+    np.testing.assert_array_equal(study.images[0, 1], pattern() + 100)
+
+
 def test_a_missing_middle_slice_is_noted(tmp_path):
     paths = write_cine(tmp_path, slices=5, phases=2)
     for path in paths:

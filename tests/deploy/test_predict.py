@@ -216,6 +216,28 @@ def test_skip_invalid_predicts_a_study_with_a_junk_file_and_lists_it(tmp_path, o
     assert summary["study"]["shape"][:2] == [3, 4]
 
 
+def test_a_fifo_and_links_out_of_the_study_are_never_opened(tmp_path, oracle):
+    """A FIFO named like a DICOM file would block predict forever; ``loop -> ..`` would lead it
+    into the sibling study. Neither is followed: the one study is segmented."""
+    import os
+
+    from builders import within
+
+    images, _ = disc_study(slices=2, phases=3)
+    write_dicom_study(tmp_path / "in" / "study", images)
+    sibling = tmp_path / "in" / "sibling"
+    write_dicom_study(sibling, images)
+    os.mkfifo(tmp_path / "in" / "study" / "pipe.dcm")
+    (tmp_path / "in" / "study" / "loop").symlink_to("..")
+    (tmp_path / "in" / "study" / "out.dcm").symlink_to(next(sibling.glob("*.dcm")))
+    with within(60):
+        found = predict(oracle, tmp_path / "in" / "study", tmp_path / "out")
+    (study,) = found["studies"]
+    assert study["study"]["shape"][:2] == [2, 3]
+    sources = {row["source"] for row in csv.DictReader((tmp_path / "out" / "frames.csv").open())}
+    assert all(Path(source).parent == tmp_path / "in" / "study" for source in sources)
+
+
 def test_a_missing_middle_slice_is_a_note_in_the_summary_and_the_output(tmp_path, oracle):
     images, _ = disc_study(slices=5, phases=2)
     where = write_dicom_study(tmp_path / "study", images)

@@ -143,6 +143,23 @@ def test_one_row_of_bad_json_affects_only_its_run(tmp_path: Path) -> None:
     one_error_line(invoke("runs", "show", bad), f"{database}: corrupt run database: {reason}")
 
 
+def test_a_status_row_no_writer_wrote_is_corrupt(tmp_path: Path) -> None:
+    """Damaged pages can leave a row that still reads with a value no writer wrote (the fuzz
+    suite met a NULL status; here, a word no writer uses): it is the run's corruption, not a traceback in the listing."""
+    import sqlite3
+
+    bad = make_run(tmp_path / "bad")
+    make_run(tmp_path / "good")
+    with sqlite3.connect(bad / "run.db") as connection:
+        connection.execute("UPDATE status SET status = 'garbled'")
+    connection.close()
+    message = f"{bad / 'run.db'}: corrupt run database: the last status row holds 'garbled'"
+    listing = invoke("runs", "list", tmp_path, env={"COLUMNS": "250"})
+    assert listing.exit_code == 0, listing.output
+    assert f"bad (corrupt): {message}" in listing.output and "finished" in listing.output
+    one_error_line(invoke("runs", "show", bad), message)
+
+
 # ------------------------------------------------------------------------------ locked
 
 
