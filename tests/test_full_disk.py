@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from builders import invoke
-from fuzzing import mount_small_disk, can_mount, snapshot
+from fuzzing import can_mount, mount_small_disk, snapshot
 
 
 @pytest.fixture

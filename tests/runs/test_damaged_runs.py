@@ -145,7 +145,8 @@ def test_one_row_of_bad_json_affects_only_its_run(tmp_path: Path) -> None:
 
 def test_a_status_row_no_writer_wrote_is_corrupt(tmp_path: Path) -> None:
     """Damaged pages can leave a row that still reads with a value no writer wrote (the fuzz
-    suite met a NULL status; here, a word no writer uses): it is the run's corruption, not a traceback in the listing."""
+    suite met a NULL status; here, a word no writer uses): it is the run's corruption, not a
+    traceback in the listing."""
     import sqlite3
 
     bad = make_run(tmp_path / "bad")
