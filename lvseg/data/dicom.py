@@ -12,6 +12,7 @@ numbers.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,43 @@ def tuple_of_floats(value, length: int):
     except (TypeError, ValueError):
         return None
     return numbers if len(numbers) == length and all(np.isfinite(numbers)) else None
+
+
+def finite_number(value) -> float | None:
+    """A finite number from a DICOM value, None where it is absent or does not parse."""
+    found = tuple_of_floats([value], 1)
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class SliceTags:
+    """The tags that place one image in a cine stack, as the readers use them: each None where
+    it is absent, junk or out of range (:func:`SliceTags.of`)."""
+
+    instance_number: int | None
+    cardiac_images: int | None
+    """CardiacNumberOfImages: the phases of the cine."""
+    image_position: tuple[float, float, float] | None
+    orientation: tuple[float, float, float, float, float, float] | None
+    slice_location: float | None
+    pixel_spacing: tuple[float, float] | None
+    """(row, col) spacing in mm."""
+    slice_thickness: float | None
+    slice_spacing: float | None
+    """SpacingBetweenSlices."""
+
+    @classmethod
+    def of(cls, dicom) -> SliceTags:
+        return cls(
+            instance_number=instance_number(tag(dicom, "InstanceNumber")),
+            cardiac_images=positive_int(tag(dicom, "CardiacNumberOfImages")),
+            image_position=tuple_of_floats(tag(dicom, "ImagePositionPatient"), 3),
+            orientation=tuple_of_floats(tag(dicom, "ImageOrientationPatient"), 6),
+            slice_location=finite_number(tag(dicom, "SliceLocation")),
+            pixel_spacing=pixel_spacing(dicom),
+            slice_thickness=positive_float(tag(dicom, "SliceThickness")),
+            slice_spacing=positive_float(tag(dicom, "SpacingBetweenSlices")),
+        )
 
 
 def pixel_spacing(dicom) -> tuple[float, float] | None:

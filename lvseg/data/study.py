@@ -62,15 +62,13 @@ import nibabel as nib
 import numpy as np
 
 from lvseg.data.dicom import (
+    SliceTags,
     dicom_pixels,
-    instance_number,
+    finite_number,
     is_dicom_file,
-    pixel_spacing,
-    positive_float,
     positive_int,
     read_dicom,
     tag,
-    tuple_of_floats,
 )
 from lvseg.data.errors import InvalidInputError, Skipped
 from lvseg.data.files import walk
@@ -362,8 +360,8 @@ def _frame(dicom, path: Path) -> _Frame:
 
     rows, cols = positive_int(tag(dicom, "Rows")), positive_int(tag(dicom, "Columns"))
     frames = positive_int(tag(dicom, "NumberOfFrames")) or 1
-    instance = instance_number(tag(dicom, "InstanceNumber"))
-    series_number = _number(tag(dicom, "SeriesNumber"))
+    series_number = finite_number(tag(dicom, "SeriesNumber"))
+    place = SliceTags.of(dicom)
     return _Frame(
         path=path,
         patient_id=text("PatientID"),
@@ -373,22 +371,16 @@ def _frame(dicom, path: Path) -> _Frame:
         series_number=None if series_number is None else int(series_number),
         series_description=text("SeriesDescription"),
         is_mr_image=text("Modality") in ("MR", "") and bool(rows and cols) and frames == 1,
-        instance_number=instance,
-        trigger_time_ms=_number(tag(dicom, "TriggerTime")),
-        cardiac_images=positive_int(tag(dicom, "CardiacNumberOfImages")),
-        image_position=tuple_of_floats(tag(dicom, "ImagePositionPatient"), 3),
-        orientation=tuple_of_floats(tag(dicom, "ImageOrientationPatient"), 6),
-        slice_location=_number(tag(dicom, "SliceLocation")),
+        instance_number=place.instance_number,
+        trigger_time_ms=finite_number(tag(dicom, "TriggerTime")),
+        cardiac_images=place.cardiac_images,
+        image_position=place.image_position,
+        orientation=place.orientation,
+        slice_location=place.slice_location,
         size=(rows, cols) if rows and cols else None,
-        pixel_spacing=pixel_spacing(dicom),
-        slice_thickness=positive_float(tag(dicom, "SliceThickness")),
+        pixel_spacing=place.pixel_spacing,
+        slice_thickness=place.slice_thickness,
     )
-
-
-def _number(value) -> float | None:
-    """A finite number from a DICOM value, None where it is absent or does not parse."""
-    found = tuple_of_floats([value], 1)
-    return found[0] if found else None
 
 
 # --------------------------------------------------------------------------- DICOM studies

@@ -47,16 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from lvseg.data.contours import CONTOUR_NAME, fill_contour, read_contour
-from lvseg.data.dicom import (
-    dicom_pixels,
-    instance_number,
-    pixel_spacing,
-    positive_float,
-    positive_int,
-    read_dicom,
-    tag,
-    tuple_of_floats,
-)
+from lvseg.data.dicom import SliceTags, dicom_pixels, instance_number, read_dicom, tag
 from lvseg.data.errors import InvalidInputError, Skipped
 from lvseg.data.files import inside, regular_files
 from lvseg.data.progress import track
@@ -296,11 +287,9 @@ def _read_instance(patient: _Patient, instance: int) -> SliceRecord:
         masks[MYOCARDIUM] = epicardium & ~endocardium
         annotation_sources.append(str(epi_file))
 
-    phases = positive_int(tag(dicom, "CardiacNumberOfImages")) or DEFAULT_PHASES
-    slice_index, phase_index = divmod(instance - 1, phases)
-    spacing = pixel_spacing(dicom)
-    position = tuple_of_floats(tag(dicom, "ImagePositionPatient"), 3)
-    orientation = tuple_of_floats(tag(dicom, "ImageOrientationPatient"), 6)
+    place = SliceTags.of(dicom)
+    slice_index, phase_index = divmod(instance - 1, place.cardiac_images or DEFAULT_PHASES)
+    spacing = place.pixel_spacing
     return SliceRecord(
         image=image,
         masks=masks,
@@ -309,23 +298,22 @@ def _read_instance(patient: _Patient, instance: int) -> SliceRecord:
         geometry=Geometry(
             original_shape=image.shape,
             pixel_spacing_mm=spacing,
-            image_position_mm=position,
-            image_orientation=orientation,
+            image_position_mm=place.image_position,
+            image_orientation=place.orientation,
         ),
         slice_index=slice_index,
-        slice_position_mm=_slice_position(dicom, position, orientation),
+        slice_position_mm=_slice_position(place),
         phase_index=phase_index,
         pixel_spacing_mm=spacing,
-        slice_thickness_mm=positive_float(tag(dicom, "SliceThickness")),
-        slice_spacing_mm=positive_float(tag(dicom, "SpacingBetweenSlices")),
+        slice_thickness_mm=place.slice_thickness,
+        slice_spacing_mm=place.slice_spacing,
         group=patient.group,
         annotation_sources=tuple(annotation_sources),
     )
 
 
-def _slice_position(dicom, position, orientation) -> float | None:
-    if position is not None and orientation is not None:
-        normal = np.cross(orientation[:3], orientation[3:])
-        return float(np.dot(normal, position))
-    location = tuple_of_floats([tag(dicom, "SliceLocation")], 1)
-    return location[0] if location else None
+def _slice_position(place: SliceTags) -> float | None:
+    if place.image_position is not None and place.orientation is not None:
+        normal = np.cross(place.orientation[:3], place.orientation[3:])
+        return float(np.dot(normal, place.image_position))
+    return place.slice_location
