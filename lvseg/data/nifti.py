@@ -222,7 +222,7 @@ def looks_like(path: Path) -> bool:
             return True
         if seen > LOOKS_LIKE_ENTRIES:
             return False
-        if len(Path(folder).relative_to(path).parts) >= LOOKS_LIKE_DEPTH - 1:
+        if len(folder.relative_to(path).parts) >= LOOKS_LIKE_DEPTH - 1:
             dirs.clear()
     return False
 
@@ -267,8 +267,8 @@ def split_nifti_name(name: str) -> tuple[str, str] | None:
 def _find(root: Path) -> _Found:
     found = _Found(pairs=[], problems=[], nifti_files=0, tables=[])
     for folder, _, files in walk(root):
-        found.tables += [Path(folder, f) for f in files if f.lower().endswith(".csv")]
-        _pair_folder(Path(folder), files, found)
+        found.tables += [folder / f for f in files if f.lower().endswith(".csv")]
+        _pair_folder(folder, files, found)
     counts = Counter(pair.patient_id for pair in found.pairs if pair.layout == "generic")
     repeated = {patient_id for patient_id, count in counts.items() if count > 1}
     found.pairs = [
