@@ -10,7 +10,7 @@ and output left behind by a failed command are counted. The aim: 0 tracebacks, 0
 lost. Exits 1 otherwise, listing the first offenders.
 
 Run from the project root, as root where the full-disk family should mount its small tmpfs
-(about 8 minutes on 2 CPU cores for the default 2,250 cases)::
+(about 4 minutes on 2 CPU cores for the default 2,250 cases)::
 
     .venv/bin/python benchmarks/robustness.py [--cases-per-family 250] [--workers 2]
 """

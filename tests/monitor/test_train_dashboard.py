@@ -18,6 +18,13 @@ import urllib.request
 from pathlib import Path
 
 
+def ctrl_c_stops() -> None:
+    """Give the child the default Ctrl-C action. A suite started from a background shell job
+    (``nohup make test &``) runs with SIGINT ignored, which children inherit: the trainer's
+    Python then never turns the test's Ctrl-C into KeyboardInterrupt, and serves on."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def read_line(process: subprocess.Popen, pattern: str, timeout_s: float = 120.0) -> re.Match:
     deadline = time.monotonic() + timeout_s
     seen = []
@@ -48,6 +55,7 @@ def test_train_with_dashboard_serves_the_run_during_and_after_training(tiny_phan
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=ctrl_c_stops,
     )
     try:
         url = read_line(process, r"dashboard: (http://127\.0\.0\.1:\d+/\S*)").group(1)
@@ -87,6 +95,7 @@ def run_train(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess
         text=True,
         timeout=timeout_s,
         env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=ctrl_c_stops,
     )
 
 
@@ -150,6 +159,7 @@ def test_train_dashboard_with_a_port_and_token_serves_with_that_token(
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=ctrl_c_stops,
     )
     try:
         url = read_line(process, r"dashboard: (http://127\.0\.0\.1:\d+/\S*)").group(1)
