@@ -22,19 +22,17 @@ also leave no ``--out`` behind.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
 import shutil
-import signal
 import sqlite3
 import struct
 import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +45,7 @@ for _folder in (HERE, HERE / "deploy", HERE / "monitor"):
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
 
-from builders import linked_layout, write_dicom  # noqa: E402
+from builders import linked_layout, within, write_dicom  # noqa: E402
 
 TIME_LIMIT_S = 60
 """A case still running after this long is a hang (the slowest clean case takes about 2 s)."""
@@ -110,20 +108,6 @@ def lost(before: dict[str, tuple[int, str]], after: dict[str, tuple[int, str]]) 
     )
 
 
-@contextlib.contextmanager
-def time_limit(seconds: int) -> Iterator[None]:
-    def expire(signum, frame):
-        raise TimeoutError
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def run_case(case: Case, limit_s: int = TIME_LIMIT_S) -> Outcome:
     """Run one case through the CLI and classify it (module docstring)."""
     from typer.testing import CliRunner
@@ -134,7 +118,7 @@ def run_case(case: Case, limit_s: int = TIME_LIMIT_S) -> Outcome:
     started = time.perf_counter()
     result = None
     try:
-        with time_limit(limit_s):
+        with within(limit_s):
             result = CliRunner().invoke(app, case.argv, catch_exceptions=True)
     except TimeoutError:
         pass

@@ -15,6 +15,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -23,6 +25,29 @@ def ctrl_c_stops() -> None:
     (``nohup make test &``) runs with SIGINT ignored, which children inherit: the trainer's
     Python then never turns the test's Ctrl-C into KeyboardInterrupt, and serves on."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextmanager
+def start_training(data: Path, out: Path, *options: str) -> Iterator[subprocess.Popen]:
+    """``lvseg train --dashboard`` on ``data`` into ``out`` (batch 4, CPU), its output piped;
+    killed on the way out if it is still running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lvseg", "train", "--data", str(data), "--out", str(out)]
+        + ["--batch-size", "4", "--device", "cpu", "--dashboard", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=ctrl_c_stops,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
 
 
 def read_line(process: subprocess.Popen, pattern: str, timeout_s: float = 120.0) -> re.Match:
@@ -48,16 +73,7 @@ def get_json(url: str) -> dict:
 
 def test_train_with_dashboard_serves_the_run_during_and_after_training(tiny_phantom, tmp_path):
     out = tmp_path / "runs" / "watched"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lvseg", "train", "--data", str(tiny_phantom), "--out", str(out)]
-        + ["--epochs", "2", "--batch-size", "4", "--device", "cpu", "--dashboard"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        preexec_fn=ctrl_c_stops,
-    )
-    try:
+    with start_training(tiny_phantom, out, "--epochs", "2") as process:
         url = read_line(process, r"dashboard: (http://127\.0\.0\.1:\d+/\S*)").group(1)
         assert url.endswith("?run=watched")
         base = url.split("/?")[0]
@@ -71,12 +87,6 @@ def test_train_with_dashboard_serves_the_run_during_and_after_training(tiny_phan
         assert process.wait(timeout=30) == 0
         stdout = process.stdout.read()
         assert "finished: 2 epochs" in stdout
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
     # the dashboard process went with it
     time.sleep(0.5)
     try:
@@ -151,17 +161,9 @@ def test_train_dashboard_with_a_port_and_token_serves_with_that_token(
 ) -> None:
     token = "train-dashboard-token-0123"
     out = tmp_path / "runs" / "guarded"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lvseg", "train", "--data", str(tiny_phantom), "--out", str(out)]
-        + ["--epochs", "1", "--batch-size", "4", "--device", "cpu", "--dashboard"]
-        + ["--port", "0", "--token", token],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        preexec_fn=ctrl_c_stops,
-    )
-    try:
+    with start_training(
+        tiny_phantom, out, "--epochs", "1", "--port", "0", "--token", token
+    ) as process:
         url = read_line(process, r"dashboard: (http://127\.0\.0\.1:\d+/\S*)").group(1)
         assert url.endswith(f"/?token={token}&run=guarded")
         base = url.split("/?")[0]
@@ -175,9 +177,3 @@ def test_train_dashboard_with_a_port_and_token_serves_with_that_token(
         read_line(process, r"dashboard still serving at http://127\.0\.0\.1")
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
