@@ -227,10 +227,12 @@ def _cap_patients(root: Path) -> list[_Patient]:
     for line, row in enumerate(rows, start=2):  # line 1 is the header
         patient_id = normalise_id(row[contour_column])
         contour_folder = contour_folders.get(patient_id)
+        if contour_folder is None:
+            continue  # a patient of the table that this download does not hold
         image_id = _folder_name(table, line, image_column, row[image_column])
         image_folder = root / CAP_IMAGES / image_id
-        if contour_folder is None or not image_folder.is_dir() or not inside(image_folder, root):
-            continue  # a patient of the table that this download does not hold
+        if not image_folder.is_dir() or not inside(image_folder, root):
+            continue  # nor its images
         if patient_id in seen:
             raise InvalidInputError(
                 table,
