@@ -14,9 +14,14 @@ the time. The affine matrix comes from kornia's ``get_affine_matrix2d`` and
 ``normalize_homography``. Image and masks share the grid and the padding mode, so they stay
 aligned exactly.
 
-Intensity transforms touch the image only: a smooth multiplicative bias field, gamma, Gaussian
-blur (kornia's ``gaussian_blur2d``) and Gaussian noise, in that order (noise last, as the
-scanner adds it after the anatomy and coil shading).
+Intensity transforms touch the image only, in this order: a smooth multiplicative bias field
+(coil shading), a random monotone contrast curve (another scanner's or sequence's tissue
+contrast), gamma (also on the inverted image, as nnU-Net), brightness and contrast (nnU-Net's
+multiplicative ones), low-resolution simulation (down- then up-sampled: a coarser acquisition
+brought to the plan's spacing), Gaussian blur (kornia's ``gaussian_blur2d``) and Gaussian noise
+(last, as the scanner adds it after the anatomy and coil shading). The contrast curve and the
+inverted gamma make a network that cannot rely on one scanner's appearance: the blood pool may
+be brighter or darker relative to myocardium and fat than in the training images.
 
 Every random draw is made for the whole batch in a fixed order from one generator (the global
 torch one unless given), so a result depends only on the seed, not on which samples were
@@ -82,6 +87,22 @@ class AugmentConfig:
     blur_sigma_range: tuple[float, float] = (0.5, 1.0)
     p_noise: float = 0.15
     noise_std_range: tuple[float, float] = (0.0, 0.1)
+    p_contrast_curve: float = 0.0
+    contrast_curve_segments: int = 5
+    """Pieces of the random monotone curve, equal in input width; each one's slope is
+    ``exp(u)``, u uniform in [-strength, strength], then the curve is rescaled to end at 1."""
+    contrast_curve_strength: float = 1.0
+    p_gamma_inverted: float = 0.0
+    """Gamma applied to the inverted image (then inverted back): dark structures stretched."""
+    p_brightness: float = 0.0
+    brightness_range: tuple[float, float] = (0.75, 1.25)
+    """Multiplies the (z-scored) image, as nnU-Net's MultiplicativeBrightness."""
+    p_contrast: float = 0.0
+    contrast_range: tuple[float, float] = (0.75, 1.25)
+    """Scales values about the image mean, clipped to the image's own range (nnU-Net)."""
+    p_low_resolution: float = 0.0
+    low_resolution_range: tuple[float, float] = (0.5, 1.0)
+    """Zoom of the down-sampling (0.5: a source twice as coarse as the plan's spacing)."""
     padding_mode: str = "border"
     """``grid_sample`` padding for image and masks alike (the same one, so they stay aligned)."""
     mask_threshold: float = 0.5
@@ -100,7 +121,12 @@ class AugmentConfig:
     @classmethod
     def geometric_only(cls, **changes: Any) -> AugmentConfig:
         """A config with every intensity transform off (for tests and ablations)."""
-        off = dict(p_bias_field=0.0, p_gamma=0.0, p_blur=0.0, p_noise=0.0)
+        off = {
+            f.name: 0.0
+            for f in fields(cls)
+            if f.name.startswith("p_")
+            and f.name not in ("p_affine", "p_flip_horizontal", "p_flip_vertical", "p_elastic")
+        }
         return cls(**{**off, **changes})
 
     @classmethod
@@ -239,16 +265,47 @@ class Augmenter:
         noise_on = self._chosen(b, c.p_noise, generator)
         noise_std = self._uniform((b,), *c.noise_std_range, generator)
         noise_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        if not (bias | gamma_on | blur | noise_on).any():
+        # Drawn after the transforms above, so their draws do not depend on these settings.
+        k = max(1, c.contrast_curve_segments)
+        curve_on = self._chosen(b, c.p_contrast_curve, generator)
+        slopes = self._uniform(
+            (b, k), -c.contrast_curve_strength, c.contrast_curve_strength, generator
+        ).exp()
+        inverted_on = self._chosen(b, c.p_gamma_inverted, generator)
+        inverted_gamma = self._uniform((b,), *c.gamma_range, generator)
+        brightness_on = self._chosen(b, c.p_brightness, generator)
+        brightness = self._uniform((b,), *c.brightness_range, generator)
+        contrast_on = self._chosen(b, c.p_contrast, generator)
+        contrast = self._uniform((b,), *c.contrast_range, generator)
+        low_on = self._chosen(b, c.p_low_resolution, generator)
+        low_zoom = self._uniform((b,), *c.low_resolution_range, generator)
+        chosen = [bias, gamma_on, blur, noise_on, curve_on, inverted_on, brightness_on]
+        if not torch.stack([*chosen, contrast_on, low_on]).any():
             return images
 
         images = images.clone()
         if bias.any():
             index = bias.nonzero().squeeze(1)
             images[index] = self._bias_field(images[index], coefficients[index])
+        if curve_on.any():
+            index = curve_on.nonzero().squeeze(1)
+            images[index] = _contrast_curve(images[index], slopes[index].to(images.dtype))
         if gamma_on.any():
             index = gamma_on.nonzero().squeeze(1)
             images[index] = _gamma(images[index], gamma[index].to(images.dtype))
+        if inverted_on.any():
+            index = inverted_on.nonzero().squeeze(1)
+            flipped = -images[index]
+            images[index] = -_gamma(flipped, inverted_gamma[index].to(images.dtype))
+        if brightness_on.any():
+            index = brightness_on.nonzero().squeeze(1)
+            images[index] = images[index] * brightness[index].to(images.dtype)[:, None, None, None]
+        if contrast_on.any():
+            index = contrast_on.nonzero().squeeze(1)
+            images[index] = _contrast(images[index], contrast[index].to(images.dtype))
+        if low_on.any():
+            index = low_on.nonzero().squeeze(1)
+            images[index] = _low_resolution(images[index], low_zoom[index])
         if blur.any():
             index = blur.nonzero().squeeze(1)
             s = sigma[index]
@@ -309,3 +366,50 @@ def _gamma(images: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     new_mean = curved.mean(dim=(-2, -1), keepdim=True)
     new_std = curved.std(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
     return (curved - new_mean) / new_std * std + mean
+
+
+def _contrast_curve(images: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+    """A random monotone piecewise-linear curve on each image rescaled to [0, 1], its mean and
+    std restored afterwards (as :func:`_gamma`). ``slopes`` is (B, K), one per equal piece.
+
+    Not in kornia or MONAI as a batch op (MONAI's ``RandHistogramShift`` is per image, NumPy);
+    the curve is K knots and one ``gather``.
+    """
+    b, k = slopes.shape
+    knots = torch.cat([torch.zeros(b, 1, dtype=slopes.dtype), slopes.cumsum(1)], 1)
+    knots = knots / knots[:, -1:]  # (B, K + 1), 0 to 1, increasing
+    low = images.amin(dim=(-2, -1), keepdim=True)
+    high = images.amax(dim=(-2, -1), keepdim=True)
+    mean = images.mean(dim=(-2, -1), keepdim=True)
+    std = images.std(dim=(-2, -1), keepdim=True)
+    x = ((images - low) / (high - low).clamp_min(1e-6)).clamp(0, 1) * k
+    piece = x.floor().clamp(max=k - 1)
+    flat = piece.long().flatten(1)
+    left = knots.gather(1, flat).view_as(x)
+    right = knots.gather(1, flat + 1).view_as(x)
+    curved = left + (right - left) * (x - piece)
+    new_mean = curved.mean(dim=(-2, -1), keepdim=True)
+    new_std = curved.std(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
+    return (curved - new_mean) / new_std * std + mean
+
+
+def _contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """nnU-Net's ContrastAugmentation: values scaled about the mean, kept in the image's range."""
+    mean = images.mean(dim=(-2, -1), keepdim=True)
+    low = images.amin(dim=(-2, -1), keepdim=True)
+    high = images.amax(dim=(-2, -1), keepdim=True)
+    scaled = (images - mean) * factor[:, None, None, None] + mean
+    return torch.maximum(torch.minimum(scaled, high), low)
+
+
+def _low_resolution(images: torch.Tensor, zoom: torch.Tensor) -> torch.Tensor:
+    """Each image down-sampled by its ``zoom`` (area average), then up-sampled (bilinear): the
+    look of a coarser acquisition interpolated to the plan's spacing (nnU-Net's
+    SimulateLowResolution, with area averaging for what the coarser pixels integrate)."""
+    _, _, h, w = images.shape
+    out = torch.empty_like(images)
+    for i in range(len(images)):
+        size = (max(2, round(h * float(zoom[i]))), max(2, round(w * float(zoom[i]))))
+        small = F.interpolate(images[i : i + 1], size=size, mode="area")
+        out[i : i + 1] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    return out

@@ -37,6 +37,11 @@ ALL_ON = AugmentConfig(
     p_gamma=1.0,
     p_blur=1.0,
     p_noise=1.0,
+    p_contrast_curve=1.0,
+    p_gamma_inverted=1.0,
+    p_brightness=1.0,
+    p_contrast=1.0,
+    p_low_resolution=1.0,
 )
 
 
@@ -164,3 +169,65 @@ def test_rejects_mismatched_shapes():
         Augmenter()(torch.zeros(2, 1, 8, 8), torch.zeros(3, 3, 8, 8))
     with pytest.raises(ValueError):
         Augmenter()(torch.zeros(2, 1, 8, 8), torch.zeros(2, 3, 8, 9))
+
+
+def one(**changes) -> Augmenter:
+    """An augmenter with only the named intensity transform(s) on."""
+    return Augmenter(AugmentConfig(**{**AugmentConfig.none().to_dict(), **changes}))
+
+
+def test_none_turns_every_transform_off_including_the_new_ones():
+    off = AugmentConfig.none().to_dict()
+    assert all(value == 0.0 for key, value in off.items() if key.startswith("p_"))
+
+
+def test_the_contrast_curve_keeps_the_order_of_values_and_the_image_statistics():
+    images = torch.linspace(-2, 3, 64 * 64).reshape(1, 1, 64, 64).repeat(3, 1, 1, 1)
+    out, _ = one(p_contrast_curve=1.0, contrast_curve_strength=1.5)(
+        images, torch.zeros(3, 1, 64, 64), torch.Generator().manual_seed(3)
+    )
+    flat = out.flatten(1)
+    assert (flat[:, 1:] >= flat[:, :-1] - 1e-5).all()  # monotone: brighter stays brighter
+    assert not torch.allclose(out, images, atol=1e-2)  # but the curve is not the identity
+    assert not torch.allclose(out[0], out[1], atol=1e-2)  # and differs per image
+    torch.testing.assert_close(
+        out.mean(dim=(1, 2, 3)), images.mean(dim=(1, 2, 3)), atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(out.std(dim=(1, 2, 3)), images.std(dim=(1, 2, 3)), atol=1e-4, rtol=0)
+
+
+def test_inverted_gamma_stretches_the_dark_end_and_plain_gamma_the_bright_end():
+    images = torch.linspace(0, 1, 4096).reshape(1, 1, 64, 64)
+    masks = torch.zeros(1, 1, 64, 64)
+    config = dict(gamma_range=(2.0, 2.0))
+    plain, _ = one(p_gamma=1.0, **config)(images, masks)
+    inverted, _ = one(p_gamma_inverted=1.0, **config)(images, masks)
+    # gamma 2 on [0, 1] darkens the middle (x**2 < x); on the inverted image it brightens it
+    middle = images.flatten()[2048]
+    assert plain.flatten()[2048] < middle < inverted.flatten()[2048]
+
+
+def test_brightness_contrast_and_low_resolution_do_what_they_say():
+    masks = discs(batch=2)
+    images = images_like(masks)
+    bright, _ = one(p_brightness=1.0, brightness_range=(1.2, 1.2))(images, masks)
+    torch.testing.assert_close(bright, images * 1.2)
+    flat, _ = one(p_contrast=1.0, contrast_range=(0.5, 0.5))(images, masks)
+    mean = images.mean(dim=(-2, -1), keepdim=True)
+    torch.testing.assert_close(flat, (images - mean) * 0.5 + mean)  # inside the range: no clip
+    coarse, _ = one(p_low_resolution=1.0, low_resolution_range=(0.25, 0.25))(images, masks)
+    assert coarse.shape == images.shape
+    # a quarter of the resolution: the noise is averaged away, the disc's mean level stays
+    assert coarse.std() < images.std()
+    torch.testing.assert_close(coarse.mean(), images.mean(), atol=0.02, rtol=0)
+
+
+def test_new_intensity_draws_do_not_change_what_the_old_settings_gave():
+    """Runs trained before the new transforms existed draw the same numbers for the old ones."""
+    masks = discs()
+    images = images_like(masks)
+    old = AugmentConfig(p_bias_field=1.0, p_gamma=1.0, p_noise=1.0)
+    a, _ = Augmenter(old)(images, masks, torch.Generator().manual_seed(5))
+    changed = AugmentConfig(**{**old.to_dict(), "low_resolution_range": (0.3, 0.6)})
+    b, _ = Augmenter(changed)(images, masks, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
