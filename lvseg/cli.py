@@ -446,6 +446,13 @@ def train_command(
             "(e.g. the patients of an external test)."
         ),
     ] = None,
+    pixel_spacing: Annotated[
+        float | None,
+        typer.Option(
+            help="In-plane spacing in mm of images that store none (PNG folders); saved in the "
+            "plan, so the model works in mm (Sunnybrook exports get 1.33 mm by name)."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     deterministic: Annotated[
         bool | None, typer.Option(help="Deterministic algorithms (exact resume).")
@@ -486,6 +493,7 @@ def train_command(
     put("data", "folds", folds)
     put("data", "fold", fold)
     put("data", "val_fraction", val)
+    put("data", "pixel_spacing_mm", pixel_spacing)
     if exclude_patients is not None:
         put(
             "data",
@@ -810,6 +818,14 @@ def evaluate_command(
         typer.Option(help="Add the measures of an 'lvseg explain --metrics' output to the report."),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Score the first N slices.", min=1)] = None,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta",
+            help="Test-time augmentation: average the LV probability over the 8 flips and "
+            "quarter turns of each crop (8x the network's time).",
+        ),
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
 ) -> None:
     """Score a model per slice and per patient (Dice, distances, Sunnybrook measures, volumes
@@ -830,7 +846,7 @@ def evaluate_command(
     if len(targets) != 2:
         raise fail(f"evaluate takes MODEL DATA (got {len(targets)} paths); see lvseg evaluate -h")
     model, data = targets
-    choices = {"format": format.value, "split": split.value, "crop": crop.value}
+    choices = {"format": format.value, "split": split.value, "crop": crop.value, "tta": tta}
     with slice_progress("evaluate") as progress:
         found = evaluate(
             model, data, out, explanations=explanations, limit=limit, progress=progress,
@@ -906,6 +922,14 @@ def export_command(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta",
+            help="Mark the export for test-time augmentation (predict averages the 8 flips and "
+            "quarter turns of each crop); the card gives its Dice and cost.",
+        ),
+    ] = False,
 ) -> None:
     """Export a model for deployment, check it against PyTorch, write its model card."""
     from lvseg.deploy.export import INT8_AIM_DROP, export
@@ -921,6 +945,7 @@ def export_command(
         calibration=calibration,
         overwrite=overwrite,
         progress=stage,
+        tta=tta,
     )
     checks = found["export_checks"]
     console.print(
@@ -983,6 +1008,14 @@ def predict_command(
             help="Leave out unreadable files (and studies with no usable cine) and list them.",
         ),
     ] = False,
+    tta: Annotated[
+        bool | None,
+        typer.Option(
+            "--tta/--no-tta",
+            help="Test-time augmentation: average the LV probability over the 8 flips and "
+            "quarter turns of each crop (8x the network's time). Default: as exported.",
+        ),
+    ] = None,
 ) -> None:
     """Segment the LV in every frame of a study with an exported model; write masks (NIfTI),
     overlays, contours, the volume curve, EDV, ESV and EF. Needs no PyTorch."""
@@ -997,6 +1030,7 @@ def predict_command(
             skip_invalid=skip_invalid,
             threads=threads,
             progress=progress,
+            tta=tta,
         )
     if json_output:
         print(json.dumps(found["studies"], indent=2))

@@ -77,6 +77,7 @@ def build(loaded: LoadedModel, results: dict[str, Any], *, format: str, int8: bo
             "epoch": checkpoint.epoch,
             "format": format,
             "int8": int8,
+            "tta": bool(results.get("tta")),
         },
         "inputs": {
             "tensor": "image: float32 (batch, 1, height, width); batch and size are dynamic",
@@ -191,6 +192,13 @@ def markdown(card: dict[str, Any]) -> str:
         f"| pytorch | - | - | - | - | {_figure(checks['validation_dice']['pytorch'])} | "
         f"{_figure(checks['latency_ms_1_thread'].get('pytorch'), 2)} ms |",
     ]
+    if "pytorch tta" in checks["validation_dice"]:
+        latency = checks["latency_ms_1_thread"].get("pytorch tta")
+        lines.append(
+            f"| pytorch + TTA (8 views) | - | - | - | - | "
+            f"{_figure(checks['validation_dice']['pytorch tta'])} | "
+            f"{_figure(latency, 2) + ' ms' if latency is not None else '-'} |"
+        )
     for label, file in checks["files"].items():
         parity = checks["parity"][label]
         latency = checks["latency_ms_1_thread"].get(label)
@@ -200,6 +208,13 @@ def markdown(card: dict[str, Any]) -> str:
             f"{_figure(checks['validation_dice'][label])} | "
             f"{_figure(latency, 2) + ' ms' if latency is not None else '-'} |"
         )
+    if model.get("tta"):
+        lines += [
+            "",
+            "Exported with test-time augmentation: `lvseg predict` averages the LV probability "
+            "over the 8 flips and quarter turns of each crop (8 network runs per slice, as the "
+            "TTA row's latency shows; `--no-tta` turns it off).",
+        ]
     lines += ["", "## Intended use", card["intended_use"], "", "## Limitations"]
     lines += [card["limitations"], ""]
     return "\n".join(lines)

@@ -190,7 +190,7 @@ def segment_checks(network: Network, plan: Any, records: Sequence[SliceRecord]) 
 # ------------------------------------------------------------------------------ writers
 
 
-def metadata(loaded: LoadedModel, precision: str) -> dict[str, str]:
+def metadata(loaded: LoadedModel, precision: str, tta: bool = False) -> dict[str, str]:
     """What an lvseg ONNX file carries besides its graph (see :mod:`lvseg.segment.onnx`)."""
     split = {}
     if loaded.checkpoint.split is not None:
@@ -207,6 +207,7 @@ def metadata(loaded: LoadedModel, precision: str) -> dict[str, str]:
         "classes": ",".join(CLASS_NAMES),
         "parameters": str(loaded.parameters),
         "plan": json.dumps(loaded.plan.to_dict(), sort_keys=True),
+        "tta": "1" if tta else "0",
         **split,
     }
 
@@ -238,7 +239,9 @@ def _set_metadata(path: Path, values: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-def write_onnx(loaded: LoadedModel, path: Path, crop_size: int) -> None:
+def write_onnx(
+    loaded: LoadedModel, path: Path, crop_size: int, values: dict[str, str] | None = None
+) -> None:
     """The fp32 ONNX graph with a dynamic batch and spatial size, and lvseg's metadata."""
     try:
         import onnxscript  # noqa: F401 - the dynamo exporter needs it
@@ -266,7 +269,7 @@ def write_onnx(loaded: LoadedModel, path: Path, crop_size: int) -> None:
             external_data=False,
             verbose=False,
         )
-    _set_metadata(path, metadata(loaded, "fp32"))
+    _set_metadata(path, values or metadata(loaded, "fp32"))
 
 
 class _Calibration:
@@ -360,8 +363,12 @@ def export(
     calibration: str | Path | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    tta: bool = False,
 ) -> dict[str, Any]:
-    """Export, check and describe a model into the folder ``out``; returns the card's data."""
+    """Export, check and describe a model into the folder ``out``; returns the card's data.
+
+    ``tta`` marks the export for test-time augmentation: ``predict`` then averages the 8 flips
+    and quarter turns of each crop unless told otherwise; the card gives its Dice and cost."""
     if format not in FORMATS:
         raise InvalidInputError(None, f"unknown format {format!r}; choose {', '.join(FORMATS)}")
     if int8 and format == "torchscript":
@@ -394,7 +401,19 @@ def export(
         results["latency_ms_1_thread"]["pytorch"] = latency_ms(network.logits, plan.crop_size)
     finally:
         torch.set_num_threads(torch_threads)
-    values = metadata(loaded, "fp32")
+    if tta:
+        say("checking test-time augmentation")
+        tta_segmenter = Segmenter(network, plan, tta=True)
+        results["validation_dice"]["pytorch tta"] = validation_dice(tta_segmenter.segment(checks))
+        torch.set_num_threads(1)
+        try:
+            results["latency_ms_1_thread"]["pytorch tta"] = latency_ms(
+                tta_segmenter.crop_probability, plan.crop_size
+            )
+        finally:
+            torch.set_num_threads(torch_threads)
+    results["tta"] = tta
+    values = metadata(loaded, "fp32", tta)
     check = _Check(results, reference, images, checks, plan)
     with atomic.output_folder(out) as folder:
         if format == "torchscript":
@@ -406,7 +425,7 @@ def export(
         else:
             say("exporting ONNX and checking it against PyTorch")
             onnx_path = folder / layout.ONNX
-            write_onnx(loaded, onnx_path, plan.crop_size)
+            write_onnx(loaded, onnx_path, plan.crop_size, values)
             check.onnx("onnx fp32", onnx_path)
             if int8:
                 say(f"quantising to int8 (calibration on {len(calibrate)} slices)")

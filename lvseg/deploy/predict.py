@@ -99,9 +99,10 @@ def segment_study(
     *,
     batch_size: int = BATCH_SIZE,
     progress: ProgressCallback | None = None,
+    tta: bool = False,
 ) -> Segmentation:
     """LV masks of every frame of a study on its source grid."""
-    segmenter = Segmenter(model, model.plan, crop="located", batch_size=batch_size)
+    segmenter = Segmenter(model, model.plan, crop="located", batch_size=batch_size, tta=tta)
     masks = np.zeros(study.images.shape, bool)
     phases = study.images.shape[1]
     placement = None
@@ -331,6 +332,7 @@ def predict(
     skip_invalid: bool = False,
     threads: int | None = None,
     progress: ProgressCallback | None = None,
+    tta: bool | None = None,
 ) -> dict[str, Any]:
     """Segment every study of ``input_path`` with an exported model into the folder ``out``.
 
@@ -340,10 +342,12 @@ def predict(
     out = Path(out)
     atomic.check_output_folder(out, overwrite, keep=(model_spec, input_path))
     model = open_model(model_spec, threads=threads)
+    tta = model.tta if tta is None else tta  # the export's choice unless told otherwise
     facts = {
         "file": str(model.path),
         "name": model.model_name,
         "precision": model.precision,
+        "tta": tta,
         "plan": model.plan.to_dict(),
     }
     results = []
@@ -359,7 +363,7 @@ def predict(
                 if progress is not None:
                     progress(before + finished, before + frames)
 
-            segmentation = segment_study(model, study, progress=report)
+            segmentation = segment_study(model, study, progress=report, tta=tta)
             found = measure(study, segmentation.masks)
             summary = write_study(folder / study.name, study, segmentation, found, facts)
             summary["folder"] = str(out / study.name)

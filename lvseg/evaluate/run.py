@@ -281,6 +281,7 @@ def evaluate(
     format: str = "auto",
     split: str = "held-out",
     crop: str = "located",
+    tta: bool = False,
     explanations: str | Path | None = None,
     limit: int | None = None,
     overwrite: bool = False,
@@ -322,7 +323,7 @@ def evaluate(
     worst_heap: list[tuple[float, int, report.SliceView]] = []
     if progress is not None:
         progress(0, len(records))
-    segmenter = Segmenter(model.network, model.plan, crop=crop, batch_size=batch_size)
+    segmenter = Segmenter(model.network, model.plan, crop=crop, batch_size=batch_size, tta=tta)
     for index, result in segmenter.iter_segment(records, progress):
         record, predicted = result.record, result.mask
         reference = np.asarray(record.masks[LV], bool)
@@ -370,6 +371,7 @@ def evaluate(
         "settings": {
             "good_contour_mm": list(GOOD_CONTOUR_MM),
             "crop": crop,
+            "tta": tta,
             "geometry": "Predictions are mapped back onto each slice's source grid and scored "
             "against the reference there, in the source pixel spacing.",
             "prediction": PREDICTION_NOTES[crop],

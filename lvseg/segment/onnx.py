@@ -96,6 +96,8 @@ class ExportedModel:
     """The patients it trained and validated on, where the export recorded them."""
     train_data: str | None = None
     parameters: int | None = None
+    tta: bool = False
+    """Whether the export asks for test-time augmentation (``lvseg export --tta``)."""
 
     @property
     def name(self) -> str:
@@ -147,6 +149,7 @@ def read_metadata(
         "split": split,
         "train_data": metadata.get("train_data"),
         "parameters": parameters,
+        "tta": metadata.get("tta") == "1",
     }
 
 

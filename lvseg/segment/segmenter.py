@@ -7,8 +7,9 @@ For each stack of records (one patient's slices and phases, see :func:`stacks`):
 2. **place** the crop: ``"located"`` finds the heart in the stack's whole images
    (:func:`lvseg.segment.locate.locate`), ``"centre"`` takes the image centre; one centre for
    the whole stack, so a study's slices and phases are cut alike;
-3. **segment** the crops (:meth:`Segmenter.lv_probability`, the one place where test-time
-   augmentation and ensembles will plug in);
+3. **segment** the crops (:meth:`Segmenter.lv_probability`): with ``tta``, the mean LV
+   probability over the 8 flips and quarter turns of each crop (test-time augmentation); an
+   ensemble is a network that averages its members (:mod:`lvseg.segment.ensemble`);
 4. **map back** the LV probability onto the source grid
    (:func:`lvseg.data.preprocess.to_source_grid`) and threshold it.
 
@@ -42,6 +43,9 @@ BATCH_SIZE = 8
 """Frames per network call: with ONNX Runtime as fast as 32 on the Sunnybrook studies, with less
 peak memory (its arena grows with the batch)."""
 THRESHOLD = 0.5
+TTA_TRANSFORMS = 8
+"""Test-time augmentation: the 4 quarter turns, each also mirrored (the dihedral group of the
+square, which keeps a square crop square and its pixels on the grid: no interpolation)."""
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` as frames are segmented."""
@@ -89,6 +93,7 @@ class Segmenter:
         *,
         crop: str = "located",
         batch_size: int = BATCH_SIZE,
+        tta: bool = False,
     ) -> None:
         if crop not in CROPS:
             raise InvalidInputError(None, f"unknown crop {crop!r}; choose {' or '.join(CROPS)}")
@@ -96,10 +101,21 @@ class Segmenter:
         self.plan = plan
         self.crop = crop
         self.batch_size = max(1, int(batch_size))
+        self.tta = bool(tta)
 
     def lv_probability(self, images: np.ndarray) -> np.ndarray:
         """LV probability (B, H, W) of prepared images (B, 1, H, W): crops or whole images."""
         return lv_softmax(self.network.logits(images), self.network.lv_class)
+
+    def crop_probability(self, crops: np.ndarray) -> np.ndarray:
+        """LV probability (B, S, S) of prepared square crops (B, 1, S, S), averaged over the
+        :data:`TTA_TRANSFORMS` views of each crop where ``tta`` is on."""
+        if not self.tta:
+            return self.lv_probability(crops)
+        views = np.concatenate([dihedral(crops, k) for k in range(TTA_TRANSFORMS)])
+        found = self.lv_probability(views).reshape(TTA_TRANSFORMS, len(crops), *crops.shape[-2:])
+        back = [undo_dihedral(found[k], k) for k in range(TTA_TRANSFORMS)]
+        return np.mean(back, axis=0, dtype=np.float32)
 
     def place(self, prepared: Sequence[SliceRecord]) -> Placement:
         """The crop centre of one stack of prepared (whole) frames."""
@@ -136,7 +152,7 @@ class Segmenter:
             box = crop_box_at(placement.centre, self.plan.crop_size)
             for start in range(0, len(group), self.batch_size):
                 chunk = [crop_record(p, box) for p in prepared[start : start + self.batch_size]]
-                probability = self.lv_probability(np.stack([c.image for c in chunk])[:, None])
+                probability = self.crop_probability(np.stack([c.image for c in chunk])[:, None])
                 for offset, (crop, p) in enumerate(zip(chunk, probability, strict=True)):
                     position = group[start + offset]
                     mask = to_source_grid(p, crop.geometry) > THRESHOLD
@@ -153,3 +169,21 @@ class Segmenter:
         for position, result in self.iter_segment(records, progress):
             found[position] = result
         return found  # type: ignore[return-value]
+
+
+def dihedral(images: np.ndarray, k: int) -> np.ndarray:
+    """View ``k`` (0-7) of square images (..., S, S): ``k % 4`` quarter turns, mirrored left to
+    right for ``k >= 4``.
+
+    >>> a = np.arange(4).reshape(2, 2)
+    >>> all((undo_dihedral(dihedral(a, k), k) == a).all() for k in range(8))
+    True
+    """
+    out = np.rot90(images, k % 4, axes=(-2, -1))
+    return np.ascontiguousarray(out[..., ::-1] if k >= 4 else out)
+
+
+def undo_dihedral(images: np.ndarray, k: int) -> np.ndarray:
+    """The inverse of :func:`dihedral` ``k``: maps a view's prediction back onto the crop."""
+    out = images[..., ::-1] if k >= 4 else images
+    return np.ascontiguousarray(np.rot90(out, -(k % 4), axes=(-2, -1)))

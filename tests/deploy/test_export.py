@@ -12,6 +12,7 @@ from builders import invoke
 
 from lvseg.deploy import export as export_module
 from lvseg.deploy.export import INT8_AIM_DROP, PARITY_MIN_DICE, ExportError, export
+from lvseg.deploy.predict import predict
 from lvseg.runs.checkpoint import load_model
 from lvseg.segment import onnx as runtime
 
@@ -74,6 +75,25 @@ def test_model_card_says_what_the_model_is_and_is_not(exported_tiny, card):
     for label in card["export_checks"]["files"]:
         assert f"| {label} |" in text
     assert "NOT FOR CLINICAL USE" in card["intended_use"]
+
+
+def test_a_tta_export_says_so_in_its_file_and_card_and_predict_follows_it(
+    tmp_path, tiny_run, tiny_phantom
+):
+    found = export(tiny_run, tmp_path / "tta", tta=True)
+    checks = found["export_checks"]
+    assert found["model"]["tta"] is True and checks["tta"] is True
+    assert 0 <= checks["validation_dice"]["pytorch tta"] <= 1
+    # 8 network runs per slice: slower than one (not timed exactly: a benchmark's job)
+    assert checks["latency_ms_1_thread"]["pytorch tta"] > checks["latency_ms_1_thread"]["pytorch"]
+    text = (tmp_path / "tta" / "model-card.md").read_text()
+    assert "| pytorch + TTA (8 views) |" in text and "`--no-tta` turns it off" in text
+    assert runtime.open_model(tmp_path / "tta" / "model.onnx").tta is True
+    study = sorted((tiny_phantom / "dicoms").iterdir())[0]
+    on = predict(tmp_path / "tta", study, tmp_path / "on")
+    off = predict(tmp_path / "tta", study, tmp_path / "off", tta=False)
+    assert on["studies"][0]["model"]["tta"] is True
+    assert off["studies"][0]["model"]["tta"] is False
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")

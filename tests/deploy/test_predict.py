@@ -102,6 +102,21 @@ def test_nifti_study_masks_land_on_the_source_grid_and_volumes_follow(tmp_path, 
     assert study["sv_ml"] == pytest.approx(study["edv_ml"] - study["esv_ml"])
 
 
+def test_tta_on_a_flip_invariant_model_gives_the_same_masks_and_says_it_was_on(tmp_path, oracle):
+    images, truth = disc_study(slices=2, phases=4)
+    write_nifti_study(tmp_path / "cine.nii.gz", images)
+    plain = predict(oracle, tmp_path / "cine.nii.gz", tmp_path / "plain")
+    tta = invoke("predict", oracle, tmp_path / "cine.nii.gz", "--out", tmp_path / "tta", "--tta")
+    assert tta.exit_code == 0, tta.output
+    np.testing.assert_array_equal(
+        loaded_masks(tmp_path / "tta" / "masks.nii.gz"),
+        loaded_masks(tmp_path / "plain" / "masks.nii.gz"),
+    )
+    assert plain["studies"][0]["model"]["tta"] is False  # the oracle's export did not ask
+    written = json.loads((tmp_path / "tta" / "summary.json").read_text())
+    assert written["model"]["tta"] is True
+
+
 def test_the_crop_decides_what_is_segmented(tmp_path):
     """With a crop that holds the whole (resampled) image, nothing is located and the
     distractor blob of slice 1 is segmented too; the located 64 px crop leaves it out."""

@@ -118,6 +118,34 @@ def test_voting_frames_spread_over_the_cycle():
     assert voting_frames([0, 0, 1], [0, 8, 8]) == [0, 1, 2]  # two phases: both vote
 
 
+class LeftHalf:
+    """Calls LV the left half of any image: a network that is not invariant to flips or turns,
+    so test-time augmentation changes its answer in a way known exactly."""
+
+    lv_class = 1
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        lv = np.full(images.shape, -20.0, np.float32)
+        lv[..., : images.shape[-1] // 2] = 20.0
+        return np.concatenate([np.zeros_like(lv), lv], axis=1)
+
+
+def test_tta_averages_the_eight_views_back_on_the_crop():
+    records = stack(slices=1, phases=1)
+    plain = Segmenter(LeftHalf(), plan(), crop="centre").segment(records)[0]
+    tta = Segmenter(LeftHalf(), plan(), crop="centre", tta=True).segment(records)[0]
+    np.testing.assert_allclose(plain.probability[:, :16], 1.0, atol=1e-6)
+    # The 8 views: identity, 3 quarter turns, each mirrored. Each view's "left half" maps back
+    # to the left, top, right or bottom half, twice each; a corner pixel lies in 2 of the 4
+    # halves, so it averages to 1/2; along the middle, 1/2 too, by symmetry.
+    np.testing.assert_allclose(tta.probability, 0.5, atol=1e-6)
+    # A flip- and turn-invariant network gives the same answer with or without TTA.
+    invariant = Segmenter(Threshold(), plan(), tta=True).segment(records)[0]
+    located = Segmenter(Threshold(), plan()).segment(records)[0]
+    np.testing.assert_allclose(invariant.probability, located.probability, atol=1e-6)
+    np.testing.assert_array_equal(invariant.mask, located.mask)
+
+
 def test_an_unknown_crop_is_refused():
     with pytest.raises(InvalidInputError, match="unknown crop 'middle'"):
         Segmenter(Threshold(), plan(), crop="middle")
