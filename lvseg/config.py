@@ -48,6 +48,13 @@ class DataConfig:
     """Patients kept out of training and validation entirely (e.g. an external test set)."""
     target_spacing_mm: float | None = None
     """Override the planned in-plane spacing (mm); by default the plan takes the data's median."""
+    far_crops: float = 0.0
+    """Share of training crops placed anywhere within half a crop of the heart (its edge or half
+    of it out of view, and what lies around it), not just jittered: the network learns what is
+    not LV away from the heart, so locating it on whole images does not take the chest wall."""
+    pixel_spacing_mm: float | None = None
+    """The in-plane spacing (mm) of images that store none (PNG folders); saved in the plan, so
+    evaluate and predict give it to such images too. Sunnybrook exports get theirs by name."""
 
 
 @dataclass
@@ -185,14 +192,17 @@ class TrainConfig:
         from lvseg.data.load import FORMATS
 
         choice("data.format", data.format, FORMATS)
+        if not 0 <= data.far_crops <= 1:
+            raise bad("data.far_crops", "in [0, 1]", data.far_crops)
         if not 0 <= data.val_fraction < 1:
             raise bad("data.val_fraction", "in [0, 1)", data.val_fraction)
         if data.folds == 1 or data.folds < 0:
             raise bad("data.folds", "0 (single split) or >= 2", data.folds)
         if data.folds and not 0 <= data.fold < data.folds:
             raise bad("data.fold", f"in 0..{data.folds - 1}", data.fold)
-        if data.target_spacing_mm is not None:
-            positive("data.target_spacing_mm", data.target_spacing_mm)
+        for key in ("target_spacing_mm", "pixel_spacing_mm"):
+            if getattr(data, key) is not None:
+                positive(f"data.{key}", getattr(data, key))
         for key in ("epochs", "batch_size"):
             value = getattr(optim, key)
             if value < 1:

@@ -48,6 +48,8 @@ def test_overrides_merge_into_sections_and_replace_model_options():
         ({"loss": {"dice": 0, "cross_entropy": 0}}, "something must train"),
         ({"augment": {"p_rotate": 0.5}}, "unknown key augment.p_rotate"),
         ({"optim": {"lr": float("nan")}}, "optim.lr must be > 0"),
+        ({"data": {"far_crops": 1.5}}, "data.far_crops must be in [0, 1]"),
+        ({"data": {"pixel_spacing_mm": 0}}, "data.pixel_spacing_mm must be > 0"),
     ],
 )
 def test_bad_values_name_the_key(data, message):

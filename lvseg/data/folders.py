@@ -16,7 +16,10 @@ expression with named groups (:data:`DEFAULT_PATTERN`; ``--name-pattern`` on the
 Masks are binary by default (any non-zero pixel is LV blood pool); ``label_values`` maps mask
 values to structures for multi-label masks. RGB images are reduced to one channel (the first; the
 Sunnybrook PNGs hold three identical ones). No pixel spacing is stored in such files, so records
-carry ``pixel_spacing_mm=None`` unless ``pixel_spacing_mm`` is given.
+carry ``pixel_spacing_mm=None`` unless ``pixel_spacing_mm`` is given (``--pixel-spacing``), with
+one exception: patients named as in the Sunnybrook Cardiac Data (``SC-HF-I-01``, ``SC-N-40``...)
+get :data:`SUNNYBROOK_SPACING_MM`, the spacing those scans have, so a model trained on such an
+export works in millimetres and meets other scanners' images at the size it learned.
 
 >>> match_name(DEFAULT_PATTERN, "SC-HF-I-01-IM-0001-0048.dcm.png")
 {'patient': 'SC-HF-I-01', 'instance': '0048'}
@@ -41,6 +44,9 @@ DEFAULT_PATTERN = r"^(?P<patient>.+?)-IM-\d{4}-(?P<instance>\d{4})"
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 IMAGES_FOLDER, LABELS_FOLDER = "Images", "Labels"
 SUNNYBROOK_GROUP = re.compile(r"^SC-(?P<group>HF-I|HF-NI|HYP|N)-\d+$")
+SUNNYBROOK_SPACING_MM = (1.33, 1.33)
+"""In-plane spacing of a Sunnybrook Cardiac Data patient exported without one: its scans are
+1.29-1.37 mm (the DICOM headers of the challenge data), so this is within 3% of each."""
 
 
 def match_name(pattern: str, name: str) -> dict[str, str] | None:
@@ -146,6 +152,8 @@ def _read_pair(
         slice_index, phase_index = divmod(instance - 1, phases_per_slice)
     patient_id = fields["patient"]
     group = SUNNYBROOK_GROUP.match(patient_id)
+    if pixel_spacing_mm is None and group:
+        pixel_spacing_mm = SUNNYBROOK_SPACING_MM
     return SliceRecord(
         image=image,
         masks=masks,

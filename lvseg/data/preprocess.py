@@ -345,8 +345,10 @@ class PreprocessPlan:
     """How every record is preprocessed; derived from a :class:`Fingerprint`, saved with runs.
 
     ``crop_size`` is the side of the square the network sees, in pixels of the target grid;
-    training crops move by up to ``jitter_px`` per axis around the heart centre, so a cache
-    stores ``context_size = crop_size + 2 * jitter_px`` around it. ``notes`` say why.
+    training crops move by up to ``jitter_px`` per axis around the heart centre, and "far" crops
+    (a share of the training crops, :attr:`lvseg.config.DataConfig.far_crops`) by up to
+    ``reach_px``, so a cache stores ``context_size = crop_size + 2 * max(jitter_px, reach_px)``
+    around it. ``notes`` say why.
     """
 
     target_spacing_mm: tuple[float, float] | None
@@ -356,12 +358,21 @@ class PreprocessPlan:
     normalisation: str = "clip_zscore"
     image_order: int = 3
     structures: tuple[str, ...] = STRUCTURES
+    assumed_spacing_mm: tuple[float, float] | None = None
+    reach_px: int = 0
+    """How far from the heart centre a far training crop may sit (0: no far crops)."""
+    """The spacing given to records that store none (PNG folders), in training and inference."""
     version: int = PREPROCESS_VERSION
     notes: list[str] = field(default_factory=list)
 
     @property
     def context_size(self) -> int:
-        return self.crop_size + 2 * self.jitter_px
+        return self.crop_size + 2 * self.margin_px
+
+    @property
+    def margin_px(self) -> int:
+        """Pixels stored around the crop on each side: the largest offset a crop may take."""
+        return max(self.jitter_px, self.reach_px)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -370,8 +381,9 @@ class PreprocessPlan:
     def from_dict(cls, data: dict[str, Any]) -> PreprocessPlan:
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
-        if data.get("target_spacing_mm") is not None:
-            data["target_spacing_mm"] = tuple(float(v) for v in data["target_spacing_mm"])
+        for name in ("target_spacing_mm", "assumed_spacing_mm"):
+            if data.get(name) is not None:
+                data[name] = tuple(float(v) for v in data[name])
         for name in ("clip_percentiles", "structures"):
             if name in data:
                 data[name] = tuple(data[name])
@@ -601,8 +613,19 @@ def preprocess_record(
     return crop_record(prepared, box)
 
 
+def with_spacing(record: SliceRecord, spacing_mm: tuple[float, float] | None) -> SliceRecord:
+    """The record with ``spacing_mm`` where it has no spacing of its own (else unchanged)."""
+    if record.pixel_spacing_mm is not None or spacing_mm is None:
+        return record
+    spacing = (float(spacing_mm[0]), float(spacing_mm[1]))
+    return record.replace(
+        pixel_spacing_mm=spacing, geometry=replace(record.geometry, pixel_spacing_mm=spacing)
+    )
+
+
 def resample_and_normalise(record: SliceRecord, plan: PreprocessPlan) -> SliceRecord:
     """The first two steps of :func:`preprocess_record`: the whole image, before the crop."""
+    record = with_spacing(record, plan.assumed_spacing_mm)
     resampled = resample_record(record, plan.target_spacing_mm, image_order=plan.image_order)
     return resampled.replace(image=normalise_intensity(resampled.image, plan.clip_percentiles))
 
@@ -782,6 +805,10 @@ class CachedSlices:
         return self.plan.jitter_px
 
     @property
+    def margin_px(self) -> int:
+        return self.plan.margin_px
+
+    @property
     def structures(self) -> tuple[str, ...]:
         return self.plan.structures
 
@@ -799,7 +826,7 @@ class CachedSlices:
     def crop_box(self, index: int, offset: tuple[int, int] = (0, 0)) -> tuple[int, int, int, int]:
         """The crop's box in resampled pixels of the source record (for :class:`Geometry`)."""
         r0, _, c0, _ = self.entries[index]["context_box"]
-        row, col = r0 + self.jitter_px + offset[0], c0 + self.jitter_px + offset[1]
+        row, col = r0 + self.margin_px + offset[0], c0 + self.margin_px + offset[1]
         return row, row + self.crop_size, col, col + self.crop_size
 
     def geometry(self, index: int, offset: tuple[int, int] = (0, 0)) -> Geometry:
@@ -816,7 +843,7 @@ class CachedSlices:
     def crop(self, index: int, offset: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
         """The (S, S) float32 image and (C, S, S) uint8 masks of one slice at ``offset``."""
         self._check_offset(offset)
-        r, c = self.jitter_px + offset[0], self.jitter_px + offset[1]
+        r, c = self.margin_px + offset[0], self.margin_px + offset[1]
         s = self.crop_size
         return (
             np.asarray(self.images[index, r : r + s, c : c + s]),
@@ -824,13 +851,22 @@ class CachedSlices:
         )
 
     def _check_offset(self, offset: tuple[int, int]) -> None:
-        if max(abs(offset[0]), abs(offset[1])) > self.jitter_px:
-            raise ValueError(f"offset {offset} is beyond the cached jitter of {self.jitter_px} px")
+        if max(abs(offset[0]), abs(offset[1])) > self.margin_px:
+            raise ValueError(f"offset {offset} is beyond the cached margin of {self.margin_px} px")
 
     def random_offsets(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """``count`` uniform (row, col) offsets within the cached jitter, as an (n, 2) array."""
         j = self.jitter_px
         return rng.integers(-j, j + 1, size=(count, 2)) if j else np.zeros((count, 2), np.int64)
+
+    def far_offsets(self, offsets: np.ndarray, share: float, rng: np.random.Generator) -> None:
+        """Move a ``share`` of ``offsets`` (in place) anywhere within the plan's reach: crops
+        with the heart at their edge or half out of them, and what lies around it."""
+        reach = self.plan.reach_px
+        if share <= 0 or reach <= 0 or not len(offsets):
+            return
+        far = rng.random(len(offsets)) < share
+        offsets[far] = rng.integers(-reach, reach + 1, size=(int(far.sum()), 2))
 
     def batch(
         self, indices: Sequence[int] | np.ndarray, offsets: np.ndarray | None = None
@@ -841,11 +877,11 @@ class CachedSlices:
         indices = np.asarray(indices, np.int64)
         if offsets is None:
             offsets = np.zeros((len(indices), 2), np.int64)
-        s, j, channels = self.crop_size, self.jitter_px, self.masks.shape[1]
+        s, j, channels = self.crop_size, self.margin_px, self.masks.shape[1]
         images = np.empty((len(indices), 1, s, s), np.float32)
         masks = np.empty((len(indices), channels, s, s), np.uint8)
         if np.abs(offsets).max(initial=0) > j:
-            raise ValueError(f"an offset is beyond the cached jitter of {j} px")
+            raise ValueError(f"an offset is beyond the cached margin of {j} px")
         for k, (index, (dr, dc)) in enumerate(zip(indices, offsets, strict=True)):
             r, c = j + dr, j + dc
             images[k, 0] = self.images[index, r : r + s, c : c + s]

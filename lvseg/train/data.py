@@ -24,6 +24,7 @@ from lvseg.data.preprocess import (
     build_cache,
     fingerprint,
     plan_preprocessing,
+    with_spacing,
 )
 from lvseg.data.records import LV
 from lvseg.data.splits import Split, split_for
@@ -60,12 +61,18 @@ def prepare(config: DataConfig, seed: int, *, cache_root: Path | None = None) ->
     )
     sets = split.apply(dataset)
     spacing = config.target_spacing_mm
-    found = fingerprint(sets["train"].records)
+    assumed = None if config.pixel_spacing_mm is None else (config.pixel_spacing_mm,) * 2
+    found = fingerprint([with_spacing(r, assumed) for r in sets["train"].records])
     plan = plan_preprocessing(
         found,
         target_spacing_mm=None if spacing is None else (spacing, spacing),
     )
-    plan = replace(plan, structures=STRUCTURES)
+    reach = plan.crop_size // 2 if config.far_crops > 0 else 0
+    plan = replace(plan, structures=STRUCTURES, assumed_spacing_mm=assumed, reach_px=reach)
+    if reach:
+        plan.notes.append(f"far crops: {config.far_crops:.0%} of training crops up to {reach} px")
+    if assumed is not None:
+        plan.notes.insert(0, f"pixel spacing {assumed[0]:g} mm given to images that store none")
     root = cache_root or cache_dir() / "preprocessed"
     train = build_cache(sets["train"].records, plan, root, centre="heart")
     val = (

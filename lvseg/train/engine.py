@@ -184,11 +184,13 @@ def epoch_batches(
     seed: int,
     epoch: int,
     context: distributed.Context,
+    far_crops: float = 0.0,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """This rank's (indices, crop offsets) per batch of one epoch, drawn from (seed, epoch)."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(indices)
     offsets = cache.random_offsets(len(order), rng)
+    cache.far_offsets(offsets, far_crops, rng)
     positions = distributed.shard(np.arange(len(order)), context)
     order, offsets = order[positions], offsets[positions]
     # Drop a last batch of one: BatchNorm cannot normalise a single sample.
@@ -360,7 +362,13 @@ def train(
             network.train()
             losses = []
             batches = epoch_batches(
-                data.train, train_indices, config.optim.batch_size, config.seed, epoch, context
+                data.train,
+                train_indices,
+                config.optim.batch_size,
+                config.seed,
+                epoch,
+                context,
+                config.data.far_crops,
             )
             for batch_number, (indices, offsets) in enumerate(batches):
                 step_start = time.perf_counter()

@@ -13,7 +13,9 @@ def test_real_png_counts(png_dataset):
     assert len(png_dataset.patients) == 30
     assert len(png_dataset) == 526
     assert all(r.structures == (LV,) and r.masks[LV].any() for r in png_dataset)
-    assert all(r.pixel_spacing_mm is None for r in png_dataset)
+    # The PNGs store no spacing; Sunnybrook patients get their scans' 1.33 mm by name.
+    assert {r.pixel_spacing_mm for r in png_dataset} == {folders.SUNNYBROOK_SPACING_MM}
+    assert {r.geometry.pixel_spacing_mm for r in png_dataset} == {(1.33, 1.33)}
     assert png_dataset.skipped == []
 
 
@@ -54,6 +56,16 @@ def test_synthetic_tree(tree):
     assert [r.key for r in dataset] == ["P01/s1/p0", "P02/s0/p4"]
     np.testing.assert_array_equal(dataset[1].image, np.arange(64).reshape(8, 8))
     assert dataset[0].masks[LV].sum() == 9 and dataset[0].phase is None
+    assert [r.pixel_spacing_mm for r in dataset] == [None, None]  # no spacing, no guess
+
+
+def test_sunnybrook_names_get_their_spacing_unless_one_is_given(tree):
+    image = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    write_pair(tree, "SC-HYP-03-IM-0001-0021.dcm.png", image, image > 30)
+    found = {r.patient_id: r.pixel_spacing_mm for r in folders.read(tree)}
+    assert found == {"P01": None, "P02": None, "SC-HYP-03": (1.33, 1.33)}
+    given = folders.read(tree, pixel_spacing_mm=(0.9, 0.9))
+    assert {r.pixel_spacing_mm for r in given} == {(0.9, 0.9)}
 
 
 def test_custom_name_pattern_and_spacing(tree):

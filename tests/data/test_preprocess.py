@@ -313,6 +313,30 @@ def test_cache_contents_equal_direct_preprocessing(png_dataset, small_plan, tmp_
     assert cache.geometry(0).original_shape == (72, 72)
 
 
+def test_far_crops_read_the_stored_reach_and_move_only_the_share_asked(png_dataset, tmp_path):
+    plan = pp.PreprocessPlan(target_spacing_mm=None, crop_size=32, jitter_px=4, reach_px=16)
+    assert plan.margin_px == 16 and plan.context_size == 64
+    cache = pp.build_cache(png_dataset, plan, tmp_path / "cache")
+    assert cache.images.shape == (12, 64, 64)
+    for i, record in enumerate(png_dataset):
+        for offset in ((0, 0), (-16, 16), (11, -3)):  # beyond the jitter, within the reach
+            direct = pp.preprocess_record(record, plan, offset=offset)
+            np.testing.assert_array_equal(cache.crop(i, offset)[0], direct.image)
+            assert cache.crop_box(i, offset) == direct.geometry.crop_box
+    with pytest.raises(ValueError, match="beyond the cached margin of 16 px"):
+        cache.crop(0, (17, 0))
+    rng = np.random.default_rng(0)
+    offsets = cache.random_offsets(2000, rng)
+    assert np.abs(offsets).max() == 4
+    cache.far_offsets(offsets, 0.25, rng)
+    far = np.abs(offsets).max(axis=1) > 4
+    assert 0.15 < far.mean() < 0.25  # a quarter moved, most of them beyond the jitter
+    assert np.abs(offsets).max() == 16
+    untouched = offsets.copy()
+    cache.far_offsets(untouched, 0.0, rng)  # no share: nothing drawn, nothing moved
+    assert np.array_equal(untouched, offsets)
+
+
 def test_cache_is_reused_and_invalidated(png_dataset, small_plan, tmp_path, monkeypatch):
     cache_dir = tmp_path / "cache"
     first = pp.build_cache(png_dataset, small_plan, cache_dir)
@@ -449,9 +473,11 @@ def test_patient_indices_for_splits(png_dataset, small_plan, tmp_path):
 def test_sunnybrook_png_plan_and_cache(tmp_path):
     dataset = read(SHARED_PNG)
     fp = pp.fingerprint(dataset)
-    assert fp.n_records == 526 and fp.spacing_unknown == 526
+    # No spacing in the files: the reader gives Sunnybrook patients 1.33 mm, so the plan keeps
+    # their grid (zoom 1) and works in mm.
+    assert fp.n_records == 526 and fp.spacing_known == 526
     plan = pp.plan_preprocessing(fp)
-    assert plan.target_spacing_mm is None
+    assert plan.target_spacing_mm == (1.33, 1.33)
     assert plan.crop_size in (96, 112, 128) and plan.crop_size % 16 == 0
     assert 0 < plan.jitter_px <= plan.crop_size // 4
     cache = pp.build_cache(dataset, plan, tmp_path / "cache")
