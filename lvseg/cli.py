@@ -900,7 +900,13 @@ class ExportFormat(str, Enum):
 @clean_errors
 def export_command(
     model: Annotated[
-        Path, typer.Argument(help="A run directory (its selected model) or a .pt checkpoint.")
+        list[Path],
+        typer.Argument(
+            help="A run directory (its selected model) or a .pt checkpoint; several of them "
+            "(e.g. the fold runs of a cross-validation) export as one ensemble that averages "
+            "their probabilities.",
+            show_default=False,
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
     format: Annotated[

@@ -9,6 +9,7 @@ checkpoint, the run's ``lvseg evaluate`` output where there is one, and the expo
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,16 @@ def _evaluation(source: Path) -> dict[str, Any] | None:
     }
 
 
-def build(loaded: LoadedModel, results: dict[str, Any], *, format: str, int8: bool) -> dict:
-    """The card's data from the loaded model and the export's checks."""
+def build(
+    loaded: LoadedModel,
+    results: dict[str, Any],
+    *,
+    format: str,
+    int8: bool,
+    members: Sequence[str | Path] = (),
+) -> dict:
+    """The card's data from the loaded model and the export's checks (``members``: the models
+    of an ensemble; its training facts are those of the first, its evaluation is not known)."""
     checkpoint = loaded.checkpoint
     config = checkpoint.train_config
     data = None if config is None else config.data
@@ -78,6 +87,7 @@ def build(loaded: LoadedModel, results: dict[str, Any], *, format: str, int8: bo
             "format": format,
             "int8": int8,
             "tta": bool(results.get("tta")),
+            "members": [str(m) for m in members] if len(members) > 1 else [],
         },
         "inputs": {
             "tensor": "image: float32 (batch, 1, height, width); batch and size are dynamic",
@@ -111,7 +121,7 @@ def build(loaded: LoadedModel, results: dict[str, Any], *, format: str, int8: bo
             "epochs": None if config is None else config.optim.epochs,
             "checkpoint_metrics": checkpoint.metrics,
         },
-        "evaluation": _evaluation(loaded.source),
+        "evaluation": None if len(members) > 1 else _evaluation(loaded.source),
         "export_checks": results,
         "intended_use": INTENDED_USE,
         "limitations": LIMITATIONS,
@@ -138,6 +148,16 @@ def markdown(card: dict[str, Any]) -> str:
         f"Exported by lvseg {card['lvseg_version']} on {card['created']} from "
         f"`{model['checkpoint']}` (epoch {model['epoch']}); {model['parameters']:,} parameters.",
         "",
+        *(
+            [
+                f"An ensemble: the mean class probability of {len(model['members'])} models "
+                f"({', '.join(f'`{m}`' for m in model['members'])}); parameters and latency are "
+                "those of all of them together. Training facts below are the first member's.",
+                "",
+            ]
+            if model.get("members")
+            else []
+        ),
         "## Inputs and outputs",
         f"- {card['inputs']['tensor']}",
         f"- {card['inputs']['outputs']}",

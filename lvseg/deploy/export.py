@@ -1,5 +1,6 @@
 """``lvseg export``: a trained model as ONNX (optionally int8), ORT or TorchScript, checked and
-described.
+described. Several models (``lvseg export RUN1 RUN2 ...``) export as one ensemble graph
+(:mod:`lvseg.deploy.ensemble`) and are checked and described as one model.
 
 One function, :func:`export`, does what the command line asks:
 
@@ -53,6 +54,7 @@ from lvseg.data.load import EMBEDDED_PHANTOM, labelled_dataset
 from lvseg.data.records import LV, SliceRecord
 from lvseg.data.splits import split_patients
 from lvseg.deploy import card
+from lvseg.deploy.ensemble import load_ensemble
 from lvseg.evaluate.metrics import dice
 from lvseg.model.classes import CLASS_NAMES, LV_CLASS
 from lvseg.runs.checkpoint import LoadedModel, load_model
@@ -355,7 +357,7 @@ def latency_ms(run: Callable[[np.ndarray], object], crop_size: int) -> float:
 
 
 def export(
-    model_spec: str | Path,
+    model_spec: str | Path | Sequence[str | Path],
     out: str | Path,
     *,
     format: str = "onnx",
@@ -374,10 +376,11 @@ def export(
     if int8 and format == "torchscript":
         raise InvalidInputError(None, "--int8 applies to the onnx and ort formats")
     out = Path(out)
-    atomic.check_output_folder(out, overwrite, keep=(model_spec, calibration))
+    specs = [model_spec] if isinstance(model_spec, str | Path) else list(model_spec)
+    atomic.check_output_folder(out, overwrite, keep=(*specs, calibration))
     say = progress or (lambda _stage: None)
     say("loading the model and its check slices")
-    loaded = load_model(model_spec)
+    loaded = load_model(specs[0]) if len(specs) == 1 else load_ensemble(specs)
     plan = loaded.plan
     calibrate, checks, how = check_slices(loaded, calibration)
     if not checks:
@@ -442,7 +445,7 @@ def export(
                     write_ort(folder / source, folder / target)
                     check.onnx(label, folder / target)
         say("writing the model card")
-        found = card.build(loaded, results, format=format, int8=int8)
+        found = card.build(loaded, results, format=format, int8=int8, members=specs)
         card.write(folder, found)
     return {**found, "out": str(out)}
 

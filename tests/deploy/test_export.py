@@ -188,3 +188,64 @@ def test_the_card_quotes_the_runs_evaluation_of_that_checkpoint(tmp_path, tiny_r
     assert quoted["slices"] == scored["summary"]["slices"] and quoted["crop"] == "located"
     card_text = (tmp_path / "out" / "model-card.md").read_text()
     assert "| slices | patients | Dice mean |" in card_text and "Crop: located." in card_text
+
+
+def test_an_ensemble_exports_as_one_graph_that_averages_its_members(tmp_path, tiny_run):
+    from dataclasses import replace
+
+    from lvseg.deploy.ensemble import Ensemble, merged_split
+    from lvseg.runs.checkpoint import load_checkpoint
+
+    single = load_model(tiny_run)
+    # A second member that differs: the same network with its LV scores shifted by a constant.
+    other = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
+    state = dict(other.state_dict)
+    bias = next(k for k in state if k.endswith("head.bias"))
+    state[bias] = state[bias] + torch.tensor([0.0, 1.0])
+    shifted = replace(other, state_dict=state)
+    shifted.save(tmp_path / "shifted.pt")
+
+    result = invoke(
+        "export", tiny_run, tmp_path / "shifted.pt", "--out", tmp_path / "ensemble"
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "ensemble" / "model-card.json").read_text())
+    assert card["model"]["name"] == "ensemble of 2 lvnet"
+    assert card["model"]["parameters"] == 2 * single.parameters
+    assert len(card["model"]["members"]) == 2 and card["evaluation"] is None
+    assert (
+        "An ensemble: the mean class probability of 2 models"
+        in (tmp_path / "ensemble" / "model-card.md").read_text()
+    )
+
+    exported = runtime.open_model(tmp_path / "ensemble" / "model.onnx")
+    images = np.random.default_rng(1).standard_normal((2, 1, 64, 64)).astype(np.float32)
+    members = [single.model, load_model(tmp_path / "shifted.pt").model]
+    with torch.no_grad():
+        expected = torch.stack(
+            [m(torch.from_numpy(images)).logits.softmax(1) for m in members]
+        ).mean(0)
+        ours = Ensemble(members)(torch.from_numpy(images)).logits.softmax(1)
+    torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+        torch.from_numpy(exported.logits(images)).softmax(1).numpy(), expected.numpy(), atol=1e-4
+    )
+    # The split: trained on what any member trained on, held out only what all held out.
+    split = single.checkpoint.split
+    assert merged_split([split, split]) == split
+    assert exported.split == split
+
+
+def test_members_that_prepare_inputs_differently_are_refused(tmp_path, tiny_run):
+    from dataclasses import replace
+
+    from lvseg.runs.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
+    replace(saved, plan=replace(saved.plan, crop_size=saved.plan.crop_size + 16)).save(
+        tmp_path / "wider.pt"
+    )
+    result = invoke("export", tiny_run, tmp_path / "wider.pt", "--out", tmp_path / "bad")
+    assert result.exit_code == 2
+    assert "an ensemble's members must share the inference plan" in result.output
+    assert not (tmp_path / "bad").exists()
