@@ -76,6 +76,20 @@ def test_all_split_scores_every_patient_and_says_so(run_dir, tiny_phantom, tmp_p
     assert found["out"] is None and not (tmp_path / "e").exists()
 
 
+def test_tta_is_asked_from_the_command_line_and_said_in_the_metrics(
+    evaluated, run_dir, tiny_phantom, tmp_path
+):
+    out = tmp_path / "tta"
+    result = invoke("evaluate", run_dir, tiny_phantom, "--out", out, "--tta", "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    plain = json.loads((evaluated[0] / "metrics.json").read_text())
+    assert metrics["settings"]["tta"] is True and plain["settings"]["tta"] is False
+    assert metrics["summary"]["slices"] == plain["summary"]["slices"]
+    # The same slices, other probabilities: 8 views averaged change some pixels.
+    assert metrics["summary"]["dice_mean"] != plain["summary"]["dice_mean"]
+
+
 def test_split_is_rebuilt_from_the_training_config_of_older_checkpoints(run_dir, tiny_phantom):
     saved = load_checkpoint(resolve_model_path(run_dir))
     config, expected = saved.train_config, (list(saved.split.train), list(saved.split.val))
