@@ -13,16 +13,25 @@ one of the 526 labelled slices is scored once, by a model that never saw its pat
 best-epoch figure is also printed: it peeks at the held-out fold and is optimistic, shown only to
 say how much early stopping would buy.
 
-The PNGs store no pixel spacing, so distances are in pixels (about 1.3 mm each on these scans)
-and the good-contour rates, whose thresholds are in mm, are not defined.
+The PNGs store no pixel spacing; lvseg's folder reader gives Sunnybrook patients 1.33 mm (their
+scans are 1.29-1.37 mm), so distances are in mm. Runs trained before that (the ``baseline``
+runs) keep the pixel grid, which is the same here.
+
+**Recipes.** ``--recipes`` names training recipes: ``default`` (lvseg's defaults) or the name of
+a file ``benchmarks/recipes/NAME.toml`` (or a path to a TOML/JSON config); each is a config, not
+a code fork, and runs through the same folds and seed. ``baseline`` is the recipe lvseg trained
+with before the robustness work, ``robust`` the one that became the default. A crop named
+``located+tta`` scores with test-time augmentation too (the 8 flips and quarter turns).
 
 Run from the project root (LVNet: about 13 minutes a fold on 2 CPU cores; the U-Net about 30)::
 
-    .venv/bin/python benchmarks/sunnybrook_cv.py [--models lvnet,unet,dli-fcn] [--folds 0,1,2,3,4]
-        [--crops located,centre] [--runs DIR [--reuse]] [--json results.json]
+    .venv/bin/python benchmarks/sunnybrook_cv.py [--recipes default,baseline,robust]
+        [--models lvnet,unet,dli-fcn] [--folds 0,1,2,3,4] [--crops located,centre,located+tta]
+        [--runs DIR [--reuse]] [--json results.json]
 
-``--reuse`` scores runs already finished in ``--runs`` instead of training them again, so the
-table can be remade (or extended with new measures) without hours of training.
+Runs are kept in ``DIR/RECIPE/MODEL-foldK``. ``--reuse`` scores runs already finished there
+instead of training them again, so the table can be remade (or extended with new measures)
+without hours of training.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from lvseg.runs.store import RunStore  # noqa: E402
 from lvseg.train.engine import train  # noqa: E402
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sunnybrook-png"
+RECIPES = Path(__file__).resolve().parent / "recipes"
 MEASURES = (
     ("Dice", "dice"), ("IoU", "iou"), ("precision", "precision"), ("recall", "recall"),
     ("pixel accuracy", "pixel_accuracy"), ("all-background accuracy", "background_accuracy"),
@@ -62,7 +72,19 @@ def finished(run: Path, epochs: int) -> bool:
         return store.status == "finished" and len(store.epochs()) >= epochs
 
 
-def config_for(args: argparse.Namespace, name: str, fold: int) -> TrainConfig:
+def recipe_config(recipe: str) -> TrainConfig:
+    """The config of a recipe: ``default``, a name in ``benchmarks/recipes``, or a file."""
+    if recipe == "default":
+        return TrainConfig()
+    path = RECIPES / f"{recipe}.toml"
+    return TrainConfig.load(path if path.is_file() else Path(recipe))
+
+
+def recipe_name(recipe: str) -> str:
+    return Path(recipe).stem if recipe.endswith((".toml", ".json")) else recipe
+
+
+def config_for(args: argparse.Namespace, recipe: str, name: str, fold: int) -> TrainConfig:
     overrides = {
         "seed": args.seed,
         "data": {"path": str(args.data), "folds": 5, "fold": fold},
@@ -72,7 +94,7 @@ def config_for(args: argparse.Namespace, name: str, fold: int) -> TrainConfig:
     }
     if args.epochs:
         overrides["optim"]["epochs"] = args.epochs
-    base = TrainConfig.load(args.config) if args.config else TrainConfig()
+    base = recipe_config(recipe)
     if base.model.name != name:  # the recipe's model options belong to its model only
         overrides["model"]["options"] = {}
     return base.merged(overrides)
@@ -85,19 +107,86 @@ def mean_std(rows: list[dict], key: str) -> str:
     return f"{statistics.fmean(values):.4f} ± {statistics.pstdev(values):.4f}"
 
 
+def cross_validate(
+    args: argparse.Namespace,
+    recipe: str,
+    name: str,
+    folds: list[int],
+    crops: list[str],
+    runs_root: Path,
+) -> dict[str, dict]:
+    """Train (or reuse) one recipe's model on every fold and score it with every crop."""
+    scored = {crop: {"rows": [], "volumes": [], "fold_dice": []} for crop in crops}
+    best_epoch_dice: list[float] = []
+    seconds = 0.0
+    trained = 0
+    parameters = 0
+    label = recipe_name(recipe)
+    for fold in folds:
+        config = config_for(args, recipe, name, fold)
+        out = runs_root / label / f"{name}-fold{fold}"
+        start = time.perf_counter()
+        reused = args.reuse and finished(out, config.optim.epochs)
+        if not reused:
+            train(config, out, overwrite=out.exists())
+            seconds += time.perf_counter() - start
+            trained += 1
+        with RunStore.open(out, readonly=True) as store:
+            best_epoch_dice.append(store.best_checkpoint()["metrics"]["val_dice"])
+        last = layout.checkpoint_path(out, layout.LAST_CHECKPOINT)
+        for crop in crops:
+            placement, _, tta = crop.partition("+")
+            found = evaluate(last, args.data, write=False, crop=placement, tta=tta == "tta")
+            parameters = found["model"]["parameters"]
+            units = found["data"]["distance_units"]
+            scored[crop]["rows"] += [{**row, "fold": fold} for row in found["rows"]]
+            scored[crop]["volumes"] += (found["clinical"] or {}).get("patients", [])
+            scored[crop]["fold_dice"].append(found["summary"]["dice_mean"])
+            print(
+                f"{label} {name} fold {fold}, {crop} crop: {found['summary']['slices']} slices, "
+                f"last-epoch Dice {found['summary']['dice_mean']:.4f}, best-epoch "
+                f"{best_epoch_dice[-1]:.4f}, "
+                + ("reused" if reused else f"{time.perf_counter() - start:.0f} s"),
+                flush=True,
+            )
+    results = {}
+    for crop in crops:
+        rows = scored[crop]["rows"]
+        results[f"{label} {name} ({crop})"] = {
+            "recipe": label,
+            "units": units,
+            "parameters": parameters,
+            "crop": crop,
+            "folds": folds,
+            "fold_dice": scored[crop]["fold_dice"],
+            "per_slice_dice": [r["dice"] for r in rows],
+            "rows": rows,
+            "summary": summary.summarise(rows),
+            "clinical_patients": scored[crop]["volumes"],
+            "best_epoch_fold_dice": best_epoch_dice,
+            "train_seconds": seconds,
+            "folds_trained": trained,
+        }
+    return results
+
+
+def subset_mean(rows: list[dict], key: str, value: str) -> str:
+    values = [r["dice"] for r in rows if r.get(key) == value]
+    return f"{statistics.fmean(values):.4f}" if values else "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=REAL_DATA)
-    parser.add_argument("--models", default="lvnet,unet")
+    parser.add_argument("--models", default="lvnet", help="comma-separated: lvnet,unet,dli-fcn")
     parser.add_argument("--folds", default="0,1,2,3,4", help="which of the 5 folds to run")
     parser.add_argument("--crops", default="located,centre", help="how evaluate places the crop")
     parser.add_argument("--epochs", type=int, default=None, help="default: the default recipe")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="a run.toml/.json recipe to use instead of the default",
+        "--recipes",
+        default="default",
+        help="comma-separated: default, a name in benchmarks/recipes, or a config file",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=None, help="keep the runs here")
@@ -113,72 +202,37 @@ def main() -> None:
     crops = args.crops.split(",")
     runs_root = args.runs or Path(tempfile.mkdtemp(prefix="lvseg-cv-"))
     results: dict[str, dict] = {}
-    for name in args.models.split(","):
-        scored = {crop: {"rows": [], "volumes": [], "fold_dice": []} for crop in crops}
-        best_epoch_dice: list[float] = []
-        seconds = 0.0
-        trained = 0
-        parameters = 0
-        for fold in folds:
-            config = config_for(args, name, fold)
-            out = runs_root / f"{name}-fold{fold}"
-            start = time.perf_counter()
-            reused = args.reuse and finished(out, config.optim.epochs)
-            if not reused:
-                train(config, out)
-                seconds += time.perf_counter() - start
-                trained += 1
-            with RunStore.open(out, readonly=True) as store:
-                best_epoch_dice.append(store.best_checkpoint()["metrics"]["val_dice"])
-            last = layout.checkpoint_path(out, layout.LAST_CHECKPOINT)
-            for crop in crops:
-                found = evaluate(last, args.data, write=False, crop=crop)
-                parameters = found["model"]["parameters"]
-                scored[crop]["rows"] += [{**row, "fold": fold} for row in found["rows"]]
-                scored[crop]["volumes"] += (found["clinical"] or {}).get("patients", [])
-                scored[crop]["fold_dice"].append(found["summary"]["dice_mean"])
-                print(
-                    f"{name} fold {fold}, {crop} crop: {found['summary']['slices']} slices, "
-                    f"last-epoch Dice {found['summary']['dice_mean']:.4f}, best-epoch "
-                    f"{best_epoch_dice[-1]:.4f}, "
-                    + ("reused" if reused else f"{time.perf_counter() - start:.0f} s"),
-                    flush=True,
-                )
-        for crop in crops:
-            rows = scored[crop]["rows"]
-            results[f"{name} ({crop})"] = {
-                "parameters": parameters,
-                "crop": crop,
-                "folds": folds,
-                "fold_dice": scored[crop]["fold_dice"],
-                "per_slice_dice": [r["dice"] for r in rows],
-                "rows": rows,
-                "summary": summary.summarise(rows),
-                "clinical_patients": scored[crop]["volumes"],
-                "best_epoch_fold_dice": best_epoch_dice,
-                "train_seconds": seconds,
-                "folds_trained": trained,
-            }
+    for recipe in args.recipes.split(","):
+        for name in args.models.split(","):
+            results.update(cross_validate(args, recipe, name, folds, crops, runs_root))
     print()
     print(f"5-fold patient-level CV on {args.data} (folds run: {args.folds}), CPU x{args.threads}")
     print()
+    units = next(iter(results.values()))["units"]
     print(
-        "| model | parameters | slices | per-slice Dice mean | std | median | fold means | "
-        "best-epoch mean (optimistic) | training time |"
+        "| recipe, model (crop) | parameters | slices | per-slice Dice mean | std | median | "
+        f"apical | ES | HD95 ({units}) | fold means | best-epoch mean (optimistic) | "
+        "CPU min per fold |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         dice = r["per_slice_dice"]
+        hd95 = [row["hd95"] for row in r["rows"] if row["hd95"] is not None]
+        per_fold = r["train_seconds"] / 60 / r["folds_trained"] if r["folds_trained"] else None
         print(
             f"| {name} | {r['parameters']:,} | {len(dice)} | {statistics.fmean(dice):.4f} | "
             f"{statistics.pstdev(dice):.4f} | {statistics.median(dice):.4f} | "
-            f"{' / '.join(f'{d:.3f}' for d in r['fold_dice'])} | "
+            f"{subset_mean(r['rows'], 'position', 'apical')} | "
+            f"{subset_mean(r['rows'], 'phase', 'ES')} | "
+            + (f"{statistics.fmean(hd95):.2f}" if hd95 else "-")
+            + " | "
+            + f"{' / '.join(f'{d:.3f}' for d in r['fold_dice'])} | "
             f"{statistics.fmean(r['best_epoch_fold_dice']):.4f} | "
-            + (f"{r['train_seconds'] / 60:.1f} min" if r["folds_trained"] else "reused")
+            + (f"{per_fold:.1f}" if per_fold else "reused")
             + " |"
         )
     print()
-    print("Every measure, per slice, pooled over the folds (mean ± std; distances in pixels):")
+    print(f"Every measure, per slice, pooled over the folds (mean ± std; distances in {units}):")
     print()
     print("| measure | " + " | ".join(results) + " |")
     print("|---|" + "---|" * len(results))

@@ -359,9 +359,9 @@ class PreprocessPlan:
     image_order: int = 3
     structures: tuple[str, ...] = STRUCTURES
     assumed_spacing_mm: tuple[float, float] | None = None
+    """The spacing given to records that store none (PNG folders), in training and inference."""
     reach_px: int = 0
     """How far from the heart centre a far training crop may sit (0: no far crops)."""
-    """The spacing given to records that store none (PNG folders), in training and inference."""
     version: int = PREPROCESS_VERSION
     notes: list[str] = field(default_factory=list)
 
