@@ -190,7 +190,8 @@ def epoch_batches(
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(indices)
     offsets = cache.random_offsets(len(order), rng)
-    cache.far_offsets(offsets, far_crops, rng)
+    if far_crops > 0:  # drawn only when asked: runs without far crops keep their batches
+        cache.far_offsets(offsets, far_crops, rng)
     positions = distributed.shard(np.arange(len(order)), context)
     order, offsets = order[positions], offsets[positions]
     # Drop a last batch of one: BatchNorm cannot normalise a single sample.
