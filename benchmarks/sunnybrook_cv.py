@@ -21,12 +21,14 @@ runs) keep the pixel grid, which is the same here.
 a file ``benchmarks/recipes/NAME.toml`` (or a path to a TOML/JSON config); each is a config, not
 a code fork, and runs through the same folds and seed. ``baseline`` is the recipe lvseg trained
 with before the robustness work, ``robust`` the one that became the default. A crop named
-``located+tta`` scores with test-time augmentation too (the 8 flips and quarter turns).
+``located+tta`` scores with test-time augmentation too (the 8 flips and quarter turns), and
+``+all`` keeps every connected region of a mask, not only the largest (``located+all``).
 
 Run from the project root (LVNet: about 13 minutes a fold on 2 CPU cores; the U-Net about 30)::
 
     .venv/bin/python benchmarks/sunnybrook_cv.py [--recipes default,baseline,robust]
-        [--models lvnet,unet,dli-fcn] [--folds 0,1,2,3,4] [--crops located,centre,located+tta]
+        [--models lvnet,unet,dli-fcn] [--folds 0,1,2,3,4]
+        [--crops located,centre,located+tta,located+all]
         [--runs DIR [--reuse]] [--json results.json]
 
 Runs are kept in ``DIR/RECIPE/MODEL-foldK``. ``--reuse`` scores runs already finished there
@@ -135,8 +137,15 @@ def cross_validate(
             best_epoch_dice.append(store.best_checkpoint()["metrics"]["val_dice"])
         last = layout.checkpoint_path(out, layout.LAST_CHECKPOINT)
         for crop in crops:
-            placement, _, tta = crop.partition("+")
-            found = evaluate(last, args.data, write=False, crop=placement, tta=tta == "tta")
+            placement, *flags = crop.split("+")
+            found = evaluate(
+                last,
+                args.data,
+                write=False,
+                crop=placement,
+                tta="tta" in flags,
+                largest_component="all" not in flags,
+            )
             parameters = found["model"]["parameters"]
             units = found["data"]["distance_units"]
             scored[crop]["rows"] += [{**row, "fold": fold} for row in found["rows"]]

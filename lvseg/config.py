@@ -48,7 +48,7 @@ class DataConfig:
     """Patients kept out of training and validation entirely (e.g. an external test set)."""
     target_spacing_mm: float | None = None
     """Override the planned in-plane spacing (mm); by default the plan takes the data's median."""
-    far_crops: float = 0.0
+    far_crops: float = 0.15
     """Share of training crops placed anywhere within half a crop of the heart (its edge or half
     of it out of view, and what lies around it), not just jittered: the network learns what is
     not LV away from the heart, so locating it on whole images does not take the chest wall."""

@@ -30,7 +30,9 @@ def test_inspect_json_on_real_png(sunnybrook_png):
     assert summary["slices_per_structure"] == {"lv": 526}
     assert summary["skipped"] == []
     assert summary["format"] == "folders"
-    assert summary["pixel_spacing_mm"]["unknown"] == 526
+    # no spacing in the PNGs: Sunnybrook patients get their scans' 1.33 mm by name
+    assert summary["pixel_spacing_mm"]["unknown"] == 0
+    assert summary["pixel_spacing_mm"]["median"] == 1.33
     # More slices show the LV at end-diastole than at end-systole, when the apex has emptied.
     assert summary["phases"] == {"ED": 273, "ES": 253, "unknown": 0}
 

@@ -282,6 +282,7 @@ def evaluate(
     split: str = "held-out",
     crop: str = "located",
     tta: bool = False,
+    largest_component: bool = True,
     explanations: str | Path | None = None,
     limit: int | None = None,
     overwrite: bool = False,
@@ -323,7 +324,14 @@ def evaluate(
     worst_heap: list[tuple[float, int, report.SliceView]] = []
     if progress is not None:
         progress(0, len(records))
-    segmenter = Segmenter(model.network, model.plan, crop=crop, batch_size=batch_size, tta=tta)
+    segmenter = Segmenter(
+        model.network,
+        model.plan,
+        crop=crop,
+        batch_size=batch_size,
+        tta=tta,
+        largest_component=largest_component,
+    )
     for index, result in segmenter.iter_segment(records, progress):
         record, predicted = result.record, result.mask
         reference = np.asarray(record.masks[LV], bool)
@@ -372,6 +380,7 @@ def evaluate(
             "good_contour_mm": list(GOOD_CONTOUR_MM),
             "crop": crop,
             "tta": tta,
+            "largest_component": largest_component,
             "geometry": "Predictions are mapped back onto each slice's source grid and scored "
             "against the reference there, in the source pixel spacing.",
             "prediction": PREDICTION_NOTES[crop],

@@ -11,7 +11,10 @@ For each stack of records (one patient's slices and phases, see :func:`stacks`):
    probability over the 8 flips and quarter turns of each crop (test-time augmentation); an
    ensemble is a network that averages its members (:mod:`lvseg.segment.ensemble`);
 4. **map back** the LV probability onto the source grid
-   (:func:`lvseg.data.preprocess.to_source_grid`) and threshold it.
+   (:func:`lvseg.data.preprocess.to_source_grid`), threshold it and keep the largest
+   connected region (the one blood pool; nnU-Net's post-processing, on by default because the
+   Sunnybrook cross-validation says so: HD95 8.3 -> 4.8 mm, Dice +0.002; ``largest_component``
+   off keeps every region).
 
 ``lvseg evaluate``, ``lvseg explain``, the export checks and ``lvseg predict`` all call
 :class:`Segmenter`; none prepares a slice by itself. Torch-free: the network is anything with
@@ -24,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.ndimage as ndi
 
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.preprocess import (
@@ -94,6 +98,7 @@ class Segmenter:
         crop: str = "located",
         batch_size: int = BATCH_SIZE,
         tta: bool = False,
+        largest_component: bool = True,
     ) -> None:
         if crop not in CROPS:
             raise InvalidInputError(None, f"unknown crop {crop!r}; choose {' or '.join(CROPS)}")
@@ -102,6 +107,7 @@ class Segmenter:
         self.crop = crop
         self.batch_size = max(1, int(batch_size))
         self.tta = bool(tta)
+        self.largest_component = bool(largest_component)
 
     def lv_probability(self, images: np.ndarray) -> np.ndarray:
         """LV probability (B, H, W) of prepared images (B, 1, H, W): crops or whole images."""
@@ -156,6 +162,8 @@ class Segmenter:
                 for offset, (crop, p) in enumerate(zip(chunk, probability, strict=True)):
                     position = group[start + offset]
                     mask = to_source_grid(p, crop.geometry) > THRESHOLD
+                    if self.largest_component:
+                        mask = largest_component(mask)
                     yield position, SliceSegmentation(records[position], crop, p, mask, placement)
                 done += len(chunk)
                 if progress is not None:
@@ -187,3 +195,17 @@ def undo_dihedral(images: np.ndarray, k: int) -> np.ndarray:
     """The inverse of :func:`dihedral` ``k``: maps a view's prediction back onto the crop."""
     out = images[..., ::-1] if k >= 4 else images
     return np.ascontiguousarray(np.rot90(out, -(k % 4), axes=(-2, -1)))
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected region of a boolean mask (the mask itself when it has one).
+
+    >>> m = np.zeros((5, 7), bool); m[1:3, 1:3] = True; m[2:5, 4:7] = True
+    >>> int(largest_component(m).sum())
+    9
+    """
+    labels, count = ndi.label(mask, structure=np.ones((3, 3), bool))
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == int(np.argmax(sizes)) + 1

@@ -144,13 +144,11 @@ def test_rotation_preserves_a_centred_disc_and_moves_an_off_centre_one():
 def test_gamma_and_bias_field_keep_the_image_sensible():
     masks = discs()
     images = images_like(masks)
-    gamma = AugmentConfig.intensity_only(p_gamma=1.0, p_bias_field=0.0, p_blur=0.0, p_noise=0.0)
-    out, _ = Augmenter(gamma)(images, masks)
+    out, _ = one(p_gamma=1.0)(images, masks)
     # Gamma keeps each image's mean and standard deviation (nnU-Net's retain_stats).
     torch.testing.assert_close(out.mean(dim=(2, 3)), images.mean(dim=(2, 3)), atol=1e-4, rtol=0)
     torch.testing.assert_close(out.std(dim=(2, 3)), images.std(dim=(2, 3)), atol=1e-4, rtol=1e-4)
-    bias = AugmentConfig.intensity_only(p_gamma=0.0, p_bias_field=1.0, p_blur=0.0, p_noise=0.0)
-    out, _ = Augmenter(bias)(images, masks)
+    out, _ = one(p_bias_field=1.0)(images, masks)
     floor = images.amin(dim=(2, 3), keepdim=True)
     # Multiplicative above the darkest value: the floor stays, the ordering is kept.
     torch.testing.assert_close(out.amin(dim=(2, 3), keepdim=True), floor)

@@ -117,17 +117,19 @@ def test_tta_on_a_flip_invariant_model_gives_the_same_masks_and_says_it_was_on(t
     assert written["model"]["tta"] is True
 
 
-def test_the_crop_decides_what_is_segmented(tmp_path):
-    """With a crop that holds the whole (resampled) image, nothing is located and the
-    distractor blob of slice 1 is segmented too; the located 64 px crop leaves it out."""
+def test_a_crop_that_holds_the_distractor_leaves_it_to_the_largest_region_rule(tmp_path):
+    """With a crop that holds the whole (resampled) image, nothing is located and the oracle
+    calls the distractor blob of slice 1 LV too; keeping the largest region (the heart) leaves
+    it out, as the located 64 px crop does (the NIfTI test above)."""
     images, truth = disc_study()
     write_nifti_study(tmp_path / "cine.nii.gz", images)
     wide = write_oracle_model(tmp_path / "wide.onnx", oracle_plan(crop=160))
     found = predict(wide, tmp_path / "cine.nii.gz", tmp_path / "out")
     assert found["studies"][0]["heart_located"] is False
     predicted = loaded_masks(tmp_path / "out" / "masks.nii.gz")
-    assert predicted[1][(slice(None), *BLOB)].all()
+    assert not predicted[1][(slice(None), *BLOB)].any()
     assert not predicted[0][(slice(None), *BLOB)].any()
+    check_masks(predicted, truth)  # and the heart is whole
 
 
 def write_dicom_study(folder: Path, images: np.ndarray) -> dict[int, tuple[int, int]]:

@@ -80,10 +80,16 @@ def test_evaluate_scores_exactly_the_masks_predict_writes(exported, located_run,
 
 
 def test_the_centre_crop_scores_lower_where_the_heart_is_off_centre(exported, study):
-    located = evaluate(exported, study, write=False, split="all")
-    centred = evaluate(exported, study, write=False, split="all", crop="centre")
+    # Every region kept: the tiny model's masks are fragmented, and this is about the crop.
+    located = evaluate(exported, study, write=False, split="all", largest_component=False)
+    centred = evaluate(
+        exported, study, write=False, split="all", crop="centre", largest_component=False
+    )
     assert centred["settings"]["placement"]["slices_by_placement"]["image"] == len(centred["rows"])
-    assert located["summary"]["dice_mean"] > centred["summary"]["dice_mean"] + 0.2
+    # 8 epochs of the (strongly augmented) default recipe: a rough model, but one that finds
+    # the heart on every slice, where the centre crop finds nothing.
+    assert located["summary"]["dice_mean"] > centred["summary"]["dice_mean"] + 0.15
+    assert located["summary"]["detection_rate"] > 0.9
     assert centred["summary"]["dice_mean"] < 0.05  # the centre crop misses the heart
 
 

@@ -146,6 +146,20 @@ def test_tta_averages_the_eight_views_back_on_the_crop():
     np.testing.assert_array_equal(invariant.mask, located.mask)
 
 
+def test_largest_component_keeps_the_blood_pool_and_drops_a_stray_blob():
+    lv = disc(SHAPE, (24.0, 48.0), 6)
+    stray = disc(SHAPE, (24.0, 59.0), 2)
+    image = np.where(lv | stray, 900.0, 100.0).astype(np.float32)
+    record = SliceRecord(
+        image=image, masks={LV: lv}, patient_id="P", source="p.png", geometry=Geometry(SHAPE)
+    )
+    every = Segmenter(Threshold(), plan(), crop="centre", largest_component=False)
+    every = every.segment([record])[0].mask
+    largest = Segmenter(Threshold(), plan(), crop="centre").segment([record])[0].mask
+    np.testing.assert_array_equal(every, lv | stray)  # the threshold calls both
+    np.testing.assert_array_equal(largest, lv)  # the blob is gone, the pool untouched
+
+
 def test_an_unknown_crop_is_refused():
     with pytest.raises(InvalidInputError, match="unknown crop 'middle'"):
         Segmenter(Threshold(), plan(), crop="middle")

@@ -53,7 +53,7 @@ def test_the_given_pixel_spacing_is_planned_saved_and_applied_at_inference(tmp_p
 
 def test_far_crops_widen_the_stored_context_by_half_a_crop(tmp_path):
     data = png_folder(tmp_path / "data")
-    plain = prepare(DataConfig(path=str(data)), seed=0, cache_root=tmp_path / "c")
+    plain = prepare(DataConfig(path=str(data), far_crops=0.0), seed=0, cache_root=tmp_path / "c")
     far = prepare(DataConfig(path=str(data), far_crops=0.2), seed=0, cache_root=tmp_path / "c")
     assert plain.plan.reach_px == 0 and far.plan.reach_px == far.plan.crop_size // 2
     assert far.train.images.shape[-1] == far.plan.crop_size * 2
