@@ -146,7 +146,9 @@ def markdown(card: dict[str, Any]) -> str:
         "> **Not for clinical use.** Research software; not a medical device.",
         "",
         f"Exported by lvseg {card['lvseg_version']} on {card['created']} from "
-        f"`{model['checkpoint']}` (epoch {model['epoch']}); {model['parameters']:,} parameters.",
+        f"`{model['checkpoint']}`"
+        + (f" (epoch {model['epoch']})" if model["epoch"] is not None else "")
+        + f"; {model['parameters']:,} parameters.",
         "",
         *(
             [
