@@ -368,6 +368,11 @@ def _gamma(images: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     std = images.std(dim=(-2, -1), keepdim=True)
     span = (high - low).clamp_min(1e-6)
     curved = ((images - low) / span).clamp(0, 1) ** gamma[:, None, None, None] * span + low
+    return _restore_stats(curved, mean, std)
+
+
+def _restore_stats(curved: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``curved`` rescaled to each image's former ``mean`` and ``std`` (nnU-Net's retain_stats)."""
     new_mean = curved.mean(dim=(-2, -1), keepdim=True)
     new_std = curved.std(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
     return (curved - new_mean) / new_std * std + mean
@@ -393,9 +398,7 @@ def _contrast_curve(images: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
     left = knots.gather(1, flat).view_as(x)
     right = knots.gather(1, flat + 1).view_as(x)
     curved = left + (right - left) * (x - piece)
-    new_mean = curved.mean(dim=(-2, -1), keepdim=True)
-    new_std = curved.std(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
-    return (curved - new_mean) / new_std * std + mean
+    return _restore_stats(curved, mean, std)
 
 
 def _contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:

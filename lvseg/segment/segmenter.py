@@ -9,7 +9,7 @@ For each stack of records (one patient's slices and phases, see :func:`stacks`):
    the whole stack, so a study's slices and phases are cut alike;
 3. **segment** the crops (:meth:`Segmenter.lv_probability`): with ``tta``, the mean LV
    probability over the 8 flips and quarter turns of each crop (test-time augmentation); an
-   ensemble is a network that averages its members (:mod:`lvseg.segment.ensemble`);
+   ensemble is a network that averages its members (:mod:`lvseg.deploy.ensemble`);
 4. **map back** the LV probability onto the source grid
    (:func:`lvseg.data.preprocess.to_source_grid`), threshold it and keep the largest
    connected region (the one blood pool; nnU-Net's post-processing, on by default because the
