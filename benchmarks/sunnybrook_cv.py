@@ -33,7 +33,7 @@ Run from the project root (LVNet: about 13 minutes a fold on 2 CPU cores; the U-
 
 Runs are kept in ``DIR/RECIPE/MODEL-foldK``. ``--reuse`` scores runs already finished there
 instead of training them again, so the table can be remade (or extended with new measures)
-without hours of training.
+without hours of training, and resumes runs stopped part-way.
 """
 
 from __future__ import annotations
@@ -130,7 +130,9 @@ def cross_validate(
         start = time.perf_counter()
         reused = args.reuse and finished(out, config.optim.epochs)
         if not reused:
-            train(config, out, overwrite=out.exists())
+            # A run stopped part-way (a session's end) continues where it stopped.
+            resume = layout.looks_like_run(out) and args.reuse
+            train(config, out, resume=resume, overwrite=out.exists() and not resume)
             seconds += time.perf_counter() - start
             trained += 1
         with RunStore.open(out, readonly=True) as store:
