@@ -7,7 +7,8 @@ as they are and then under one controlled shift at a time, through the one infer
 (:class:`lvseg.segment.Segmenter`, the located crop, what ``lvseg predict`` does):
 
 - **contrast**: gamma 0.5 and 2.0, and a sigmoid window (another vendor's or sequence's look);
-- **bias field**: a smooth coil shading, 0.6x to 1.6x across the field of view;
+- **bias field**: a smooth coil shading, 0.6x to 1.6x across the field of view along an axis
+  (to 0.5x-1.9x corner to corner where its direction is diagonal);
 - **noise**: Gaussian noise of 8% of the bright signal, taken in magnitude (Rician-like);
 - **resolution**: the image and its mask resampled to 2.0 mm and to 1.0 mm pixels (the source
   is 1.33 mm), the spacing saying so, as a coarser or finer scanner would store them;
@@ -53,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sunnybrook_cv import config_for  # noqa: E402
 
 from lvseg import layout  # noqa: E402
+from lvseg.data.folders import SUNNYBROOK_SPACING_MM  # noqa: E402
 from lvseg.data.load import labelled_dataset  # noqa: E402
 from lvseg.data.records import ES, LV, SliceRecord  # noqa: E402
 from lvseg.evaluate.run import open_scored_model  # noqa: E402
@@ -61,6 +63,8 @@ from lvseg.train.engine import train  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PNG, DICOM = DATA / "sunnybrook-png", DATA / "sunnybrook-dicom"
+SOURCE_MM = SUNNYBROOK_SPACING_MM[0]
+"""The spacing the folder reader gives the Sunnybrook PNGs (where the resolution shifts start)."""
 
 Shift = Callable[[list[SliceRecord]], list[SliceRecord]]
 
@@ -110,16 +114,16 @@ def _geometric(change: Callable[[np.ndarray, float, int], np.ndarray], spacing=N
 
 
 def _resampled(target_mm: float) -> Shift:
-    def change(array: np.ndarray, fill: float, _i: int, source: float = 1.33) -> np.ndarray:
-        zoom = source / target_mm
+    def change(array: np.ndarray, fill: float, _i: int) -> np.ndarray:
+        zoom = SOURCE_MM / target_mm
         if zoom < 1:
             array = ndi.gaussian_filter(array, (1 / zoom - 1) / 2)
         return ndi.zoom(array, zoom, order=1, mode="nearest", grid_mode=True)
 
     def spacing(record: SliceRecord) -> tuple[float, float]:
         rows = record.image.shape[0]
-        new_rows = round(rows * 1.33 / target_mm)
-        return (1.33 * rows / new_rows,) * 2
+        new_rows = round(rows * SOURCE_MM / target_mm)
+        return (SOURCE_MM * rows / new_rows,) * 2
 
     return _geometric(change, spacing)
 
@@ -128,7 +132,7 @@ def _bias(image: np.ndarray, i: int) -> np.ndarray:
     rows, cols = image.shape
     y, x = np.mgrid[-1 : 1 : rows * 1j, -1 : 1 : cols * 1j]
     angle = 2 * np.pi * ((i * 0.618) % 1)  # a different direction per slice, fixed
-    field = np.exp(0.5 * (x * np.cos(angle) + y * np.sin(angle)) / np.sqrt(2) * 1.33)
+    field = np.exp(0.665 * (x * np.cos(angle) + y * np.sin(angle)) / np.sqrt(2))
     return image * field
 
 

@@ -46,6 +46,10 @@ from kornia.filters import gaussian_blur2d
 from kornia.geometry.conversions import normalize_homography
 from kornia.geometry.transform import get_affine_matrix2d
 
+GEOMETRIC_PROBABILITIES = ("p_affine", "p_flip_horizontal", "p_flip_vertical", "p_elastic")
+"""The probabilities of the transforms that move pixels (and masks); every other ``p_`` field
+is an intensity transform's."""
+
 
 @dataclass
 class AugmentConfig:
@@ -122,28 +126,30 @@ class AugmentConfig:
         )
 
     @classmethod
-    def geometric_only(cls, **changes: Any) -> AugmentConfig:
-        """A config with every intensity transform off (for tests and ablations)."""
+    def _off(cls, *, geometric: bool, intensity: bool, **changes: Any) -> AugmentConfig:
+        """A config with the chosen kinds of transform off (their probabilities 0)."""
         off = {
             f.name: 0.0
             for f in fields(cls)
             if f.name.startswith("p_")
-            and f.name not in ("p_affine", "p_flip_horizontal", "p_flip_vertical", "p_elastic")
+            and (geometric if f.name in GEOMETRIC_PROBABILITIES else intensity)
         }
         return cls(**{**off, **changes})
 
     @classmethod
+    def geometric_only(cls, **changes: Any) -> AugmentConfig:
+        """A config with every intensity transform off (for tests and ablations)."""
+        return cls._off(geometric=False, intensity=True, **changes)
+
+    @classmethod
     def intensity_only(cls, **changes: Any) -> AugmentConfig:
         """A config with every geometric transform off."""
-        off = dict(p_affine=0.0, p_flip_horizontal=0.0, p_flip_vertical=0.0, p_elastic=0.0)
-        return cls(**{**off, **changes})
+        return cls._off(geometric=True, intensity=False, **changes)
 
     @classmethod
     def none(cls) -> AugmentConfig:
         """Every transform off: the identity (validation, inference)."""
-        return cls.geometric_only(
-            p_affine=0.0, p_elastic=0.0, p_flip_horizontal=0.0, p_flip_vertical=0.0
-        )
+        return cls._off(geometric=True, intensity=True)
 
 
 class Augmenter:

@@ -398,23 +398,19 @@ def export(
         "parity": {},
         "latency_ms_1_thread": {},
     }
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        results["latency_ms_1_thread"]["pytorch"] = latency_ms(network.logits, plan.crop_size)
-    finally:
-        torch.set_num_threads(torch_threads)
+    timed = {"pytorch": network.logits}
     if tta:
         say("checking test-time augmentation")
         tta_segmenter = Segmenter(network, plan, tta=True)
         results["validation_dice"]["pytorch tta"] = validation_dice(tta_segmenter.segment(checks))
-        torch.set_num_threads(1)
-        try:
-            results["latency_ms_1_thread"]["pytorch tta"] = latency_ms(
-                tta_segmenter.crop_probability, plan.crop_size
-            )
-        finally:
-            torch.set_num_threads(torch_threads)
+        timed["pytorch tta"] = tta_segmenter.crop_probability
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for label, run in timed.items():
+            results["latency_ms_1_thread"][label] = latency_ms(run, plan.crop_size)
+    finally:
+        torch.set_num_threads(torch_threads)
     results["tta"] = tta
     values = metadata(loaded, "fp32", tta)
     check = _Check(results, reference, images, checks, plan)
