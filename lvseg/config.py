@@ -94,6 +94,9 @@ class LossConfig:
     """Weight of the binary cross-entropy of the image-level "LV present" logit."""
     smooth: float = 1.0
     """Added to numerator and denominator of the soft Dice, so empty slices are well defined."""
+    boundary: float = 0.0
+    """Extra cross-entropy weight of the pixels near a mask's edge (0: a plain pixel average;
+    see :mod:`lvseg.train.losses`)."""
 
 
 @dataclass
@@ -217,7 +220,7 @@ class TrainConfig:
             raise bad("optim.early_stopping", ">= 0", optim.early_stopping)
         if optim.max_nonfinite_steps < 1:
             raise bad("optim.max_nonfinite_steps", ">= 1", optim.max_nonfinite_steps)
-        for key in ("dice", "cross_entropy", "presence"):
+        for key in ("dice", "cross_entropy", "presence", "boundary"):
             positive(f"loss.{key}", getattr(loss, key), strict=False)
         if loss.dice == 0 and loss.cross_entropy == 0:
             raise bad("loss.dice or loss.cross_entropy", "> 0 (something must train)", 0)

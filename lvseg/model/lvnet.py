@@ -31,6 +31,11 @@ Design, top to bottom (read it in one sitting):
    class map is the segmentation map itself: the network explains its image-level decision with
    the very pixels it segments. The same head (:class:`PresenceFromCAM`) serves every model in
    the registry.
+5. **Deep supervision** (``deep_supervision`` > 0, off by default). The first decoder stages
+   above full resolution get their own 1x1 class heads, trained (in training mode only) against
+   the same masks, as in nnU-Net: the coarse stages then learn where the LV is, not only what
+   helps the last stage draw its boundary. In eval mode the model returns exactly what it
+   returns without them; the heads cost ``(2*width + 1) * classes`` parameters per level.
 
 The defaults (width 16, depth 4, one residual block per stage) have 231,716 parameters and cost
 0.11 G multiply-accumulates for one 128x128 image; three quarters of the parameters sit in the
@@ -75,11 +80,27 @@ class LVNetConfig:
     maps are narrow, and where the boundaries are drawn."""
     max_width: int = 0
     """Cap on the channels of any stage (0: no cap); the bottom stages hold most parameters."""
+    deep_supervision: int = 0
+    """Decoder stages above full resolution (at 1/2, 1/4, ... of it) with their own class head
+    for deep supervision in training (0: none; at most ``depth - 1``)."""
 
     def __post_init__(self) -> None:
         check_config(
-            self, in_channels=1, classes=2, width=1, depth=1, blocks=0, dense_levels=0, max_width=0
+            self,
+            in_channels=1,
+            classes=2,
+            width=1,
+            depth=1,
+            blocks=0,
+            dense_levels=0,
+            max_width=0,
+            deep_supervision=0,
         )
+        if self.deep_supervision > self.depth - 1:
+            raise ValueError(
+                f"LVNetConfig.deep_supervision must be at most depth - 1 = {self.depth - 1}, "
+                f"got {self.deep_supervision}"
+            )
 
     def widths(self) -> list[int]:
         """Channels at each resolution level, full resolution first."""
@@ -166,22 +187,40 @@ class LVNet(nn.Module):
         """The CAM head: S_c = sum_k w_ck F_k + b_c."""
         self.presence = PresenceFromCAM()
         """z = a * GAP(S_lv - S_bg) + t."""
+        self.auxiliary_heads = nn.ModuleList(
+            nn.Conv2d(widths[level], config.classes, 1)
+            for level in range(1, config.deep_supervision + 1)
+        )
+        """Deep supervision: a class head on the decoder output at 1/2, 1/4, ... resolution."""
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature maps F_k (B, width, H, W) that the CAM head weighs."""
+    def decoded(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The decoder's outputs, coarsest first; the last is F_k (B, width, H, W)."""
         skips = [self.stem(x)]
         for stage in self.encoder:
             skips.append(stage(skips[-1]))
         y = skips.pop()
+        outputs = []
         for stage in self.decoder:
             skip = skips.pop()
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = stage(torch.cat([y, skip], dim=1))
-        return y
+            outputs.append(y)
+        return outputs
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature maps F_k (B, width, H, W) that the CAM head weighs."""
+        return self.decoded(x)[-1]
 
     def forward(self, x: torch.Tensor) -> SegmentationOutput:
-        logits = self.head(self.features(x))
-        return SegmentationOutput(logits, self.presence(logits))
+        decoded = self.decoded(x)
+        logits = self.head(decoded[-1])
+        auxiliary: tuple[torch.Tensor, ...] = ()
+        if self.training and len(self.auxiliary_heads):
+            coarser = decoded[-2::-1][: len(self.auxiliary_heads)]  # 1/2 resolution first
+            auxiliary = tuple(
+                head(f) for head, f in zip(self.auxiliary_heads, coarser, strict=True)
+            )
+        return SegmentationOutput(logits, self.presence(logits), auxiliary)
 
     def cam_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(w, b) of the CAM head: w is (classes, K), b is (classes,)."""

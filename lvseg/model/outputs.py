@@ -30,6 +30,9 @@ class SegmentationOutput(NamedTuple):
     :data:`lvseg.model.classes.CLASS_NAMES` order."""
     presence_logit: torch.Tensor
     """Image-level "LV present" logit (B,), from global average pooling of the score maps."""
+    auxiliary: tuple[torch.Tensor, ...] = ()
+    """Deep supervision: class scores of coarser decoder stages (B, classes, h, w), finest
+    first, in training mode only (empty in eval mode, so inference and export never see them)."""
 
 
 class PresenceFromCAM(nn.Module):

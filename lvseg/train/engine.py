@@ -572,6 +572,8 @@ def _loss(output: Any, target: torch.Tensor, config: TrainConfig) -> Any:
         ce_weight=config.loss.cross_entropy,
         presence_weight=config.loss.presence,
         smooth=config.loss.smooth,
+        boundary_weight=config.loss.boundary,
+        auxiliary=getattr(output, "auxiliary", ()),
     )
 
 

@@ -219,7 +219,9 @@ def test_unknown_override_is_named():
         for field in dataclasses.fields(spec.config)
         if field.type == "int"
         for bad in (
-            0 if field.name not in ("blocks", "dense_levels", "max_width") else -1,
+            0
+            if field.name not in ("blocks", "dense_levels", "max_width", "deep_supervision")
+            else -1,
             2.0,
             "16",
         )
@@ -289,3 +291,28 @@ def test_one_model_learns_toy_discs(name):
         optimiser.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_lvnet_deep_supervision_trains_coarse_heads_and_leaves_inference_alone():
+    torch.manual_seed(0)
+    deep = LVNet(LVNetConfig(width=8, deep_supervision=2))
+    plain = LVNet(LVNetConfig(width=8))
+    extra = {k: v.shape for k, v in deep.state_dict().items() if k not in plain.state_dict()}
+    assert extra == {
+        "auxiliary_heads.0.weight": (2, 16, 1, 1),
+        "auxiliary_heads.0.bias": (2,),
+        "auxiliary_heads.1.weight": (2, 32, 1, 1),
+        "auxiliary_heads.1.bias": (2,),
+    }
+    x = torch.randn(2, 1, 64, 64)
+    out = deep.train()(x)
+    assert [tuple(a.shape) for a in out.auxiliary] == [(2, 2, 32, 32), (2, 2, 16, 16)]
+    # in eval mode: no auxiliary outputs, and the very logits of the same weights without heads
+    plain.load_state_dict({k: v for k, v in deep.state_dict().items() if k in plain.state_dict()})
+    deep.eval(), plain.eval()
+    assert deep(x).auxiliary == ()
+    torch.testing.assert_close(deep(x).logits, plain(x).logits)
+    with pytest.raises(ValueError, match="deep_supervision must be at most depth - 1 = 2"):
+        LVNetConfig(depth=3, deep_supervision=3)
+    with pytest.raises(ValueError, match="deep_supervision"):
+        LVNetConfig(deep_supervision=-1)

@@ -137,3 +137,22 @@ def test_loss_parts_and_dice():
     assert 0 < float(parts.cross_entropy) < 6
     prediction = logits.argmax(1).bool()
     assert losses.dice_per_image(prediction, target.bool()).tolist() == [1.0, 0.0]
+
+
+def test_deep_supervision_and_boundary_weights_train_and_are_logged(tiny_phantom, tmp_path):
+    config = tiny_config(tiny_phantom, epochs=1).merged(
+        {"model": {"options": {"width": 8, "deep_supervision": 2}}, "loss": {"boundary": 2.0}}
+    )
+    result = engine.train(config, tmp_path / "run")
+    assert result.status == "finished"
+    with RunStore.open(tmp_path / "run", readonly=True) as store:
+        steps = store.steps()
+    assert all(s["loss_auxiliary"] > 0 for s in steps)
+    model = load_model(tmp_path / "run").model
+    assert len(model.auxiliary_heads) == 2
+    assert model.eval()(torch.zeros(1, 1, 64, 64)).auxiliary == ()
+
+
+def test_a_negative_boundary_weight_is_refused():
+    with pytest.raises(InvalidInputError, match="loss.boundary"):
+        TrainConfig.from_dict({"loss": {"boundary": -1.0}})
