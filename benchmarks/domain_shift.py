@@ -24,6 +24,14 @@ as they are and then under one controlled shift at a time, through the one infer
 and, where the fold held out one of the 5 patients of ``sunnybrook-dicom``, the raw DICOM cine
 with expert contours (the same patients in mm, read by the DICOM reader).
 
+Then the **phantom's acquisition variants** (``--phantom N`` synthetic patients, ED and ES; 0
+skips them): each patient's anatomy seen through one fixed acquisition at a time (the standard
+or a turned view, low or high noise, a blurred or a sharp k-space, 1.0 or 2.0 mm pixels, 10 mm
+slices, another contrast curve, a circular field of view; see
+:data:`lvseg.data.phantom.ACQUISITION`). No model is trained on the phantom, so its figures
+measure synthetic-to-real distance as much as robustness; the drops are from the same patients
+as drawn, which is what isolates the acquisition.
+
 Per recipe it prints the per-slice Dice and its drop from the unshifted figure, and the
 localisation misses: slices whose crop holds less than half of the reference LV.
 
@@ -31,13 +39,14 @@ Run from the project root; it scores the runs ``sunnybrook_cv.py --runs DIR`` tr
 trains (as that script does) the recipe folds it does not find there::
 
     .venv/bin/python benchmarks/domain_shift.py [--runs DIR] [--recipes baseline,robust]
-        [--folds 0,1] [--shifts NAME,...] [--tta] [--json results.json]
+        [--folds 0,1] [--shifts NAME,...] [--phantom 6] [--tta] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -56,6 +65,7 @@ from sunnybrook_cv import config_for  # noqa: E402
 from lvseg import layout  # noqa: E402
 from lvseg.data.folders import SUNNYBROOK_SPACING_MM  # noqa: E402
 from lvseg.data.load import labelled_dataset  # noqa: E402
+from lvseg.data.phantom import generate_patient, patient_records  # noqa: E402
 from lvseg.data.records import ES, LV, SliceRecord  # noqa: E402
 from lvseg.evaluate.run import open_scored_model  # noqa: E402
 from lvseg.segment.segmenter import Segmenter  # noqa: E402
@@ -186,6 +196,33 @@ SHIFTS: dict[str, Shift] = {
 }
 
 
+PHANTOM_VARIANTS: dict[str, dict] = {
+    "as drawn": {},
+    "standard view": {"rotation": 0.0},
+    "turned 90°": {"rotation": math.pi / 2},
+    "low noise": {"noise": 0.01},
+    "high noise": {"noise": 0.12},
+    "blurred (half of k-space)": {"k_fraction": (0.5, 0.5)},
+    "sharp (all of k-space)": {"k_fraction": (1.0, 1.0), "k_taper": 0.0},
+    "1.0 mm pixels": {"spacing": 1.0},
+    "2.0 mm pixels": {"spacing": 2.0},
+    "10 mm slices": {"thickness": 10.0},
+    "gamma 0.75": {"gamma": 0.75},
+    "gamma 1.3": {"gamma": 1.3},
+    "circular field of view": {"fov_kind": "circle"},
+}
+"""Fixed acquisitions of the phantom (``generate_patient(acquisition=...)``); the drawn ranges:
+noise 0.015-0.06, 50-95% of k-space, 1.2-2.0 mm pixels, 6-10 mm slices, gamma 0.75-1.3."""
+
+
+def phantom_records(patients: int, acquisition: dict) -> list[SliceRecord]:
+    records: list[SliceRecord] = []
+    for index in range(patients):
+        patient = generate_patient(index, phases="ed_es", acquisition=acquisition)
+        records.extend(patient_records(patient, "ed_es"))
+    return records
+
+
 # ---- scoring -------------------------------------------------------------------------------
 
 
@@ -216,6 +253,9 @@ def main() -> None:
     parser.add_argument("--recipes", default="baseline,robust")
     parser.add_argument("--folds", default="0,1,2,3,4")
     parser.add_argument("--shifts", default=",".join(SHIFTS), help="which shifts to run")
+    parser.add_argument(
+        "--phantom", type=int, default=6, help="synthetic patients per acquisition (0: none)"
+    )
     parser.add_argument("--tta", action="store_true", help="score with test-time augmentation")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
@@ -232,6 +272,7 @@ def main() -> None:
     recipes = args.recipes.split(",")
     folds = [int(f) for f in args.folds.split(",")]
     found: dict[str, dict[str, dict]] = {r: {} for r in recipes}
+    segmenters: list[tuple[str, Segmenter]] = []
     for recipe in recipes:
         for fold in folds:
             run = args.runs / recipe / f"lvnet-fold{fold}"
@@ -245,6 +286,7 @@ def main() -> None:
             model = open_scored_model(checkpoint)
             held_out = list(model.split.val)
             segmenter = Segmenter(model.network, model.plan, tta=args.tta)
+            segmenters.append((recipe, segmenter))
             records = png.subset(held_out).records
             names = list(shifts)
             dicom_here = [p for p in held_out if dicom and p in dicom.patients]
@@ -266,12 +308,55 @@ def main() -> None:
                     f"{len(dices)} slices, {misses} missed ({time.perf_counter() - start:.0f} s)",
                     flush=True,
                 )
+    phantom: dict[str, dict[str, dict]] = {r: {} for r in recipes}
+    for name, acquisition in PHANTOM_VARIANTS.items() if args.phantom > 0 else ():
+        start = time.perf_counter()
+        records = phantom_records(args.phantom, acquisition)
+        for recipe, segmenter in segmenters:
+            dices, misses = score(segmenter, records)
+            cell = phantom[recipe].setdefault(name, {"dice": [], "misses": 0})
+            cell["dice"] += dices
+            cell["misses"] += misses
+        print(
+            f"phantom {name}: {len(records)} slices, "
+            + ", ".join(f"{r} {statistics.fmean(phantom[r][name]['dice']):.4f}" for r in recipes)
+            + f" ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
     print()
-    print(
+    print_table(
         f"Domain shift: CV folds {args.folds} held-out patients, LVNet, located crop"
         + (", TTA" if args.tta else "")
-        + " (per-slice Dice; drop from the unshifted figure; slices whose crop missed the LV)"
+        + " (per-slice Dice; drop from the unshifted figure; slices whose crop missed the LV)",
+        found,
+        recipes,
+        "none",
+        ("DICOM cine (mm)",),
     )
+    if args.phantom > 0:
+        print()
+        print_table(
+            f"Phantom acquisition variants: {args.phantom} synthetic patients, ED and ES, scored "
+            f"by each model of folds {args.folds} (drop from the same patients as drawn)",
+            phantom,
+            recipes,
+            "as drawn",
+            (),
+        )
+    if args.json:
+        results = {"shifts": found, "phantom": phantom}
+        args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+def print_table(
+    title: str,
+    found: dict[str, dict[str, dict]],
+    recipes: list[str],
+    reference: str,
+    no_drop: tuple[str, ...],
+) -> None:
+    """One markdown table: per shift, each recipe's Dice, drop from ``reference`` and misses."""
+    print(title)
     print()
     print("| shift | slices | " + " | ".join(f"{r} Dice | drop | missed" for r in recipes) + " |")
     print("|---|---|" + "---|---|---|" * len(recipes))
@@ -285,26 +370,29 @@ def main() -> None:
                 continue
             mean = statistics.fmean(cell["dice"])
             base = (
-                statistics.fmean(found[recipe]["none"]["dice"]) if "none" in found[recipe] else mean
+                statistics.fmean(found[recipe][reference]["dice"])
+                if reference in found[recipe]
+                else mean
             )
-            drop = "" if name in ("none", "DICOM cine (mm)") else f"{mean - base:+.4f}"
+            drop = "" if name == reference or name in no_drop else f"{mean - base:+.4f}"
             cells.append(f"{mean:.4f} | {drop} | {cell['misses']}")
         slices = len(found[recipes[0]].get(name, {"dice": []})["dice"])
         print(f"| {name} | {slices} | " + " | ".join(cells) + " |")
-    worst = {
-        r: min(
-            (statistics.fmean(c["dice"]) - statistics.fmean(found[r]["none"]["dice"]), n)
-            for n, c in found[r].items()
-            if n not in ("none", "DICOM cine (mm)")
-        )
-        for r in recipes
-        if "none" in found[r] and len(found[r]) > 1
-    }
-    for recipe, (drop, name) in worst.items():
+    for recipe in recipes:
+        cells = found[recipe]
+        if reference not in cells or len(cells) < 2:
+            continue
+        base = statistics.fmean(cells[reference]["dice"])
+        drops = [
+            (statistics.fmean(c["dice"]) - base, n)
+            for n, c in cells.items()
+            if n != reference and n not in no_drop
+        ]
+        if not drops:
+            continue
+        drop, name = min(drops)
         print(f"\n{recipe}: largest drop {drop:+.4f} ({name})", end="")
     print()
-    if args.json:
-        args.json.write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,18 @@ DEFAULT_PATIENTS = 8
 DEFAULT_SEED = 0
 DEFAULT_FORMAT = "dicom"
 MAX_PATIENTS = 9999
+ACQUISITION = {
+    "spacing": "pixel spacing in mm (the matrix is kept, so the field of view changes)",
+    "thickness": "slice thickness in mm (the partial volume of the slice profile)",
+    "rotation": "in-plane rotation of the anatomy in radians (0: the standard view)",
+    "gamma": "the contrast curve: tissue values to the power gamma",
+    "noise": "noise level in k-space (0.015-0.06 as drawn)",
+    "k_fraction": "(rows, cols) fraction of k-space acquired (blur, Gibbs ringing)",
+    "k_taper": "apodisation of the k-space edge (0: a hard cut)",
+    "fov_kind": "none, circle or curved (the reconstruction's field-of-view mask)",
+}
+"""The acquisition and appearance draws ``generate_patient(acquisition=...)`` can fix, so one
+patient's anatomy can be seen through several acquisitions (the domain-shift benchmark)."""
 CONTOUR_POINTS = 96
 CONTOUR_OFFSET_PX = 0.5
 """Added to contour coordinates: Sunnybrook contour files count from the top-left *corner* of the
@@ -1111,13 +1123,15 @@ def generate_patient(
     phases: Sequence[int] | str | None = None,
     downscale: int = 1,
     group: str | None = None,
+    acquisition: dict[str, Any] | None = None,
 ) -> PhantomPatient:
     """Generate synthetic patient ``index`` (0-based) of the phantom drawn with ``seed``.
 
     ``phases`` renders only some cardiac phases (a list of indices, or ``"ed_es"``); a phase's
     images do not depend on which others are rendered. ``downscale`` divides the matrix and
     multiplies the pixel spacing (same anatomy, fewer pixels: for fast tests). ``group`` overrides
-    the group ``GROUPS[index % 4]``.
+    the group ``GROUPS[index % 4]``. ``acquisition`` fixes some of the patient's acquisition
+    draws (keys of :data:`ACQUISITION`); the anatomy and everything else stay as drawn.
     """
     _check_int("index", index, 0, MAX_PATIENTS - 1)
     _check_int("seed", seed, 0, 2**63 - 1)
@@ -1126,6 +1140,8 @@ def generate_patient(
     if group not in GROUPS:
         raise InvalidInputError(None, f"unknown group {group!r}; choose one of {', '.join(GROUPS)}")
     anat = _sample_anatomy(np.random.default_rng([seed, index, 0]), group)
+    if acquisition:
+        anat = replace(anat, **_checked_acquisition(acquisition))
     if phases is None:
         phase_indices = tuple(range(PHASES))
     elif isinstance(phases, str):
@@ -1668,6 +1684,47 @@ def ensure_default_phantom(
         if not looks_like(folder):  # lost a race with another process: use its folder
             raise
     return folder
+
+
+_ACQUISITION_RANGES = {
+    "spacing": (0.3, 5.0),
+    "thickness": (1.0, 30.0),
+    "rotation": (-2 * math.pi, 2 * math.pi),
+    "gamma": (0.1, 10.0),
+    "noise": (0.0, 1.0),
+    "k_fraction": (0.05, 1.0),
+    "k_taper": (0.0, 1.0),
+}
+
+
+def _checked_acquisition(acquisition: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(acquisition) - set(ACQUISITION))
+    if unknown:
+        raise InvalidInputError(
+            None,
+            f"unknown acquisition setting(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(ACQUISITION)}",
+        )
+    checked: dict[str, Any] = {}
+    for key, value in acquisition.items():
+        if key == "fov_kind":
+            if value not in ("none", "circle", "curved"):
+                raise InvalidInputError(
+                    None, f"fov_kind must be none, circle or curved, got {value!r}"
+                )
+            checked[key] = value
+            continue
+        values = tuple(value) if key == "k_fraction" else (value,)
+        low, high = _ACQUISITION_RANGES.get(key, (0.0, math.inf))
+        if len(values) != (2 if key == "k_fraction" else 1) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+            for v in values
+        ):
+            raise InvalidInputError(
+                None, f"acquisition {key} ({ACQUISITION[key]}) out of range: {value!r}"
+            )
+        checked[key] = tuple(float(v) for v in values) if key == "k_fraction" else float(value)
+    return checked
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

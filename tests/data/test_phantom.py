@@ -249,12 +249,35 @@ def test_contours_reproduce_the_masks(cohort) -> None:
         lambda: phantom.generate_patient(0, group="XYZ"),
         lambda: phantom.generate_patient(0, downscale=0),
         lambda: phantom.write_phantom("/tmp/never-written", format="png"),
+        lambda: phantom.generate_patient(0, acquisition={"nosie": 0.1}),
+        lambda: phantom.generate_patient(0, acquisition={"noise": -0.1}),
+        lambda: phantom.generate_patient(0, acquisition={"k_fraction": (0.5,)}),
+        lambda: phantom.generate_patient(0, acquisition={"spacing": True}),
+        lambda: phantom.generate_patient(0, acquisition={"fov_kind": "square"}),
     ],
 )
 def test_bad_arguments_raise_invalid_input(call) -> None:
     with pytest.raises(InvalidInputError) as caught:
         call()
     assert "\n" not in str(caught.value)
+
+
+def test_an_acquisition_setting_changes_the_images_and_keeps_the_anatomy() -> None:
+    drawn = phantom.generate_patient(2, phases=[0], downscale=4)
+    noisy = phantom.generate_patient(2, phases=[0], downscale=4, acquisition={"noise": 0.2})
+    assert np.array_equal(noisy.lv, drawn.lv) and np.array_equal(noisy.rv, drawn.rv)
+    background = ~(drawn.lv | drawn.myocardium | drawn.rv)
+    assert noisy.images[background].std() > drawn.images[background].std()
+    coarse = phantom.generate_patient(2, phases=[0], downscale=4, acquisition={"spacing": 2.0})
+    assert coarse.pixel_spacing_mm == (8.0, 8.0)  # 2.0 mm times the downscale
+    assert coarse.lv.sum() < drawn.lv.sum()  # the same heart in fewer, larger pixels
+    turned = phantom.generate_patient(2, phases=[0], downscale=4, acquisition={"rotation": 1.0})
+    assert not np.array_equal(turned.lv, drawn.lv)
+    # fixing settings to their drawn values changes nothing
+    anatomy = phantom._sample_anatomy(np.random.default_rng([phantom.DEFAULT_SEED, 2, 0]), "HF-NI")
+    fixed = {"fov_kind": anatomy.fov_kind, "noise": anatomy.noise, "gamma": anatomy.gamma}
+    same = phantom.generate_patient(2, phases=[0], downscale=4, acquisition=fixed)
+    assert np.array_equal(same.images, drawn.images)
 
 
 # --------------------------------------------------------------------------------------------
