@@ -89,6 +89,8 @@ ACQUISITION = {
     "k_fraction": "(rows, cols) fraction of k-space acquired (blur, Gibbs ringing)",
     "k_taper": "apodisation of the k-space edge (0: a hard cut)",
     "fov_kind": "none, circle or curved (the reconstruction's field-of-view mask)",
+    "heart_offset_mm": "(down, right) of the LV centre from the image centre in mm (the whole "
+    "thorax moves with it, as when the field of view is placed off the heart)",
 }
 """The acquisition and appearance draws ``generate_patient(acquisition=...)`` can fix, so one
 patient's anatomy can be seen through several acquisitions (the domain-shift benchmark)."""
@@ -1141,7 +1143,18 @@ def generate_patient(
         raise InvalidInputError(None, f"unknown group {group!r}; choose one of {', '.join(GROUPS)}")
     anat = _sample_anatomy(np.random.default_rng([seed, index, 0]), group)
     if acquisition:
-        anat = replace(anat, **_checked_acquisition(acquisition))
+        settings = _checked_acquisition(acquisition)
+        offset = settings.pop("heart_offset_mm", None)
+        anat = replace(anat, **settings)
+        if offset is not None:
+            centre = (anat.rows / 2 - 0.5, anat.cols / 2 - 0.5)
+            anat = replace(
+                anat,
+                heart_px=(
+                    centre[0] + offset[0] / anat.spacing,
+                    centre[1] + offset[1] / anat.spacing,
+                ),
+            )
     if phases is None:
         phase_indices = tuple(range(PHASES))
     elif isinstance(phases, str):
@@ -1694,6 +1707,7 @@ _ACQUISITION_RANGES = {
     "noise": (0.0, 1.0),
     "k_fraction": (0.05, 1.0),
     "k_taper": (0.0, 1.0),
+    "heart_offset_mm": (-300.0, 300.0),
 }
 
 
@@ -1714,16 +1728,17 @@ def _checked_acquisition(acquisition: dict[str, Any]) -> dict[str, Any]:
                 )
             checked[key] = value
             continue
-        values = tuple(value) if key == "k_fraction" else (value,)
+        pair = key in ("k_fraction", "heart_offset_mm")
+        values = tuple(value) if pair else (value,)
         low, high = _ACQUISITION_RANGES.get(key, (0.0, math.inf))
-        if len(values) != (2 if key == "k_fraction" else 1) or not all(
+        if len(values) != (2 if pair else 1) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
             for v in values
         ):
             raise InvalidInputError(
                 None, f"acquisition {key} ({ACQUISITION[key]}) out of range: {value!r}"
             )
-        checked[key] = tuple(float(v) for v in values) if key == "k_fraction" else float(value)
+        checked[key] = tuple(float(v) for v in values) if pair else float(value)
     return checked
 
 
