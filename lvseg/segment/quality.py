@@ -1,0 +1,230 @@
+"""Quality-control signals: how far to trust each segmented slice, from what inference has anyway.
+
+Nothing here runs the network again: every signal is read off the crop's LV probability, the
+mask and the other frames of the same stack (one patient's slices and phases, cut by one crop).
+
+Per frame, on the crop (pixels of the plan's grid, areas in mm^2 where the plan has a spacing):
+
+- ``area``: the predicted LV area (after the largest-region rule).
+- ``peak``: the highest LV probability; a network that saw no LV anywhere stays low.
+- ``uncertainty``: the pixels the network hesitates on, ``sum 4 p (1 - p)`` (1 at p = 0.5, 0 at
+  0 or 1), per pixel of predicted LV (plus :data:`AREA_FLOOR_PX`, so an empty, confident crop
+  scores 0). A clean segmentation has a one-pixel rim of doubt; a confused one is mostly doubt.
+- ``fragments``: regions of ``p > 0.5`` before the largest is kept, and ``kept``: the share of
+  predicted pixels in that largest region (scattered predictions keep little).
+- ``solidity``: area over convex-hull area of the mask; a blood pool is nearly convex, a mask
+  that leaks along the septum or into the atrium is not.
+- ``edge``: the share of the mask's boundary pixels on the crop's edge; a crop placed beside the
+  heart cuts the LV there.
+
+Per stack, each frame against the others (the LV varies smoothly along the stack and in time):
+
+- ``area_jump``: ``|log((area + a) / (m + a))|`` with ``m`` the median area of the frame's
+  neighbouring slices at the same phase (``a`` = :data:`AREA_FLOOR_PX`); 0 without neighbours.
+- ``drift``: the distance (mm, or pixels without spacing) from the mask's centroid to the median
+  centroid of the stack's other non-empty frames: a slice segmented on another structure sits
+  away from the rest.
+
+:func:`frame_signals` computes them; the score that combines them into a predicted Dice is fitted
+on cross-validation predictions (``benchmarks/quality_control.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.ndimage as ndi
+from scipy.spatial import ConvexHull, QhullError
+
+from lvseg.segment.segmenter import THRESHOLD, SliceSegmentation, stacks
+
+SIGNALS = (
+    "area",
+    "peak",
+    "uncertainty",
+    "fragments",
+    "kept",
+    "solidity",
+    "edge",
+    "area_jump",
+    "drift",
+)
+"""The signals of :func:`frame_signals`, in the order they are reported."""
+AREA_FLOOR_PX = 20.0
+"""Pixels added to areas before ratios, so empty and tiny masks give finite, calm signals."""
+_EIGHT = np.ones((3, 3), bool)
+
+
+def frame_signals(results: Sequence[SliceSegmentation]) -> list[dict[str, float]]:
+    """The signals of every result (one dict per result, keys :data:`SIGNALS`, in order)."""
+    own = [_own_signals(r) for r in results]
+    signals = [s for s, _ in own]
+    for group in stacks([r.record for r in results]):
+        _stack_signals([results[i] for i in group], [own[i] for i in group])
+    return signals
+
+
+def _pixel_mm(result: SliceSegmentation) -> float:
+    """The side of a crop pixel in mm (1 where the plan works in pixels)."""
+    spacing = result.crop.pixel_spacing_mm
+    return float(np.sqrt(spacing[0] * spacing[1])) if spacing else 1.0
+
+
+def _own_signals(result: SliceSegmentation) -> tuple[dict[str, float], np.ndarray | None]:
+    """The frame's own signals, and its mask's centroid on the crop (None when empty)."""
+    p = result.probability.astype(np.float64)
+    predicted = p > THRESHOLD
+    labels, fragments = ndi.label(predicted, structure=_EIGHT)
+    if fragments:
+        sizes = np.bincount(labels.ravel())[1:]
+        mask = labels == int(np.argmax(sizes)) + 1
+        kept = float(sizes.max() / sizes.sum())
+    else:
+        mask, kept = predicted, 1.0
+    area_px = float(mask.sum())
+    doubt = float((4.0 * p * (1.0 - p)).sum())
+    centroid = np.argwhere(mask).mean(axis=0) if area_px else None
+    return {
+        "area": area_px * _pixel_mm(result) ** 2,
+        "peak": float(p.max()),
+        "uncertainty": doubt / (area_px + AREA_FLOOR_PX),
+        "fragments": float(fragments),
+        "kept": kept,
+        "solidity": solidity(mask),
+        "edge": edge_share(mask),
+        "area_jump": 0.0,
+        "drift": 0.0,
+    }, centroid
+
+
+def solidity(mask: np.ndarray) -> float:
+    """Area over convex-hull area (pixel centres; 1 for an empty or degenerate mask).
+
+    >>> m = np.zeros((9, 9), bool); m[2:7, 2:7] = True
+    >>> solidity(m)
+    1.0
+    >>> m[3:6, 4:7] = False  # a C shape
+    >>> round(solidity(m), 2)
+    0.64
+    """
+    points = np.argwhere(mask)
+    if len(points) < 3:
+        return 1.0
+    # Each pixel as its four corners, so a one-pixel-wide mask has an area and the hull of a
+    # full square is the square itself.
+    corners = (points[:, None, :] + np.array([[0, 0], [0, 1], [1, 0], [1, 1]])).reshape(-1, 2)
+    try:
+        hull = ConvexHull(corners)
+    except QhullError:
+        return 1.0
+    return float(min(1.0, len(points) / hull.volume))
+
+
+def edge_share(mask: np.ndarray) -> float:
+    """Share of the mask's boundary pixels that lie on the border of the crop.
+
+    >>> m = np.zeros((6, 6), bool); m[0:3, 1:4] = True
+    >>> edge_share(m)  # 8 boundary pixels, the 3 of the top row on the crop's edge
+    0.375
+    """
+    if not mask.any():
+        return 0.0
+    boundary = mask & ~ndi.binary_erosion(mask, structure=_EIGHT, border_value=0)
+    border = np.zeros_like(mask)
+    border[0, :] = border[-1, :] = border[:, 0] = border[:, -1] = True
+    return float((boundary & border).sum() / max(1, boundary.sum()))
+
+
+def _stack_signals(
+    results: list[SliceSegmentation], own: list[tuple[dict[str, float], np.ndarray | None]]
+) -> None:
+    """Fill in ``area_jump`` and ``drift`` of one stack's frames."""
+    records = [r.record for r in results]
+    signals = [s for s, _ in own]
+    floor_mm2 = AREA_FLOOR_PX * _pixel_mm(results[0]) ** 2
+    by_phase: dict[object, list[int]] = {}
+    for i, record in enumerate(records):
+        if record.slice_index is not None:
+            by_phase.setdefault(record.phase_index, []).append(i)
+    for members in by_phase.values():
+        members.sort(key=lambda i: records[i].slice_index)
+        for k, i in enumerate(members):
+            neighbours = [signals[j]["area"] for j in members[max(0, k - 1) : k + 2] if j != i]
+            if neighbours:
+                ratio = (signals[i]["area"] + floor_mm2) / (np.median(neighbours) + floor_mm2)
+                signals[i]["area_jump"] = abs(math.log(ratio))
+    centroids = [c for _, c in own]
+    for i, centre in enumerate(centroids):
+        others = [c for j, c in enumerate(centroids) if j != i and c is not None]
+        if centre is not None and others:
+            distance = float(np.linalg.norm(centre - np.median(others, axis=0)))
+            signals[i]["drift"] = distance * _pixel_mm(results[i])
+
+
+# ---- the score: signals -> predicted Dice ------------------------------------------------------
+
+FLAG_BELOW = 0.7
+"""A frame whose predicted Dice is under this is flagged for review."""
+
+
+def features(signals: Sequence[dict[str, float]]) -> np.ndarray:
+    """(N, len(SIGNALS)) features of frames' signals: the long-tailed ones on a log scale."""
+    rows = []
+    for s in signals:
+        rows.append(
+            [
+                math.log1p(s["area"] / 100.0),
+                s["peak"],
+                math.log1p(s["uncertainty"]),
+                min(s["fragments"], 5.0),
+                s["kept"],
+                s["solidity"],
+                s["edge"],
+                s["area_jump"],
+                math.log1p(s["drift"] / 5.0),
+            ]
+        )
+    return np.asarray(rows, dtype=np.float64).reshape(-1, len(SIGNALS))
+
+
+@dataclass(frozen=True)
+class QualityModel:
+    """A fitted score (see :func:`lvseg.evaluate.quality_fit.fit_quality_model`), applied with
+    NumPy alone so ``predict`` needs nothing else: standardised features, a linear failure score
+    (logistic regression for Dice < :data:`FLAG_BELOW`), then a decreasing isotonic map from that
+    score to the Dice seen in cross-validation, and the residual quantiles around it."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weights: tuple[float, ...]
+    bias: float
+    score_points: tuple[float, ...]
+    """Failure scores, increasing, where the isotonic map is known ..."""
+    dice_points: tuple[float, ...]
+    """... and the predicted Dice there (decreasing); linear in between, flat outside."""
+    interval: tuple[float, float]
+    """Quantiles (10%, 90%) of true minus predicted Dice in cross-validation."""
+    fitted_on: int = 0
+    """Frames the model was fitted on."""
+
+    def failure_score(self, signals: Sequence[dict[str, float]]) -> np.ndarray:
+        x = (features(signals) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return x @ np.asarray(self.weights) + self.bias
+
+    def predict(self, signals: Sequence[dict[str, float]]) -> np.ndarray:
+        """Predicted Dice of each frame (N,)."""
+        score = self.failure_score(signals)
+        return np.interp(score, self.score_points, self.dice_points).astype(np.float64)
+
+    def to_dict(self) -> dict:
+        return {"signals": list(SIGNALS), **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> QualityModel:
+        if tuple(data.get("signals", ())) != SIGNALS:
+            raise ValueError("the quality model was fitted on other signals than this version's")
+        fields = {k: v for k, v in data.items() if k != "signals"}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
