@@ -39,6 +39,7 @@ import numpy as np
 import scipy.ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 
+from lvseg.data.records import SliceRecord
 from lvseg.segment.segmenter import THRESHOLD, SliceSegmentation, stacks
 
 SIGNALS = (
@@ -58,23 +59,36 @@ AREA_FLOOR_PX = 20.0
 _EIGHT = np.ones((3, 3), bool)
 
 
+@dataclass
+class FrameSignals:
+    """One frame's signals (:data:`SIGNALS`), and what the stack signals need of it: small, so
+    ``predict`` keeps these and lets the crops and probabilities go."""
+
+    values: dict[str, float]
+    centroid: np.ndarray | None
+    """The mask's centroid on the crop, (row, col); None when empty."""
+    pixel_mm: float
+    """The side of a crop pixel in mm (1 where the plan works in pixels)."""
+
+
 def frame_signals(results: Sequence[SliceSegmentation]) -> list[dict[str, float]]:
     """The signals of every result (one dict per result, keys :data:`SIGNALS`, in order)."""
-    own = [_own_signals(r) for r in results]
-    signals = [s for s, _ in own]
-    for group in stacks([r.record for r in results]):
-        _stack_signals([results[i] for i in group], [own[i] for i in group])
-    return signals
+    return with_stack_signals([r.record for r in results], [own_signals(r) for r in results])
 
 
-def _pixel_mm(result: SliceSegmentation) -> float:
-    """The side of a crop pixel in mm (1 where the plan works in pixels)."""
+def with_stack_signals(
+    records: Sequence[SliceRecord], own: Sequence[FrameSignals]
+) -> list[dict[str, float]]:
+    """Every frame's signals, its stack's (``area_jump``, ``drift``) filled in from the others."""
+    for group in stacks(records):
+        _stack_signals([records[i] for i in group], [own[i] for i in group])
+    return [f.values for f in own]
+
+
+def own_signals(result: SliceSegmentation) -> FrameSignals:
+    """The frame's own signals (its stack's are 0 until :func:`with_stack_signals`)."""
     spacing = result.crop.pixel_spacing_mm
-    return float(np.sqrt(spacing[0] * spacing[1])) if spacing else 1.0
-
-
-def _own_signals(result: SliceSegmentation) -> tuple[dict[str, float], np.ndarray | None]:
-    """The frame's own signals, and its mask's centroid on the crop (None when empty)."""
+    pixel_mm = float(np.sqrt(spacing[0] * spacing[1])) if spacing else 1.0
     p = result.probability.astype(np.float64)
     predicted = p > THRESHOLD
     labels, fragments = ndi.label(predicted, structure=_EIGHT)
@@ -87,8 +101,8 @@ def _own_signals(result: SliceSegmentation) -> tuple[dict[str, float], np.ndarra
     area_px = float(mask.sum())
     doubt = float((4.0 * p * (1.0 - p)).sum())
     centroid = np.argwhere(mask).mean(axis=0) if area_px else None
-    return {
-        "area": area_px * _pixel_mm(result) ** 2,
+    values = {
+        "area": area_px * pixel_mm**2,
         "peak": float(p.max()),
         "uncertainty": doubt / (area_px + AREA_FLOOR_PX),
         "fragments": float(fragments),
@@ -97,7 +111,8 @@ def _own_signals(result: SliceSegmentation) -> tuple[dict[str, float], np.ndarra
         "edge": edge_share(mask),
         "area_jump": 0.0,
         "drift": 0.0,
-    }, centroid
+    }
+    return FrameSignals(values, centroid, pixel_mm)
 
 
 def solidity(mask: np.ndarray) -> float:
@@ -138,13 +153,10 @@ def edge_share(mask: np.ndarray) -> float:
     return float((boundary & border).sum() / max(1, boundary.sum()))
 
 
-def _stack_signals(
-    results: list[SliceSegmentation], own: list[tuple[dict[str, float], np.ndarray | None]]
-) -> None:
+def _stack_signals(records: list[SliceRecord], own: list[FrameSignals]) -> None:
     """Fill in ``area_jump`` and ``drift`` of one stack's frames."""
-    records = [r.record for r in results]
-    signals = [s for s, _ in own]
-    floor_mm2 = AREA_FLOOR_PX * _pixel_mm(results[0]) ** 2
+    signals = [f.values for f in own]
+    floor_mm2 = AREA_FLOOR_PX * own[0].pixel_mm ** 2
     by_phase: dict[object, list[int]] = {}
     for i, record in enumerate(records):
         if record.slice_index is not None:
@@ -156,12 +168,11 @@ def _stack_signals(
             if neighbours:
                 ratio = (signals[i]["area"] + floor_mm2) / (np.median(neighbours) + floor_mm2)
                 signals[i]["area_jump"] = abs(math.log(ratio))
-    centroids = [c for _, c in own]
-    for i, centre in enumerate(centroids):
-        others = [c for j, c in enumerate(centroids) if j != i and c is not None]
-        if centre is not None and others:
-            distance = float(np.linalg.norm(centre - np.median(others, axis=0)))
-            signals[i]["drift"] = distance * _pixel_mm(results[i])
+    for i, frame in enumerate(own):
+        others = [f.centroid for j, f in enumerate(own) if j != i and f.centroid is not None]
+        if frame.centroid is not None and others:
+            distance = float(np.linalg.norm(frame.centroid - np.median(others, axis=0)))
+            signals[i]["drift"] = distance * frame.pixel_mm
 
 
 # ---- the score: signals -> predicted Dice ------------------------------------------------------
