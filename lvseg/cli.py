@@ -936,6 +936,13 @@ def export_command(
             "quarter turns of each crop); the card gives its Dice and cost.",
         ),
     ] = False,
+    quality: Annotated[
+        Path | None,
+        typer.Option(
+            help="A quality-control score to embed (benchmarks/quality_control.py --save) "
+            "instead of the one lvseg ships.",
+        ),
+    ] = None,
 ) -> None:
     """Export a model for deployment, check it against PyTorch, write its model card."""
     from lvseg.deploy.export import INT8_AIM_DROP, export
@@ -952,6 +959,7 @@ def export_command(
         overwrite=overwrite,
         progress=stage,
         tta=tta,
+        quality=quality,
     )
     checks = found["export_checks"]
     console.print(
@@ -1022,9 +1030,19 @@ def predict_command(
             "quarter turns of each crop (8x the network's time). Default: as exported.",
         ),
     ] = None,
+    review_below: Annotated[
+        float | None,
+        typer.Option(
+            help="Flag frames whose predicted Dice is under this (default 0.7) and write "
+            "review.html with only those.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = None,
 ) -> None:
     """Segment the LV in every frame of a study with an exported model; write masks (NIfTI),
-    overlays, contours, the volume curve, EDV, ESV and EF. Needs no PyTorch."""
+    overlays, contours, the volume curve, EDV, ESV and EF, and flag the frames quality control
+    doubts. Needs no PyTorch."""
     from lvseg.deploy.predict import predict
 
     with slice_progress("predict") as progress:
@@ -1037,6 +1055,7 @@ def predict_command(
             threads=threads,
             progress=progress,
             tta=tta,
+            review_below=review_below,
         )
     if json_output:
         print(json.dumps(found["studies"], indent=2))
@@ -1052,6 +1071,12 @@ def predict_command(
             )
         elif study.get("volume_note"):
             line += f"; {study['volume_note']}"
+        quality = study.get("quality")
+        if quality is not None:
+            flagged = len(quality["flagged_frames"])
+            line += f"; quality: {flagged} frame{'s' if flagged != 1 else ''} flagged"
+            if quality["verdict"]:
+                line += f" ({quality['verdict']})"
         console.print(line, highlight=False, soft_wrap=True, markup=False)
         for note in [*study["study"]["notes"], *study["notes"]]:
             console.print(f"  {note}", highlight=False, soft_wrap=True, markup=False)

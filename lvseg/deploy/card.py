@@ -230,6 +230,18 @@ def markdown(card: dict[str, Any]) -> str:
             f"{_figure(checks['validation_dice'][label])} | "
             f"{_figure(latency, 2) + ' ms' if latency is not None else '-'} |"
         )
+    scorer = checks.get("quality_model")
+    lines += [
+        "",
+        "Quality control: "
+        + (
+            f"`lvseg predict` gives every frame a predicted Dice and flags the doubtful ones, with "
+            f"the score embedded in the model file (fitted on {scorer['fitted_on']} frames: "
+            f"{scorer['source'] or 'source not recorded'})."
+            if scorer
+            else "no quality-control score embedded; `lvseg predict` reports no predicted Dice."
+        ),
+    ]
     if model.get("tta"):
         lines += [
             "",

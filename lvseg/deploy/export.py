@@ -60,6 +60,7 @@ from lvseg.model.classes import CLASS_NAMES, LV_CLASS
 from lvseg.runs.checkpoint import LoadedModel, load_model
 from lvseg.segment import onnx as runtime
 from lvseg.segment.network import Network, TorchNetwork, lv_softmax
+from lvseg.segment.quality import QualityModel, default_quality_model, read_quality_model
 from lvseg.segment.segmenter import THRESHOLD, Segmenter
 
 FORMATS = ("onnx", "ort", "torchscript")
@@ -192,9 +193,13 @@ def segment_checks(network: Network, plan: Any, records: Sequence[SliceRecord]) 
 # ------------------------------------------------------------------------------ writers
 
 
-def metadata(loaded: LoadedModel, precision: str, tta: bool = False) -> dict[str, str]:
+def metadata(
+    loaded: LoadedModel, precision: str, tta: bool = False, quality: QualityModel | None = None
+) -> dict[str, str]:
     """What an lvseg ONNX file carries besides its graph (see :mod:`lvseg.segment.onnx`)."""
     split = {}
+    if quality is not None:
+        split["quality"] = json.dumps(quality.to_dict(), sort_keys=True)
     if loaded.checkpoint.split is not None:
         split["split"] = json.dumps(loaded.checkpoint.split.to_dict())
     if loaded.checkpoint.train_data is not None:
@@ -366,11 +371,14 @@ def export(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     tta: bool = False,
+    quality: str | Path | None = None,
 ) -> dict[str, Any]:
     """Export, check and describe a model into the folder ``out``; returns the card's data.
 
     ``tta`` marks the export for test-time augmentation: ``predict`` then averages the 8 flips
-    and quarter turns of each crop unless told otherwise; the card gives its Dice and cost."""
+    and quarter turns of each crop unless told otherwise; the card gives its Dice and cost.
+    ``quality`` is a quality-control score file to embed instead of the one lvseg ships
+    (:mod:`lvseg.segment.quality`); ``predict`` reports each frame's predicted Dice with it."""
     if format not in FORMATS:
         raise InvalidInputError(None, f"unknown format {format!r}; choose {', '.join(FORMATS)}")
     if int8 and format == "torchscript":
@@ -378,6 +386,7 @@ def export(
     out = Path(out)
     specs = [model_spec] if isinstance(model_spec, str | Path) else list(model_spec)
     atomic.check_output_folder(out, overwrite, keep=(*specs, calibration))
+    scorer = read_quality_model(quality) if quality is not None else default_quality_model()
     say = progress or (lambda _stage: None)
     say("loading the model and its check slices")
     loaded = load_model(specs[0]) if len(specs) == 1 else load_ensemble(specs)
@@ -412,7 +421,10 @@ def export(
     finally:
         torch.set_num_threads(torch_threads)
     results["tta"] = tta
-    values = metadata(loaded, "fp32", tta)
+    results["quality_model"] = (
+        None if scorer is None else {"source": scorer.source, "fitted_on": scorer.fitted_on}
+    )
+    values = metadata(loaded, "fp32", tta, scorer)
     check = _Check(results, reference, images, checks, plan)
     with atomic.output_folder(out) as folder:
         if format == "torchscript":

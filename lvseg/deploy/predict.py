@@ -22,6 +22,7 @@ or image files):
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -38,12 +39,19 @@ from lvseg import __version__
 from lvseg.data import atomic
 from lvseg.data.records import Geometry, SliceRecord
 from lvseg.data.study import CineStudy, iter_studies
-from lvseg.errors import Skipped
+from lvseg.errors import InvalidInputError, Skipped
 from lvseg.evaluate import clinical
 from lvseg.figures import PREDICTION_COLOUR, display_range
 from lvseg.jsonsafe import json_safe
 from lvseg.segment.locate import Placement
 from lvseg.segment.onnx import ExportedModel, open_model
+from lvseg.segment.quality import (
+    FLAG_BELOW,
+    FrameSignals,
+    QualityModel,
+    own_signals,
+    with_stack_signals,
+)
 from lvseg.segment.segmenter import BATCH_SIZE, Segmenter
 
 ProgressCallback = Callable[[int, int], None]
@@ -56,6 +64,9 @@ instance and source file)."""
 SKIPPED_FILE = "skipped.csv"
 SUMMARY_FILE = "summary.json"
 OUTLINE_RGB = tuple(int(PREDICTION_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
+FLAG_RGB = (255, 140, 0)
+"""The frame drawn around overlays that quality control flags (orange)."""
+REVIEW_FILE = "review.html"
 
 
 @dataclass
@@ -66,6 +77,53 @@ class Segmentation:
     """(slices, phases, rows, cols) bool, on the source grid."""
     placement: Placement
     notes: list[str] = field(default_factory=list)
+    signals: list[dict[str, float]] = field(default_factory=list)
+    """Every frame's quality signals (:mod:`lvseg.segment.quality`), slice by slice, phase by
+    phase."""
+    quality: FrameQuality | None = None
+    """The frames' predicted Dice and flags, where the model embeds a quality score."""
+
+
+@dataclass
+class FrameQuality:
+    """Quality control of one study's frames (arrays of shape (slices, phases))."""
+
+    predicted_dice: np.ndarray
+    """The score's predicted Dice; NaN for frames with no LV segmented (not judged)."""
+    flagged: np.ndarray
+    """Frames to review: predicted Dice under ``flag_below``, or no LV segmented between two
+    slices that have one (a hole in the stack)."""
+    reasons: dict[tuple[int, int], str]
+    flag_below: float
+
+
+def judge(
+    scorer: QualityModel, signals: list[dict[str, float]], shape: tuple[int, int], flag_below: float
+) -> FrameQuality:
+    """Predicted Dice and flags of a study's frames from their signals.
+
+    The score was fitted on frames that all hold an LV, where an empty mask is a failure; in a
+    study the slices past the apex or above the base are rightly empty, so empty frames are not
+    scored, and only an empty frame between two segmented slices of its phase is flagged."""
+    slices, phases = shape
+    areas = np.array([s["area"] for s in signals]).reshape(shape)
+    predicted = np.full(shape, np.nan)
+    segmented = areas > 0
+    if segmented.any():
+        chosen = [s for s, keep in zip(signals, segmented.ravel(), strict=True) if keep]
+        predicted[segmented] = scorer.predict(chosen)
+    flagged = np.zeros(shape, bool)
+    reasons: dict[tuple[int, int], str] = {}
+    for s in range(slices):
+        for p in range(phases):
+            if segmented[s, p] and predicted[s, p] < flag_below:
+                flagged[s, p] = True
+                reasons[(s, p)] = f"predicted Dice {predicted[s, p]:.2f}"
+            elif not segmented[s, p] and 0 < s < slices - 1:
+                if segmented[s - 1, p] and segmented[s + 1, p]:
+                    flagged[s, p] = True
+                    reasons[(s, p)] = "no LV between two slices that have one"
+    return FrameQuality(predicted, flagged, reasons, flag_below)
 
 
 # ------------------------------------------------------------------------------ segmenting
@@ -100,18 +158,25 @@ def segment_study(
     batch_size: int = BATCH_SIZE,
     progress: ProgressCallback | None = None,
     tta: bool = False,
+    flag_below: float = FLAG_BELOW,
 ) -> Segmentation:
-    """LV masks of every frame of a study on its source grid."""
+    """LV masks of every frame of a study on its source grid, and their quality control."""
     segmenter = Segmenter(model, model.plan, crop="located", batch_size=batch_size, tta=tta)
     masks = np.zeros(study.images.shape, bool)
     phases = study.images.shape[1]
     placement = None
-    # Only the masks are kept: the crops and probabilities of a whole study would hold a few
-    # tens of MB more for nothing predict writes.
-    for position, result in segmenter.iter_segment(study_records(study), progress):
+    records = study_records(study)
+    own: list[FrameSignals | None] = [None] * len(records)
+    # Only the masks and the small quality signals are kept: the crops and probabilities of a
+    # whole study would hold a few tens of MB more for nothing predict writes.
+    for position, result in segmenter.iter_segment(records, progress):
         masks[divmod(position, phases)] = result.mask
+        own[position] = own_signals(result)
         placement = result.placement
     assert placement is not None  # a study holds at least one frame
+    signals = with_stack_signals(records, own)  # type: ignore[arg-type]
+    scorer = getattr(model, "quality", None)
+    quality = None if scorer is None else judge(scorer, signals, masks.shape[:2], flag_below)
     notes = [placement.note]
     if model.plan.target_spacing_mm is None:
         notes.append(
@@ -120,7 +185,7 @@ def segment_study(
         )
     elif study.pixel_spacing_mm is None:
         notes.append("the input has no pixel spacing: images keep their pixel grid")
-    return Segmentation(masks=masks, placement=placement, notes=notes)
+    return Segmentation(masks, placement, notes, signals, quality)
 
 
 # ------------------------------------------------------------------------------ measuring
@@ -171,15 +236,21 @@ def measure(study: CineStudy, masks: np.ndarray) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ writing
 
 
-def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def overlay(image: np.ndarray, mask: np.ndarray, flagged: bool = False) -> np.ndarray:
     """An RGB picture of the frame with the LV outline in the prediction colour, windowed as
     every lvseg picture of a slice is (:mod:`lvseg.figures`); the outline (mask pixels with a
-    background 4-neighbour) is drawn directly rather than through matplotlib: ~1 ms a frame."""
+    background 4-neighbour) is drawn directly rather than through matplotlib: ~1 ms a frame.
+    A frame flagged by quality control gets a frame of :data:`FLAG_RGB` around the picture."""
     low, high = display_range(image)
     grey = (np.clip((image - low) / (high - low), 0, 1) * 255).astype(np.uint8)
     rgb = np.stack([grey, grey, grey], axis=-1)
     edge = mask & ~ndi.binary_erosion(mask, border_value=0)
     rgb[edge] = OUTLINE_RGB
+    if flagged:
+        width = max(2, min(rgb.shape[:2]) // 64)
+        for band in (np.s_[:width], np.s_[-width:]):
+            rgb[band, :] = FLAG_RGB
+            rgb[:, band] = FLAG_RGB
     return rgb
 
 
@@ -256,13 +327,15 @@ def write_study(
     slices, phases = masks.shape[:2]
     frame_rows = []
     areas = found["lv_area_mm2"]
+    quality = segmentation.quality
     for s in range(slices):
         for p in range(phases):
             mask = masks[s, p]
             name = f"s{s:02d}-p{p:02d}.png"
+            flagged = quality is not None and bool(quality.flagged[s, p])
             # zlib level 1: a third of the whole command's time went into level 6 (1.7 s of 5.4 s
             # for a 260-frame study), for files about 10% smaller (11 MB against 12 MB).
-            picture = Image.fromarray(overlay(study.images[s, p], mask))
+            picture = Image.fromarray(overlay(study.images[s, p], mask, flagged))
             picture.save(folder / "overlays" / name, compress_level=1)
             contour = ""
             if mask.any():
@@ -276,9 +349,12 @@ def write_study(
                  _instance(study, s, p), int(found["lv_pixels"][s, p]),
                  _number(None if areas is None else areas[s, p], 2), contour,
                  study.sources[s][p]]
+                + ([] if quality is None else
+                   [_number(quality.predicted_dice[s, p]), int(flagged)])
             )  # fmt: skip
     header = ["slice", "phase", "position_mm", "trigger_time_ms", "instance", "lv_pixels"]
     header += ["lv_area_mm2", "contour", "source"]
+    header += [] if quality is None else ["predicted_dice", "flagged"]
     (folder / "frames.csv").write_text(_csv(header, frame_rows), encoding="utf-8")
     volumes = found["volume_ml"]
     if volumes is not None:
@@ -313,11 +389,98 @@ def write_study(
             key: found.get(key)
             for key in ("ed_phase", "es_phase", "edv_ml", "esv_ml", "sv_ml", "ef")
         },
+        "quality": quality_summary(quality, found),
     }
     summary = json_safe(summary)
     text = json.dumps(summary, indent=1) + "\n"
     (folder / SUMMARY_FILE).write_text(text, encoding="utf-8")
     return summary
+
+
+def quality_summary(quality: FrameQuality | None, found: dict[str, Any]) -> dict[str, Any] | None:
+    """What quality control says about a study, for ``summary.json`` (None without a score)."""
+    if quality is None:
+        return None
+    judged = quality.predicted_dice[np.isfinite(quality.predicted_dice)]
+    flagged = [
+        {
+            "slice": s,
+            "phase": p,
+            "predicted_dice": _number(quality.predicted_dice[s, p]),
+            "reason": reason,
+        }
+        for (s, p), reason in sorted(quality.reasons.items())
+    ]
+    key_phases = [found[k] for k in ("ed_phase", "es_phase") if found.get(k) is not None]
+    at_key = [f for f in flagged if f["phase"] in key_phases]
+    ef = found.get("ef")
+    verdict = None
+    if ef is not None:
+        verdict = f"EF {100 * ef:.1f}% " + (
+            f"(review: {len(at_key)} frame{'s' if len(at_key) != 1 else ''} of ED/ES flagged)"
+            if at_key
+            else "(no ED or ES frame flagged)"
+        )
+    return {
+        "flag_below": quality.flag_below,
+        "judged_frames": int(judged.size),
+        "mean_predicted_dice": _number(judged.mean()) if judged.size else None,
+        "min_predicted_dice": _number(judged.min()) if judged.size else None,
+        "flagged_frames": flagged,
+        "flagged_at_ed_es": len(at_key),
+        "ef_trusted": None if ef is None else not at_key,
+        "verdict": verdict,
+    }
+
+
+def _quality_columns(quality: dict[str, Any]) -> list[Any]:
+    trusted = quality["ef_trusted"]
+    return [
+        quality["mean_predicted_dice"],
+        quality["min_predicted_dice"],
+        len(quality["flagged_frames"]),
+        "" if trusted is None else int(trusted),
+    ]
+
+
+def review_page(results: list[dict[str, Any]], below: float, single: bool) -> str:
+    """A small self-contained HTML page with only the flagged frames' overlays, worst first."""
+    cards = []
+    for result in results:
+        quality = result.get("quality") or {}
+        prefix = "" if single else f"{html.escape(result['study']['name'])}/"
+        for frame in quality.get("flagged_frames", []):
+            name = f"overlays/s{frame['slice']:02d}-p{frame['phase']:02d}.png"
+            score = frame["predicted_dice"]
+            cards.append(
+                (
+                    -1.0 if score == "" else float(score),
+                    f'<figure><img src="{prefix}{name}" alt="{prefix}{name}"><figcaption>'
+                    f"{html.escape(result['study']['name'])} slice {frame['slice']} phase "
+                    f"{frame['phase']}: {html.escape(frame['reason'])}</figcaption></figure>",
+                )
+            )
+    cards.sort(key=lambda card: card[0])
+    verdicts = [
+        f"<li>{html.escape(r['study']['name'])}: {html.escape(r['quality']['verdict'] or '')}"
+        f" ({len(r['quality']['flagged_frames'])} frames flagged)</li>"
+        for r in results
+        if r.get("quality")
+    ]
+    return (
+        "<!doctype html>\n<html><head><meta charset='utf-8'><title>lvseg review</title>"
+        "<style>body{font-family:sans-serif;margin:1.5em}figure{display:inline-block;"
+        "margin:.5em;width:256px}img{width:256px;image-rendering:pixelated}"
+        "figcaption{font-size:12px}</style></head><body>\n"
+        f"<h1>Frames to review (predicted Dice under {below:g})</h1>\n"
+        f"<ul>{''.join(verdicts)}</ul>\n"
+        + (
+            "\n".join(card for _, card in cards)
+            if cards
+            else "<p>No frame flagged: nothing to review.</p>"
+        )
+        + "\n</body></html>\n"
+    )
 
 
 # ------------------------------------------------------------------------------ predict
@@ -333,15 +496,24 @@ def predict(
     threads: int | None = None,
     progress: ProgressCallback | None = None,
     tta: bool | None = None,
+    review_below: float | None = None,
 ) -> dict[str, Any]:
     """Segment every study of ``input_path`` with an exported model into the folder ``out``.
 
     ``skip_invalid`` leaves out unreadable files and studies without a usable cine
     (:func:`lvseg.data.study.iter_studies`); they are listed in ``skipped`` and in
-    ``skipped.csv``."""
+    ``skipped.csv``. ``review_below`` flags frames whose predicted Dice is under it (instead of
+    :data:`lvseg.segment.quality.FLAG_BELOW`) and writes ``review.html`` with only those."""
+    if review_below is not None and not 0.0 < review_below <= 1.0:
+        raise InvalidInputError(None, f"--review-below must be in (0, 1], got {review_below}")
     out = Path(out)
     atomic.check_output_folder(out, overwrite, keep=(model_spec, input_path))
     model = open_model(model_spec, threads=threads)
+    if review_below is not None and model.quality is None:
+        raise InvalidInputError(
+            model.path, "--review-below needs a model exported with a quality-control score"
+        )
+    flag_below = FLAG_BELOW if review_below is None else review_below
     tta = model.tta if tta is None else tta  # the export's choice unless told otherwise
     facts = {
         "file": str(model.path),
@@ -349,6 +521,7 @@ def predict(
         "precision": model.precision,
         "tta": tta,
         "plan": model.plan.to_dict(),
+        "quality_score": None if model.quality is None else model.quality.source,
     }
     results = []
     done = 0
@@ -363,14 +536,17 @@ def predict(
                 if progress is not None:
                     progress(before + finished, before + frames)
 
-            segmentation = segment_study(model, study, progress=report, tta=tta)
+            segmentation = segment_study(
+                model, study, progress=report, tta=tta, flag_below=flag_below
+            )
             found = measure(study, segmentation.masks)
             summary = write_study(folder / study.name, study, segmentation, found, facts)
             summary["folder"] = str(out / study.name)
             results.append(summary)
             done += frames
             del study, segmentation, found
-        if len(results) == 1:
+        single = len(results) == 1
+        if single:
             only = folder / results[0]["study"]["name"]
             for item in only.iterdir():
                 item.rename(folder / item.name)
@@ -378,12 +554,19 @@ def predict(
             results[0]["folder"] = str(out)
         else:
             keys = ["name", "patient_id", "slices", "phases", "edv_ml", "esv_ml", "sv_ml", "ef"]
+            if model.quality is not None:
+                keys += ["mean_predicted_dice", "min_predicted_dice", "flagged_frames"]
+                keys += ["ef_trusted"]
             rows = [
                 [r["study"]["name"], r["study"]["patient_id"], *r["study"]["shape"][:2]]
-                + [_number(r.get(k)) for k in keys[4:]]
+                + [_number(r.get(k)) for k in keys[4:8]]
+                + ([] if r["quality"] is None else _quality_columns(r["quality"]))
                 for r in results
             ]
             (folder / "studies.csv").write_text(_csv(keys, rows), encoding="utf-8")
+        if review_below is not None:
+            page = review_page(results, review_below, single)
+            (folder / REVIEW_FILE).write_text(page, encoding="utf-8")
         if skipped:
             text = _csv(["path", "reason"], [[item.path, item.reason] for item in skipped])
             (folder / SKIPPED_FILE).write_text(text, encoding="utf-8")

@@ -33,6 +33,7 @@ from lvseg.data.errors import InvalidInputError
 from lvseg.data.preprocess import PreprocessPlan
 from lvseg.data.splits import Split
 from lvseg.model.classes import LV_CLASS
+from lvseg.segment.quality import QualityModel
 
 FORMAT = "lvseg-onnx"
 FORMAT_VERSION = 1
@@ -98,6 +99,8 @@ class ExportedModel:
     parameters: int | None = None
     tta: bool = False
     """Whether the export asks for test-time augmentation (``lvseg export --tta``)."""
+    quality: QualityModel | None = None
+    """The quality-control score the export embeds (:mod:`lvseg.segment.quality`)."""
 
     @property
     def name(self) -> str:
@@ -142,6 +145,16 @@ def read_metadata(
         parameters = int(metadata["parameters"]) if "parameters" in metadata else None
     except (ValueError, TypeError, AttributeError, InvalidInputError):
         raise InvalidInputError(path, "lvseg model metadata has an unreadable split") from None
+    try:
+        quality = (
+            QualityModel.from_dict(json.loads(metadata["quality"]))
+            if "quality" in metadata
+            else None
+        )
+    except (ValueError, TypeError, AttributeError) as error:
+        raise InvalidInputError(
+            path, f"lvseg model metadata has an unusable quality model ({error})"
+        ) from None
     return plan, {
         "lv_class": lv_class,
         "model_name": metadata.get("model_name", "unknown"),
@@ -150,6 +163,7 @@ def read_metadata(
         "train_data": metadata.get("train_data"),
         "parameters": parameters,
         "tta": metadata.get("tta") == "1",
+        "quality": quality,
     }
 
 

@@ -31,14 +31,17 @@ on cross-validation predictions (``benchmarks/quality_control.py``).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 
+from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import SliceRecord
 from lvseg.segment.segmenter import THRESHOLD, SliceSegmentation, stacks
 
@@ -220,6 +223,8 @@ class QualityModel:
     """Quantiles (10%, 90%) of true minus predicted Dice in cross-validation."""
     fitted_on: int = 0
     """Frames the model was fitted on."""
+    source: str = ""
+    """What it was fitted on, in words (recipe, folds, shifts)."""
 
     def failure_score(self, signals: Sequence[dict[str, float]]) -> np.ndarray:
         x = (features(signals) - np.asarray(self.mean)) / np.asarray(self.scale)
@@ -239,3 +244,26 @@ class QualityModel:
             raise ValueError("the quality model was fitted on other signals than this version's")
         fields = {k: v for k, v in data.items() if k != "signals"}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+DEFAULT_MODEL_FILE = Path(__file__).with_name("quality.json")
+"""The score shipped with lvseg, fitted by ``benchmarks/quality_control.py --save`` on the
+default recipe's cross-validation; ``lvseg export`` embeds it unless given another."""
+
+
+def read_quality_model(path: str | Path) -> QualityModel:
+    """A score written by ``benchmarks/quality_control.py --save``; one-line errors."""
+    path = Path(path)
+    try:
+        return QualityModel.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise InvalidInputError(path, "no such quality model file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInputError(path, f"not a quality model file ({error})") from None
+    except (TypeError, ValueError, AttributeError) as error:
+        raise InvalidInputError(path, f"not a valid quality model ({error})") from None
+
+
+def default_quality_model() -> QualityModel | None:
+    """The score shipped with lvseg (None where this install has none)."""
+    return read_quality_model(DEFAULT_MODEL_FILE) if DEFAULT_MODEL_FILE.is_file() else None
