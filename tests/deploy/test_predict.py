@@ -446,3 +446,95 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, oracle, tiny
     result = invoke("predict", oracle, tmp_path / "cine.nii.gz", "--out", out)
     assert result.exit_code == 2 and "--overwrite" in result.output
     assert (out / "keep.txt").read_text() == "mine"
+
+
+# ------------------------------------------------------------------------------ quality control
+
+
+def area_scorer() -> dict:
+    """A quality score by hand: the predicted Dice falls with the log of the LV area (0.95 for
+    large cavities down to 0.3 for small ones), so which frames it flags is known."""
+    from lvseg.segment.quality import SIGNALS, QualityModel
+
+    zeros, ones = (0.0,) * len(SIGNALS), (1.0,) * len(SIGNALS)
+    weights = (-1.0,) + (0.0,) * (len(SIGNALS) - 1)  # failure score = -log1p(area / 100)
+    model = QualityModel(zeros, ones, weights, 0.0, (-2.5, -0.5), (0.95, 0.3), (-0.1, 0.05), 9)
+    return {**model.to_dict(), "source": "by hand, for a test"}
+
+
+def test_quality_control_flags_frames_marks_them_and_judges_the_ef(tmp_path):
+    model = write_oracle_model(tmp_path / "qc.onnx", quality=json.dumps(area_scorer()))
+    images, _ = disc_study(slices=4, phases=8)
+    write_nifti_study(tmp_path / "cine.nii.gz", images)
+    result = invoke(
+        "predict", model, tmp_path / "cine.nii.gz", "--out", tmp_path / "out",
+        "--review-below", 0.6,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    rows = list(csv.DictReader((out / "frames.csv").open()))
+    predicted = np.array([float(r["predicted_dice"]) for r in rows])
+    flagged = np.array([r["flagged"] == "1" for r in rows])
+    area = np.array([float(r["lv_area_mm2"]) for r in rows])
+    # the hand-made score: 0.95 - 0.65 * (2.5 - log1p(area / 100)) / 2, within its range
+    expected = np.interp(-np.log1p(area / 100), [-2.5, -0.5], [0.95, 0.3])
+    np.testing.assert_allclose(predicted, expected, atol=0.02)  # areas on the crop's grid
+    assert flagged.any() and not flagged.all()
+    np.testing.assert_array_equal(flagged, predicted < 0.6)
+    summary = json.loads((out / "summary.json").read_text())
+    quality = summary["quality"]
+    assert quality["flag_below"] == 0.6 and quality["judged_frames"] == 32
+    assert len(quality["flagged_frames"]) == flagged.sum()
+    assert all(f["reason"].startswith("predicted Dice") for f in quality["flagged_frames"])
+    # the smallest cavities are at end-systole: the EF is not to be trusted as it stands
+    assert summary["es_phase"] == 4 and quality["ef_trusted"] is False
+    assert quality["verdict"].startswith(f"EF {100 * summary['ef']:.1f}% (review: ")
+    assert "frames flagged" in result.output and "(review:" in result.output
+    # flagged overlays get an orange frame, the others none
+    from PIL import Image
+
+    first = next(r for r, f in zip(rows, flagged, strict=True) if f)
+    clean = next(r for r, f in zip(rows, flagged, strict=True) if not f)
+    name = "overlays/s{:02d}-p{:02d}.png"
+    marked = np.asarray(Image.open(out / name.format(int(first["slice"]), int(first["phase"]))))
+    plain = np.asarray(Image.open(out / name.format(int(clean["slice"]), int(clean["phase"]))))
+    assert tuple(marked[0, 0]) == (255, 140, 0) and tuple(plain[0, 0]) != (255, 140, 0)
+    # the review page shows the flagged frames only, worst first
+    page = (out / "review.html").read_text()
+    shown = [line for line in page.splitlines() if line.startswith("<figure>")]
+    assert len(shown) == flagged.sum()
+    worst = np.argmin(predicted)
+    assert name.format(int(rows[worst]["slice"]), int(rows[worst]["phase"])) in shown[0]
+    assert "Frames to review (predicted Dice under 0.6)" in page
+
+
+def test_an_empty_frame_between_segmented_slices_is_flagged_and_others_are_not_scored():
+    from lvseg.deploy.predict import judge
+    from lvseg.segment.quality import QualityModel
+
+    scorer = QualityModel.from_dict(area_scorer())
+    areas = [[600.0, 600.0], [0.0, 500.0], [400.0, 0.0], [0.0, 0.0]]  # (slices, phases)
+    signals = [
+        {**dict.fromkeys(scorer.to_dict()["signals"], 0.0), "area": a} for a in sum(areas, [])
+    ]
+    quality = judge(scorer, signals, (4, 2), 0.5)
+    assert np.isnan(quality.predicted_dice[1, 0]) and np.isnan(quality.predicted_dice[3, 1])
+    assert quality.flagged.tolist() == [
+        [False, False],
+        [True, False],
+        [False, False],
+        [False, False],
+    ]
+    assert quality.reasons == {(1, 0): "no LV between two slices that have one"}
+
+
+def test_review_below_needs_a_model_with_a_quality_score(tmp_path, oracle):
+    images, _ = disc_study(slices=2, phases=4)
+    write_nifti_study(tmp_path / "cine.nii.gz", images)
+    result = invoke(
+        "predict", oracle, tmp_path / "cine.nii.gz", "--out", tmp_path / "out",
+        "--review-below", 0.8,
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "--review-below needs a model exported with a quality-control score" in result.output
+    assert not (tmp_path / "out").exists()
