@@ -246,6 +246,52 @@ class QualityModel:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
+@dataclass
+class Judgement:
+    """Quality control of a list of frames (arrays of shape (N,), in the frames' order)."""
+
+    predicted_dice: np.ndarray
+    """The score's predicted Dice; NaN for frames with no LV segmented (not scored)."""
+    flagged: np.ndarray
+    """Frames to review: predicted Dice under ``flag_below``, or no LV segmented between two
+    slices of the same stack and phase that have one (a hole in the stack)."""
+    reasons: dict[int, str]
+    """Why each flagged frame is flagged, by position."""
+    flag_below: float
+
+
+def judge(
+    scorer: QualityModel,
+    records: Sequence[SliceRecord],
+    signals: Sequence[dict[str, float]],
+    flag_below: float = FLAG_BELOW,
+) -> Judgement:
+    """Predicted Dice and flags of frames from their signals (:func:`frame_signals`).
+
+    The score is fitted on frames that all hold an LV, where an empty mask is a failure; in a
+    study the slices past the apex or above the base are rightly empty, so empty frames are not
+    scored, and only an empty frame between two segmented slices of its phase is flagged."""
+    segmented = np.array([s["area"] > 0 for s in signals], bool)
+    predicted = np.full(len(signals), np.nan)
+    if segmented.any():
+        predicted[segmented] = scorer.predict([signals[i] for i in np.flatnonzero(segmented)])
+    flagged = segmented & (predicted < flag_below)
+    reasons = {int(i): f"predicted Dice {predicted[i]:.2f}" for i in np.flatnonzero(flagged)}
+    for group in stacks(records):
+        by_phase: dict[object, list[int]] = {}
+        for i in group:
+            if records[i].slice_index is not None:
+                by_phase.setdefault(records[i].phase_index, []).append(i)
+        for members in by_phase.values():
+            members.sort(key=lambda i: records[i].slice_index)
+            for k in range(1, len(members) - 1):
+                before, i, after = members[k - 1], members[k], members[k + 1]
+                if not segmented[i] and segmented[before] and segmented[after]:
+                    flagged[i] = True
+                    reasons[i] = "no LV between two slices that have one"
+    return Judgement(predicted, flagged, reasons, flag_below)
+
+
 DEFAULT_MODEL_FILE = Path(__file__).with_name("quality.json")
 """The score shipped with lvseg, fitted by ``benchmarks/quality_control.py --save`` on the
 default recipe's cross-validation; ``lvseg export`` embeds it unless given another."""

@@ -509,23 +509,23 @@ def test_quality_control_flags_frames_marks_them_and_judges_the_ef(tmp_path):
 
 
 def test_an_empty_frame_between_segmented_slices_is_flagged_and_others_are_not_scored():
-    from lvseg.deploy.predict import judge
-    from lvseg.segment.quality import QualityModel
+    from lvseg.data.records import Geometry, SliceRecord
+    from lvseg.segment.quality import QualityModel, judge
 
     scorer = QualityModel.from_dict(area_scorer())
     areas = [[600.0, 600.0], [0.0, 500.0], [400.0, 0.0], [0.0, 0.0]]  # (slices, phases)
-    signals = [
-        {**dict.fromkeys(scorer.to_dict()["signals"], 0.0), "area": a} for a in sum(areas, [])
+    blank = dict.fromkeys(scorer.to_dict()["signals"], 0.0)
+    signals = [{**blank, "area": a} for a in sum(areas, [])]
+    image = np.zeros((8, 8), np.float32)
+    records = [
+        SliceRecord(image, {}, "P", "x", Geometry((8, 8)), slice_index=s, phase_index=p)
+        for s in range(4)
+        for p in range(2)
     ]
-    quality = judge(scorer, signals, (4, 2), 0.5)
-    assert np.isnan(quality.predicted_dice[1, 0]) and np.isnan(quality.predicted_dice[3, 1])
-    assert quality.flagged.tolist() == [
-        [False, False],
-        [True, False],
-        [False, False],
-        [False, False],
-    ]
-    assert quality.reasons == {(1, 0): "no LV between two slices that have one"}
+    quality = judge(scorer, records, signals, 0.5)
+    assert np.isnan(quality.predicted_dice[2]) and np.isnan(quality.predicted_dice[7])
+    assert np.flatnonzero(quality.flagged).tolist() == [2]  # slice 1, phase 0
+    assert quality.reasons == {2: "no LV between two slices that have one"}
 
 
 def test_review_below_needs_a_model_with_a_quality_score(tmp_path, oracle):
