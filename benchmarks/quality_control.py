@@ -8,7 +8,7 @@ path. Every frame's signals (:mod:`lvseg.segment.quality`) are paired with its t
 - **each signal alone**: Spearman correlation with the Dice, and its AUROC for detecting frames
   with Dice < 0.7 (oriented so that 0.5 is chance and 1 perfect);
 - **the fitted score**, cross-fitted by fold: the score for fold k's frames is fitted on the other
-  folds' frames only (:func:`lvseg.evaluate.quality_fit.fit_quality_model`), so every figure is
+  folds' frames only (:func:`lvseg.evaluate.quality.fit_quality_model`), so every figure is
   on patients the score never saw: AUROC for Dice < 0.7, Spearman, mean absolute error of the
   predicted Dice, coverage of its 10-90% interval, and the share of failures flagged.
 
@@ -39,7 +39,7 @@ from domain_shift import PNG, SHIFTS, dice  # noqa: E402
 from lvseg import layout  # noqa: E402
 from lvseg.data.load import labelled_dataset  # noqa: E402
 from lvseg.data.records import LV  # noqa: E402
-from lvseg.evaluate.quality_fit import fit_quality_model  # noqa: E402
+from lvseg.evaluate.quality import fit_quality_model  # noqa: E402
 from lvseg.evaluate.run import open_scored_model  # noqa: E402
 from lvseg.segment.quality import FLAG_BELOW, SIGNALS, frame_signals  # noqa: E402
 from lvseg.segment.segmenter import Segmenter  # noqa: E402

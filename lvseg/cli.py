@@ -826,6 +826,13 @@ def evaluate_command(
             "quarter turns of each crop (8x the network's time).",
         ),
     ] = False,
+    quality: Annotated[
+        Path | None,
+        typer.Option(
+            help="A quality-control score to judge the slices with (default: the model's, or "
+            "the one lvseg ships); the report says how well it predicted their Dice.",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
 ) -> None:
     """Score a model per slice and per patient (Dice, distances, Sunnybrook measures, volumes
@@ -850,7 +857,7 @@ def evaluate_command(
     with slice_progress("evaluate") as progress:
         found = evaluate(
             model, data, out, explanations=explanations, limit=limit, progress=progress,
-            overwrite=overwrite, **choices,
+            overwrite=overwrite, quality=quality, **choices,
         )  # fmt: skip
     summary = found["summary"]
     if json_output:
@@ -885,6 +892,14 @@ def evaluate_command(
         console.print(
             f"  EF of {ef['n']} patients: bias {100 * ef['bias']:+.1f} points, limits of "
             f"agreement {100 * ef['loa_low']:+.1f} to {100 * ef['loa_high']:+.1f}",
+            highlight=False,
+        )
+    judged = found.get("quality")
+    if judged:
+        console.print(
+            f"  quality control: {judged['flagged']} slices flagged; AUROC "
+            f"{_number(judged['auroc'])} for Dice < {judged['flag_below']:g}, Spearman "
+            f"{_number(judged['spearman'])}, predicted Dice off by {_number(judged['mae'])}",
             highlight=False,
         )
     console.print(f"  report: {Path(found['out']) / 'report.html'}", highlight=False)

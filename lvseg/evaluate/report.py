@@ -800,6 +800,86 @@ def _explanations(explanations: Mapping[str, Any]) -> list[str]:
     return parts + [table(header, rows, "explanations") if rows else note("No means.")]
 
 
+def _quality_figure(rows: Sequence[Mapping[str, Any]], flag_below: float, path: Path) -> bool:
+    """Predicted against true Dice per slice, the identity and the flag threshold."""
+    pairs = [
+        (float(r["predicted_dice"]), float(r["dice"]), bool(r.get("flagged")))
+        for r in rows
+        if _finite(r.get("predicted_dice")) and _finite(r.get("dice"))
+    ]
+    if not pairs:
+        return False
+    predicted, true, flagged = (np.array(v) for v in zip(*pairs, strict=True))
+    figure = _new_figure(3.8, 3.6)
+    axis = figure.add_subplot()
+    axis.plot([0, 1], [0, 1], color="#999999", lw=0.8, label="predicted = true")
+    axis.axvline(flag_below, color="#ff8c00", lw=0.8, ls="--", label=f"flag below {flag_below:g}")
+    axis.scatter(predicted[~flagged], true[~flagged], s=7, alpha=0.6, label="not flagged")
+    axis.scatter(predicted[flagged], true[flagged], s=9, color="#ff8c00", label="flagged")
+    axis.set_xlim(0, 1.02)
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_xlabel("predicted Dice (quality score)", fontsize=8)
+    axis.set_ylabel("true Dice", fontsize=8)
+    axis.tick_params(labelsize=7)
+    axis.legend(fontsize=6, loc="lower right")
+    axis.set_title("Quality control: predicted against true Dice", fontsize=9)
+    _save(figure, path)
+    return True
+
+
+def _quality(
+    quality: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], figures: Path
+) -> list[str]:
+    score = quality.get("score") or {}
+    parts = [
+        "<h2>Quality control</h2>",
+        note(
+            "Every slice's predicted Dice from the quality score (fitted on "
+            f"{count(score.get('fitted_on'))} frames: {score.get('source') or 'source unknown'}), "
+            "against its true Dice. Slices with no LV segmented are not scored; one between two "
+            "segmented slices is flagged."
+        ),
+        facts(
+            [
+                ("slices (scored)", f"{quality['frames']} ({quality['scored_frames']})"),
+                (f"true Dice < {quality['flag_below']:g}", count(quality["failures"])),
+                ("AUROC for those", number(quality.get("auroc"))),
+                ("Spearman, predicted vs true", number(quality.get("spearman"))),
+                ("mean absolute error", number(quality.get("mae"))),
+                ("10-90% interval coverage", percent(quality.get("interval_coverage"))),
+                ("failures flagged", percent(quality.get("failures_flagged"))),
+                ("good slices flagged", percent(quality.get("good_flagged"))),
+            ]
+        ),
+    ]
+    calibration = quality.get("calibration") or []
+    if calibration:
+        parts.append(
+            table(
+                ("predicted Dice", "slices", "mean predicted", "mean true"),
+                [
+                    (
+                        f"{c['predicted_from']:g}-{c['predicted_to']:g}",
+                        c["frames"],
+                        number(c["mean_predicted"]),
+                        number(c["mean_true"]),
+                    )
+                    for c in calibration
+                ],
+                "quality",
+            )
+        )
+    if _quality_figure(rows, quality["flag_below"], figures / "quality.png"):
+        parts.append(
+            _figure(
+                "quality.png",
+                "Predicted against true Dice",
+                "Each point a slice; orange: flagged for review.",
+            )
+        )
+    return parts
+
+
 def _notes(metrics: Mapping[str, Any], units: str) -> list[str]:
     thresholds = " or ".join(f"{t:g} {units}" for t in _thresholds(metrics))
     definitions = [
@@ -883,6 +963,8 @@ def write_report(
         body += _clinical(metrics["clinical"], figures)
     if metrics.get("explanations"):
         body += _explanations(metrics["explanations"])
+    if metrics.get("quality"):
+        body += _quality(metrics["quality"], rows, figures)
     body += _notes(metrics, units)
     name = (metrics.get("model") or {}).get("name") or "model"
     path = folder / REPORT_FILE

@@ -46,8 +46,18 @@ from lvseg.data.records import LV, Dataset, SliceRecord
 from lvseg.data.splits import Split, split_for
 from lvseg.evaluate import report, stacks, summary
 from lvseg.evaluate.metrics import GOOD_CONTOUR_MM, score_slice
+from lvseg.evaluate.quality import assess
 from lvseg.jsonsafe import json_safe
 from lvseg.segment.network import Network
+from lvseg.segment.quality import (
+    FrameSignals,
+    QualityModel,
+    default_quality_model,
+    judge,
+    own_signals,
+    read_quality_model,
+    with_stack_signals,
+)
 from lvseg.segment.segmenter import CROPS, Segmenter
 
 ProgressCallback = Callable[[int, int], None]
@@ -66,7 +76,7 @@ CSV_COLUMNS = (
     "key", "patient_id", "group", "slice_index", "phase_index", "phase", "position", "source",
     "crop", "reference_pixels", "predicted_pixels", "dice", "iou", "precision", "recall",
     "pixel_accuracy", "background_accuracy", "hd95", "assd", "apd", "good_contour_5mm",
-    "good_contour_4mm", "detected", "false_positive",
+    "good_contour_4mm", "detected", "false_positive", "predicted_dice", "flagged",
 )  # fmt: skip
 
 
@@ -93,6 +103,8 @@ class ScoredModel:
     split: Split | None
     train_config: TrainConfig | None
     train_data: str | None
+    quality: QualityModel | None = None
+    """The quality-control score: an export's embedded one, or the one lvseg ships."""
 
 
 def is_exported(spec: str | Path) -> bool:
@@ -111,14 +123,15 @@ def open_scored_model(spec: str | Path, device: str = "cpu") -> ScoredModel:
         found = open_model(spec)
         source, runtime = Path(found.path or spec), f"onnxruntime {found.precision}"
         facts = (found.plan, found.parameters, found.split, None, found.train_data)
-        return ScoredModel(found.name, source, runtime, found, *facts)
+        return ScoredModel(found.name, source, runtime, found, *facts, found.quality)
     from lvseg.runs.checkpoint import load_model
     from lvseg.segment.network import TorchNetwork
 
     loaded = load_model(spec, device=device)
     saved, network = loaded.checkpoint, TorchNetwork(loaded.model, device, source=loaded.source)
     facts = (loaded.plan, loaded.parameters, saved.split, saved.train_config, saved.train_data)
-    return ScoredModel(loaded.name, loaded.source, "pytorch", network, *facts)
+    quality = default_quality_model()
+    return ScoredModel(loaded.name, loaded.source, "pytorch", network, *facts, quality)
 
 
 def _same_data(a: str | Path, b: str | Path) -> bool:
@@ -292,6 +305,7 @@ def evaluate(
     device: str = "cpu",
     write: bool = True,
     keep_masks: bool = False,
+    quality: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_spec`` on the labelled slices of ``data``; returns ``metrics.json``'s
     content with ``rows`` (one per slice) and ``out`` added, and with ``keep_masks`` the
@@ -299,7 +313,8 @@ def evaluate(
 
     With ``write=False`` nothing is written (the cross-validation benchmark pools the rows of
     several folds itself). Bad input raises :class:`InvalidInputError` before anything is
-    written.
+    written. ``quality`` is a quality-control score file to judge the slices with instead of
+    the model's (``metrics.json``'s ``quality`` says how well it predicted their Dice).
     """
     if crop not in CROPS:
         raise InvalidInputError(None, f"unknown crop {crop!r}; choose {' or '.join(CROPS)}")
@@ -307,6 +322,7 @@ def evaluate(
     if write:
         atomic.check_output_folder(out, overwrite, keep=(model_spec, data, explanations))
     model = open_scored_model(model_spec, device)
+    scorer = read_quality_model(quality) if quality is not None else model.quality
     explained = _explanations(explanations)
     try:
         dataset = labelled_dataset(data, format)
@@ -320,6 +336,7 @@ def evaluate(
     positions = summary.slice_positions(records)
 
     rows: list[tuple[int, dict[str, Any]]] = []
+    own: list[FrameSignals | None] = [None] * len(records)
     predicted_of: dict[str, np.ndarray] = {}
     worst_heap: list[tuple[float, int, report.SliceView]] = []
     if progress is not None:
@@ -339,6 +356,7 @@ def evaluate(
         row = _row(record, positions.get(record.key), scores)
         row["crop"] = result.placement.scope
         rows.append((index, row))
+        own[index] = own_signals(result)
         predicted_of[record.key] = predicted
         if worst and reference.any():
             item = (-row["dice"], index, _view(record, predicted, row))
@@ -347,6 +365,16 @@ def evaluate(
             elif item > worst_heap[0]:
                 heapq.heapreplace(worst_heap, item)
     ordered = [row for _, row in sorted(rows, key=lambda pair: pair[0])]
+    judged = None
+    if scorer is not None and ordered:
+        signals = with_stack_signals(records, own)  # type: ignore[arg-type]
+        judgement = judge(scorer, records, signals)
+        for i, row in enumerate(ordered):
+            value = float(judgement.predicted_dice[i])
+            row["predicted_dice"] = round(value, 4) if np.isfinite(value) else None
+            row["flagged"] = int(judgement.flagged[i])
+        judged = assess(judgement, [row["dice"] for row in ordered], scorer.interval)
+        judged["score"] = {"source": scorer.source, "fitted_on": scorer.fitted_on}
 
     in_mm = all(r.pixel_spacing_mm is not None for r in records)
     parameters = model.parameters
@@ -391,6 +419,7 @@ def evaluate(
         "breakdowns": summary.breakdowns(ordered),
         "clinical": stacks.clinical_section(records, predicted_of),
         "explanations": explained,
+        "quality": judged,
     }
     metrics = json_safe(metrics)
     if write:

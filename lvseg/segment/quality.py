@@ -206,7 +206,7 @@ def features(signals: Sequence[dict[str, float]]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class QualityModel:
-    """A fitted score (see :func:`lvseg.evaluate.quality_fit.fit_quality_model`), applied with
+    """A fitted score (see :func:`lvseg.evaluate.quality.fit_quality_model`), applied with
     NumPy alone so ``predict`` needs nothing else: standardised features, a linear failure score
     (logistic regression for Dice < :data:`FLAG_BELOW`), then a decreasing isotonic map from that
     score to the Dice seen in cross-validation, and the residual quantiles around it."""

@@ -194,3 +194,51 @@ def test_explanation_measures_join_the_report(run_dir, tiny_phantom, tmp_path):
     assert "cam@head" in (out / "report.html").read_text()
     bad = invoke("evaluate", run_dir, tiny_phantom, "--out", tmp_path / "x", "--explanations", out)
     assert bad.exit_code == 2 and "not an lvseg explain --metrics output" in bad.output
+
+
+def test_quality_control_is_scored_against_the_true_dice(run_dir, tiny_phantom, tmp_path):
+    """A hand-made score (predicted Dice falls with the uncertainty) judged on held-out slices:
+    its figures are recomputed here from slices.csv, and the report shows them."""
+    from scipy.stats import spearmanr
+
+    from lvseg.segment.quality import SIGNALS, QualityModel
+
+    zeros, ones = (0.0,) * len(SIGNALS), (1.0,) * len(SIGNALS)
+    weights = tuple(float(name == "uncertainty") for name in SIGNALS)
+    scorer = QualityModel(zeros, ones, weights, 0.0, (0.0, 0.5), (0.95, 0.3), (-0.2, 0.1), 9)
+    (tmp_path / "qc.json").write_text(json.dumps(scorer.to_dict()))
+    result = invoke(
+        "evaluate",
+        run_dir,
+        tiny_phantom,
+        "--out",
+        tmp_path / "e",
+        "--quality",
+        tmp_path / "qc.json",
+    )
+    assert result.exit_code == 0, result.output
+    assert "quality control:" in result.output and "AUROC" in result.output
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    quality = metrics["quality"]
+    with open(tmp_path / "e" / "slices.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    scored = [r for r in rows if r["predicted_dice"] != ""]
+    predicted = np.array([float(r["predicted_dice"]) for r in scored])
+    true = np.array([float(r["dice"]) for r in scored])
+    assert quality["frames"] == len(rows) and quality["scored_frames"] == len(scored) > 0
+    assert quality["mae"] == pytest.approx(np.abs(predicted - true).mean(), abs=1e-3)
+    if np.ptp(predicted) > 0 and np.ptp(true) > 0:
+        assert quality["spearman"] == pytest.approx(spearmanr(predicted, true).statistic, abs=1e-3)
+    else:  # the tiny model is unsure everywhere: the score gives every slice the same Dice
+        assert quality["spearman"] is None
+    assert quality["flagged"] == sum(r["flagged"] == "1" for r in rows)
+    assert quality["flagged"] == sum(p < 0.7 for p in predicted) + sum(
+        r["flagged"] == "1" for r in rows if r["predicted_dice"] == ""
+    )
+    assert sum(c["frames"] for c in quality["calibration"]) == len(scored)
+    assert quality["score"] == {"source": "", "fitted_on": 9}
+    page = (tmp_path / "e" / "report.html").read_text(encoding="utf-8")
+    assert (
+        "<h2>Quality control</h2>" in page
+        and (tmp_path / "e" / "figures" / "quality.png").is_file()
+    )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lvseg.data.records import Geometry, SliceRecord
-from lvseg.evaluate.quality_fit import fit_quality_model
+from lvseg.evaluate.quality import fit_quality_model
 from lvseg.segment.locate import Placement
 from lvseg.segment.quality import SIGNALS, QualityModel, frame_signals
 from lvseg.segment.segmenter import SliceSegmentation
@@ -98,3 +98,22 @@ def test_the_score_separates_failures_and_round_trips():
         QualityModel.from_dict({**model.to_dict(), "signals": ["area"]})
     with pytest.raises(ValueError, match="under and over"):
         fit_quality_model(signals[::2], dice[::2])
+
+
+def test_assess_measures_the_score_on_fixed_frames():
+    from lvseg.evaluate.quality import assess
+    from lvseg.segment.quality import Judgement
+
+    predicted = np.array([0.9, 0.8, 0.4, np.nan, 0.95, np.nan])
+    flagged = np.array([False, False, True, True, False, False])
+    truth = [0.92, 0.5, 0.3, 0.0, 0.9, 0.85]
+    found = assess(Judgement(predicted, flagged, {}, 0.7), truth, (-0.1, 0.05))
+    assert found["frames"] == 6 and found["scored_frames"] == 4 and found["failures"] == 3
+    # risk: 0.9, 0.8, 0.4, 0 (flagged hole), 0.95, 1 (unscored, not flagged); the failures
+    # (0.8, 0.4, 0) against the others (0.9, 0.95, 1): every pair in order
+    assert found["auroc"] == 1.0
+    assert found["mae"] == pytest.approx((0.02 + 0.3 + 0.1 + 0.05) / 4)
+    assert found["spearman"] == pytest.approx(0.8)
+    assert found["interval_coverage"] == 0.5  # 0.92 in [0.8, 0.95], 0.9 in [0.85, 1.0]
+    assert found["failures_flagged"] == pytest.approx(2 / 3) and found["good_flagged"] == 0.0
+    assert [c["frames"] for c in found["calibration"]] == [1, 1, 1, 1]
