@@ -21,6 +21,7 @@ Run from the project root::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from domain_shift import PNG, SHIFTS, dice  # noqa: E402
 
 from lvseg import layout  # noqa: E402
+from lvseg.data import atomic  # noqa: E402
 from lvseg.data.load import labelled_dataset  # noqa: E402
 from lvseg.data.records import LV  # noqa: E402
 from lvseg.evaluate.quality import fit_quality_model  # noqa: E402
@@ -106,6 +108,13 @@ def main() -> None:
     parser.add_argument("--shifts", default=DEFAULT_SHIFTS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        help="fit the score on every frame and write it here (lvseg/segment/quality.json is "
+        "the one lvseg ships)",
+    )
     args = parser.parse_args()
     if not PNG.is_dir():
         sys.exit(f"error: {PNG}: no Sunnybrook PNG data (see ../shared/data/README.md)")
@@ -171,6 +180,17 @@ def main() -> None:
             f"{s['failures_flagged']:.0%} | {s['good_flagged']:.0%} |"
         )
     print(f"\nmean true Dice {statistics.fmean(truth):.4f}, predicted {predicted.mean():.4f}")
+    if args.save:
+        source = (
+            f"recipe {args.recipe}, {len(args.folds)}-fold patient-level CV on the Sunnybrook "
+            f"PNGs, held-out frames as they are and under {', '.join(args.shifts)}"
+        )
+        signals = [{k: r[k] for k in SIGNALS} for r in rows]
+        model = fit_quality_model(signals, truth)
+        model = dataclasses.replace(model, source=source)
+        text = json.dumps(model.to_dict(), indent=1) + "\n"
+        atomic.write_text(args.save, text)
+        print(f"\nscore fitted on all {len(rows)} frames written to {args.save}")
     if args.json:
         payload = {"rows": rows, "summary": results, "predicted": predicted.tolist()}
         args.json.write_text(json.dumps(payload) + "\n", encoding="utf-8")
