@@ -8,6 +8,9 @@ reads them; it never imports torch):
 
 - ``image`` (epoch 0, once): the input crop, grey;
 - ``prediction``: the crop with the reference contour (green) and the predicted one (red);
+- ``prediction`` also carries the slice's Dice and, where lvseg ships a quality score, the
+  Dice that quality control predicts for it (:mod:`lvseg.segment.quality`, from the crop's LV
+  probability alone), so the dashboard shows the score learning beside the truth;
 - ``cam``: the LV-versus-background class activation map ``S_lv - S_bg`` over the crop
   (:func:`lvseg.explain.cam.lv_log_odds`, from the same forward pass), on a diverging colour
   scale centred on zero (red: LV evidence, blue: background evidence). For LVNet this is
@@ -34,6 +37,7 @@ from torch import nn
 from lvseg.data.preprocess import CachedSlices
 from lvseg.evaluate.metrics import dice as segmentation_dice
 from lvseg.explain.cam import lv_log_odds
+from lvseg.segment.quality import QualityModel, crop_signals, default_quality_model
 
 CAM_COLORMAP = "RdBu_r"
 UPSCALE = 2
@@ -67,10 +71,11 @@ class WatchSlices:
 
     cache: CachedSlices
     indices: list[int]
+    scorer: QualityModel | None = None
 
     @classmethod
     def from_cache(cls, cache: CachedSlices, count: int) -> WatchSlices:
-        return cls(cache, choose_slices(cache, count))
+        return cls(cache, choose_slices(cache, count), default_quality_model())
 
     def describe(self, slot: int) -> dict[str, Any]:
         entry = self.cache.entries[self.indices[slot]]
@@ -93,12 +98,19 @@ class WatchSlices:
         batch = self.cache.batch(self.indices)
         output = model(batch.images.to(device))
         score = lv_log_odds(output.logits.float()).cpu().numpy()
+        probability = 1.0 / (1.0 + np.exp(-score))  # softmax of two classes: sigmoid(S_lv - S_bg)
         presence = torch.sigmoid(output.presence_logit.float()).cpu().numpy()
+        spacing = self.cache.plan.target_spacing_mm
+        pixel_mm = float(np.sqrt(spacing[0] * spacing[1])) if spacing else 1.0
         for slot in range(len(self.indices)):
             image = batch.images[slot, 0].numpy()
             reference = batch.masks[slot, 0].numpy() > 0.5
             predicted = score[slot] > 0
             dice = segmentation_dice(predicted, reference)
+            quality = {}
+            if self.scorer is not None:
+                signals = crop_signals(probability[slot], pixel_mm).values
+                quality["predicted_dice"] = float(self.scorer.predict([signals])[0])
             base = grey(image)
             overlay = draw_contour(
                 draw_contour(base, reference, REFERENCE_RGB), predicted, PREDICTION_RGB
@@ -111,6 +123,7 @@ class WatchSlices:
                 dice=dice,
                 presence=float(presence[slot]),
                 predicted_pixels=int(predicted.sum()),
+                **quality,
             )
             cam, limit = colour_map(score[slot], base)
             write(

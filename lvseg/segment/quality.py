@@ -92,7 +92,12 @@ def own_signals(result: SliceSegmentation) -> FrameSignals:
     """The frame's own signals (its stack's are 0 until :func:`with_stack_signals`)."""
     spacing = result.crop.pixel_spacing_mm
     pixel_mm = float(np.sqrt(spacing[0] * spacing[1])) if spacing else 1.0
-    p = result.probability.astype(np.float64)
+    return crop_signals(result.probability, pixel_mm)
+
+
+def crop_signals(probability: np.ndarray, pixel_mm: float = 1.0) -> FrameSignals:
+    """The signals of one crop's LV probability (S, S), pixels of ``pixel_mm`` a side."""
+    p = probability.astype(np.float64)
     predicted = p > THRESHOLD
     labels, fragments = ndi.label(predicted, structure=_EIGHT)
     if fragments:

@@ -105,6 +105,20 @@ def test_watch_slices_span_lv_sizes_and_record_the_cam(tiny_phantom, tmp_path):
         prediction = written[(3, slot, "prediction")]
         assert prediction["predicted_pixels"] == int((score[slot] > 0).sum())
         assert 0.0 <= prediction["dice"] <= 1.0
+        assert "predicted_dice" not in prediction  # no quality score given
+    # with a quality score, each prediction carries the Dice it predicts from the crop alone
+    from lvseg.segment.quality import SIGNALS, QualityModel, crop_signals
+
+    zeros, ones = (0.0,) * len(SIGNALS), (1.0,) * len(SIGNALS)
+    weights = tuple(float(name == "uncertainty") for name in SIGNALS)
+    scorer = QualityModel(zeros, ones, weights, 0.0, (0.0, 2.0), (0.95, 0.1), (-0.1, 0.1))
+    WatchSlices(val, chosen, scorer).record(model, 4, torch.device("cpu"), write)
+    spacing = val.plan.target_spacing_mm[0]
+    for slot in range(4):
+        probability = torch.sigmoid(score[slot]).numpy()
+        expected = scorer.predict([crop_signals(probability, spacing).values])[0]
+        predicted = written[(4, slot, "prediction")]["predicted_dice"]
+        assert predicted == pytest.approx(expected, abs=1e-4) and 0.1 <= predicted <= 0.95
 
 
 def test_tensorboard_event_files_hold_scalars_histograms_and_pictures(tiny_phantom, tmp_path):

@@ -783,7 +783,8 @@
         .filter(Boolean).join(' \u00b7 ');
     }
     if (frame.kind === 'prediction') {
-      return `Dice ${fmt(data.dice, 3)}${data.presence !== undefined ? ` \u00b7 presence ${fmt(data.presence, 2)}` : ''}`;
+      const qc = data.predicted_dice !== undefined ? ` \u00b7 QC ${fmt(data.predicted_dice, 2)}` : '';
+      return `Dice ${fmt(data.dice, 3)}${data.presence !== undefined ? ` \u00b7 presence ${fmt(data.presence, 2)}` : ''}${qc}`;
     }
     if (frame.kind === 'cam') {
       return `CAM ${fmt(data.vmin, 2)} \u2026 ${fmt(data.vmax, 2)}${data.colormap ? ` (${data.colormap})` : ''}`;
