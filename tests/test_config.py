@@ -31,7 +31,7 @@ def test_overrides_merge_into_sections_and_replace_model_options():
     merged = base.merged({"optim": {"epochs": 2}, "model": {"options": {"width": 4}}})
     assert merged.optim.epochs == 2 and merged.optim.lr == base.optim.lr
     assert merged.model.options == {"width": 4, "depth": 3}
-    assert base.optim.epochs == 40  # the original is untouched
+    assert base.optim.epochs == 50  # the original is untouched
 
 
 @pytest.mark.parametrize(
