@@ -23,14 +23,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import pickle
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import mannwhitneyu, spearmanr
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,27 +43,55 @@ from domain_shift import PNG, SHIFTS, dice  # noqa: E402
 from lvseg import layout  # noqa: E402
 from lvseg.data import atomic  # noqa: E402
 from lvseg.data.load import labelled_dataset  # noqa: E402
-from lvseg.data.records import LV  # noqa: E402
-from lvseg.evaluate.quality import fit_quality_model  # noqa: E402
+from lvseg.data.records import LV, SliceRecord  # noqa: E402
+from lvseg.evaluate.quality import assess, fit_quality_model  # noqa: E402
 from lvseg.evaluate.run import open_scored_model  # noqa: E402
-from lvseg.segment.quality import FLAG_BELOW, SIGNALS, frame_signals  # noqa: E402
+from lvseg.evaluate.stacks import clinical_section  # noqa: E402
+from lvseg.segment.quality import (  # noqa: E402
+    EF_REVIEW_SHARE,
+    FLAG_BELOW,
+    SIGNALS,
+    Judgement,
+    frame_signals,
+    judge,
+    share_at_risk,
+)
 from lvseg.segment.segmenter import Segmenter  # noqa: E402
 
 DEFAULT_SHIFTS = "gamma 0.5,noise 8%,rotated 90°,heart off-centre,wide field of view,single slice"
 
 
 def auroc(score: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve of ``score`` for ``positive`` (Mann-Whitney U; ties count half)."""
+    """Area under the ROC curve of ``score`` for ``positive`` (NaN with one class only)."""
     if positive.all() or not positive.any():
         return float("nan")
-    u = mannwhitneyu(score[positive], score[~positive], alternative="two-sided").statistic
-    return float(u / (positive.sum() * (~positive).sum()))
+    return float(roc_auc_score(positive, score))
 
 
-def collect(args: argparse.Namespace) -> list[dict]:
-    """One row per frame: fold, shift, true Dice and the signals."""
+@dataclass
+class Group:
+    """The frames one fold's model segmented under one shift: rows ``start`` to ``stop``."""
+
+    fold: int
+    shift: str
+    start: int
+    stop: int
+    records: list[SliceRecord]
+    """Light copies (no pixels) for the stack rules of :func:`judge`."""
+    studies: list[dict]
+    """Per patient: the EF error in points and the patient's rows."""
+
+
+def light(record: SliceRecord) -> SliceRecord:
+    """The record without its pixels (a zero-strided view keeps the shape stacks() reads)."""
+    return record.replace(image=np.broadcast_to(np.float32(0), record.image.shape), masks={})
+
+
+def collect(args: argparse.Namespace) -> tuple[list[dict], list[Group]]:
+    """One row per frame (fold, shift, true Dice, the signals) and the groups they came in."""
     png = labelled_dataset(PNG)
     rows: list[dict] = []
+    groups: list[Group] = []
     for fold in args.folds:
         run = args.runs / args.recipe / f"lvnet-fold{fold}"
         checkpoint = layout.checkpoint_path(run, layout.LAST_CHECKPOINT)
@@ -71,33 +102,50 @@ def collect(args: argparse.Namespace) -> list[dict]:
         records = png.subset(list(model.split.val)).records
         for shift in ["none", *args.shifts]:
             start = time.perf_counter()
-            results = segmenter.segment(SHIFTS[shift](records))
+            shifted = SHIFTS[shift](records)
+            results = segmenter.segment(shifted)
+            first = len(rows)
             for result, signals in zip(results, frame_signals(results), strict=True):
                 truth = np.asarray(result.record.masks[LV], bool)
                 rows.append(
-                    {"fold": fold, "shift": shift, "dice": dice(result.mask, truth), **signals}
+                    {
+                        "fold": fold,
+                        "shift": shift,
+                        "patient_id": result.record.patient_id,
+                        "phase_index": result.record.phase_index,
+                        "dice": dice(result.mask, truth),
+                        **signals,
+                    }
                 )
+            masks = {r.record.key: r.mask for r in results}
+            clinical = clinical_section(shifted, masks) or {"patients": []}
+            studies = []
+            for patient in clinical["patients"]:
+                predicted, reference = patient["predicted"]["ef"], patient["reference"]["ef"]
+                if predicted is None or reference is None:
+                    continue
+                members = [
+                    i
+                    for i in range(first, len(rows))
+                    if rows[i]["patient_id"] == patient["patient_id"]
+                ]
+                studies.append({"error": 100 * abs(predicted - reference), "rows": members})
+            groups.append(
+                Group(fold, shift, first, len(rows), [light(r) for r in shifted], studies)
+            )
             print(
                 f"fold {fold} {shift}: {len(results)} frames ({time.perf_counter() - start:.0f} s)",
                 flush=True,
             )
-    return rows
+    return rows, groups
 
 
-def summary(rows: list[dict], predicted: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict:
-    truth = np.array([r["dice"] for r in rows])
-    failed = truth < FLAG_BELOW
-    flagged = predicted < FLAG_BELOW
-    return {
-        "frames": len(rows),
-        "failures": int(failed.sum()),
-        "auroc": auroc(-predicted, failed),
-        "spearman": float(spearmanr(predicted, truth).statistic),
-        "mae": float(np.abs(predicted - truth).mean()),
-        "coverage": float(((truth >= low) & (truth <= high)).mean()),
-        "failures_flagged": float(flagged[failed].mean()) if failed.any() else float("nan"),
-        "good_flagged": float(flagged[~failed].mean()) if (~failed).any() else float("nan"),
-    }
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def main() -> None:
@@ -108,6 +156,13 @@ def main() -> None:
     parser.add_argument("--shifts", default=DEFAULT_SHIFTS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--frames",
+        type=Path,
+        default=None,
+        help="keep the segmented frames' signals here (a pickle) and reuse them when it exists, "
+        "to refit and rescore without segmenting again",
+    )
     parser.add_argument(
         "--save",
         type=Path,
@@ -124,7 +179,14 @@ def main() -> None:
     if unknown:
         sys.exit(f"error: unknown shift(s) {unknown}; choose from {', '.join(SHIFTS)}")
     torch.set_num_threads(args.threads)
-    rows = collect(args)
+    if args.frames and args.frames.is_file():
+        with args.frames.open("rb") as handle:
+            rows, groups = pickle.load(handle)
+        print(f"{len(rows)} frames read from {args.frames}")
+    else:
+        rows, groups = collect(args)
+        if args.frames:
+            atomic.write_with(args.frames, lambda t: t.write_bytes(pickle.dumps((rows, groups))))
     truth = np.array([r["dice"] for r in rows])
     failed = truth < FLAG_BELOW
     print(
@@ -140,46 +202,77 @@ def main() -> None:
         area = auroc(values, failed)
         direction = "high" if area >= 0.5 else "low"
         print(f"| {name} | {rho:+.3f} | {max(area, 1 - area):.3f} ({direction} = failed) |")
-    # the score, cross-fitted: fold k's frames scored by a model fitted on the other folds
-    predicted, low, high = (np.zeros(len(rows)) for _ in range(3))
+    # the score, cross-fitted: fold k's frames judged (as evaluate and predict judge them) by a
+    # score fitted on the other folds' frames only
+    signals = [{k: r[k] for k in SIGNALS} for r in rows]
+    predicted = np.full(len(rows), np.nan)
+    flagged = np.zeros(len(rows), bool)
+    intervals = {}
     folds = np.array([r["fold"] for r in rows])
     for fold in args.folds:
-        inside = folds == fold
-        signals = [{k: r[k] for k in SIGNALS} for r in rows]
-        train = [s for s, i in zip(signals, inside, strict=True) if not i]
-        model = fit_quality_model(train, truth[~inside]) if len(args.folds) > 1 else None
-        if model is None:  # one fold: fitted and scored on the same frames (optimistic)
-            model = fit_quality_model(signals, truth)
-        test = [s for s, i in zip(signals, inside, strict=True) if i]
-        predicted[inside] = model.predict(test)
-        low[inside] = predicted[inside] + model.interval[0]
-        high[inside] = predicted[inside] + model.interval[1]
+        others = folds != fold
+        if len(args.folds) == 1:  # one fold: fitted on what it scores (optimistic)
+            others = np.ones(len(rows), bool)
+        scorer = fit_quality_model(
+            [s for s, o in zip(signals, others, strict=True) if o], truth[others]
+        )
+        intervals[fold] = scorer.interval
+        for group in (g for g in groups if g.fold == fold):
+            judgement = judge(scorer, group.records, signals[group.start : group.stop])
+            predicted[group.start : group.stop] = judgement.predicted_dice
+            flagged[group.start : group.stop] = judgement.flagged
     shifts = np.array([r["shift"] for r in rows])
-    groups = {"all frames": np.ones(len(rows), bool), "unshifted": shifts == "none"}
-    groups["shifted"] = shifts != "none"
+    subsets = {"all frames": np.ones(len(rows), bool), "unshifted": shifts == "none"}
+    subsets["shifted"] = shifts != "none"
+    interval = tuple(np.mean([intervals[f] for f in args.folds], axis=0))
     results = {}
     print(
-        "\nThe fitted score, cross-fitted by fold"
+        "\nThe score, cross-fitted by fold"
         + ("" if len(args.folds) > 1 else " (one fold: fitted on what it scores, optimistic)")
-        + "\n"
+        + ", judged as `lvseg evaluate` and `predict` judge (frames with no LV segmented are not"
+        " scored; one between segmented slices of its phase is flagged)\n"
     )
     print(
-        "| frames | n | failures | AUROC | Spearman | MAE | 10-90% coverage | failures flagged "
-        "| good flagged |"
+        "| frames | n | scored | failures | AUROC | Spearman | MAE | interval coverage "
+        "| failures flagged | good flagged |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, where in groups.items():
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, where in subsets.items():
         if not where.any():
             continue
-        subset = [r for r, w in zip(rows, where, strict=True) if w]
-        s = summary(subset, predicted[where], low[where], high[where])
-        results[name] = s
+        judged = Judgement(predicted[where], flagged[where], {}, FLAG_BELOW)
+        found = assess(judged, truth[where], interval)
+        results[name] = found
         print(
-            f"| {name} | {s['frames']} | {s['failures']} | {s['auroc']:.3f} | "
-            f"{s['spearman']:.3f} | {s['mae']:.3f} | {s['coverage']:.0%} | "
-            f"{s['failures_flagged']:.0%} | {s['good_flagged']:.0%} |"
+            f"| {name} | {found['frames']} | {found['scored_frames']} | {found['failures']} | "
+            f"{_f(found['auroc'])} | {_f(found['spearman'])} | {_f(found['mae'])} | "
+            f"{_p(found['interval_coverage'])} | {_p(found['failures_flagged'])} | "
+            f"{_p(found['good_flagged'])} |"
         )
-    print(f"\nmean true Dice {statistics.fmean(truth):.4f}, predicted {predicted.mean():.4f}")
+    studies = [s for g in groups for s in g.studies]
+    for study in studies:
+        members = study["rows"]
+        shares = share_at_risk(
+            flagged[members],
+            [rows[i]["phase_index"] for i in members],
+            [rows[i]["area"] for i in members],
+        )
+        study["review"] = max(shares.values()) > EF_REVIEW_SHARE
+    print(
+        f"\nStudies (patients x shifts) with an EF from >= 3 slices at ED and ES: {len(studies)}; "
+        f"an EF is for review when flagged frames hold over {EF_REVIEW_SHARE:.0%} of the ED or "
+        "ES area"
+    )
+    for limit in (5, 10):
+        wrong = [s for s in studies if s["error"] > limit]
+        caught = sum(s["review"] for s in wrong)
+        print(f"  EF error over {limit} points: {len(wrong)}, for review {caught}")
+        results[f"studies_ef_error_over_{limit}"] = {"studies": len(wrong), "review": caught}
+    right = [s for s in studies if s["error"] <= 5]
+    calm = sum(s["review"] for s in right)
+    print(f"  EF within 5 points: {len(right)}, for review {calm}")
+    results["studies_ef_within_5"] = {"studies": len(right), "review": calm}
+    print(f"\nmean true Dice {statistics.fmean(truth):.4f}, predicted {np.nanmean(predicted):.4f}")
     if args.save:
         source = (
             f"recipe {args.recipe}, {len(args.folds)}-fold patient-level CV on the Sunnybrook "
@@ -193,6 +286,7 @@ def main() -> None:
         print(f"\nscore fitted on all {len(rows)} frames written to {args.save}")
     if args.json:
         payload = {"rows": rows, "summary": results, "predicted": predicted.tolist()}
+        payload["flagged"] = flagged.tolist()
         args.json.write_text(json.dumps(payload) + "\n", encoding="utf-8")
 
 

@@ -46,11 +46,13 @@ from lvseg.jsonsafe import json_safe
 from lvseg.segment.locate import Placement
 from lvseg.segment.onnx import ExportedModel, open_model
 from lvseg.segment.quality import (
+    EF_REVIEW_SHARE,
     FLAG_BELOW,
     FrameSignals,
     Judgement,
     judge,
     own_signals,
+    share_at_risk,
     with_stack_signals,
 )
 from lvseg.segment.segmenter import BATCH_SIZE, Segmenter
@@ -374,15 +376,20 @@ def quality_summary(
         }
         for frame, reason in sorted(quality.reasons.items())
     ]
-    key_phases = [found[k] for k in ("ed_phase", "es_phase") if found.get(k) is not None]
-    at_key = [f for f in flagged if f["phase"] in key_phases]
+    pixels = np.asarray(found["lv_pixels"], dtype=np.float64).ravel()  # slice by slice
+    frame_phases = [frame % phases for frame in range(pixels.size)]
+    shares = share_at_risk(quality.flagged, frame_phases, pixels)
     ef = found.get("ef")
-    verdict = None
+    verdict, trusted, at_risk = None, None, {}
     if ef is not None:
+        at_risk = {name: shares[found[f"{name.lower()}_phase"]] for name in ("ED", "ES")}
+        worst = max(at_risk, key=at_risk.get)
+        trusted = at_risk[worst] <= EF_REVIEW_SHARE
         verdict = f"EF {100 * ef:.1f}% " + (
-            f"(review: {len(at_key)} frame{'s' if len(at_key) != 1 else ''} of ED/ES flagged)"
-            if at_key
-            else "(no ED or ES frame flagged)"
+            "(no doubt at ED or ES)"
+            if at_risk[worst] == 0
+            else f"(flagged frames hold {100 * at_risk[worst]:.0f}% of the {worst} volume"
+            + ("; review)" if not trusted else ")")
         )
     return {
         "flag_below": quality.flag_below,
@@ -390,8 +397,8 @@ def quality_summary(
         "mean_predicted_dice": _number(judged.mean()) if judged.size else None,
         "min_predicted_dice": _number(judged.min()) if judged.size else None,
         "flagged_frames": flagged,
-        "flagged_at_ed_es": len(at_key),
-        "ef_trusted": None if ef is None else not at_key,
+        "volume_share_flagged": {k: _number(v) for k, v in at_risk.items()} or None,
+        "ef_trusted": trusted,
         "verdict": verdict,
     }
 

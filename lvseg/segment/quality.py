@@ -258,7 +258,7 @@ class Judgement:
     predicted_dice: np.ndarray
     """The score's predicted Dice; NaN for frames with no LV segmented (not scored)."""
     flagged: np.ndarray
-    """Frames to review: predicted Dice under ``flag_below``, or no LV segmented between two
+    """Frames to review: predicted Dice under ``flag_below``, or no LV segmented between
     slices of the same stack and phase that have one (a hole in the stack)."""
     reasons: dict[int, str]
     """Why each flagged frame is flagged, by position."""
@@ -275,7 +275,8 @@ def judge(
 
     The score is fitted on frames that all hold an LV, where an empty mask is a failure; in a
     study the slices past the apex or above the base are rightly empty, so empty frames are not
-    scored, and only an empty frame between two segmented slices of its phase is flagged."""
+    scored, and only an empty frame between segmented slices of its phase (a hole in the
+    stack) is flagged."""
     segmented = np.array([s["area"] > 0 for s in signals], bool)
     predicted = np.full(len(signals), np.nan)
     if segmented.any():
@@ -289,12 +290,38 @@ def judge(
                 by_phase.setdefault(records[i].phase_index, []).append(i)
         for members in by_phase.values():
             members.sort(key=lambda i: records[i].slice_index)
-            for k in range(1, len(members) - 1):
-                before, i, after = members[k - 1], members[k], members[k + 1]
-                if not segmented[i] and segmented[before] and segmented[after]:
+            found = [k for k, i in enumerate(members) if segmented[i]]
+            for k, i in enumerate(members):
+                if not segmented[i] and found and found[0] < k < found[-1]:
                     flagged[i] = True
-                    reasons[i] = "no LV between two slices that have one"
+                    reasons[i] = "no LV between slices that have one"
     return Judgement(predicted, flagged, reasons, flag_below)
+
+
+EF_REVIEW_SHARE = 0.1
+"""An ejection fraction is for review when the frames flagged at its end-diastolic or
+end-systolic phase hold more than this share of that phase's LV area."""
+
+
+def share_at_risk(
+    flagged: Sequence[bool], phases: Sequence[object], areas: Sequence[float]
+) -> dict[object, float]:
+    """Per phase, the share of its LV area held by flagged frames; a flagged empty frame (a hole
+    in the stack) counts as the mean area of the phase's segmented frames.
+
+    >>> share_at_risk([False, True, True, False], [0, 0, 0, 1], [300.0, 100.0, 0.0, 200.0])
+    {0: 0.5, 1: 0.0}
+    """
+    shares: dict[object, float] = {}
+    for phase in dict.fromkeys(phases):
+        members = [i for i, p in enumerate(phases) if p == phase]
+        segmented = [areas[i] for i in members if areas[i] > 0]
+        fill = float(np.mean(segmented)) if segmented else 0.0
+        counted = [areas[i] if areas[i] > 0 else (fill if flagged[i] else 0.0) for i in members]
+        risky = sum(a for i, a in zip(members, counted, strict=True) if flagged[i])
+        total = sum(counted)
+        shares[phase] = risky / total if total > 0 else 0.0
+    return shares
 
 
 DEFAULT_MODEL_FILE = Path(__file__).with_name("quality.json")

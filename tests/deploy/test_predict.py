@@ -486,10 +486,18 @@ def test_quality_control_flags_frames_marks_them_and_judges_the_ef(tmp_path):
     assert quality["flag_below"] == 0.6 and quality["judged_frames"] == 32
     assert len(quality["flagged_frames"]) == flagged.sum()
     assert all(f["reason"].startswith("predicted Dice") for f in quality["flagged_frames"])
-    # the smallest cavities are at end-systole: the EF is not to be trusted as it stands
-    assert summary["es_phase"] == 4 and quality["ef_trusted"] is False
-    assert quality["verdict"].startswith(f"EF {100 * summary['ef']:.1f}% (review: ")
-    assert "frames flagged" in result.output and "(review:" in result.output
+    # the smallest cavities are at end-systole: flagged frames hold much of its volume, so the
+    # EF is not to be trusted as it stands
+    share = quality["volume_share_flagged"]
+    es = [int(r["phase"]) == 4 for r in rows]
+    pixels = np.array([float(r["lv_pixels"]) for r in rows])
+    assert share["ES"] == pytest.approx(pixels[flagged & es].sum() / pixels[es].sum(), abs=1e-3)
+    assert summary["es_phase"] == 4 and share["ES"] > 0.1 and quality["ef_trusted"] is False
+    assert quality["verdict"] == (
+        f"EF {100 * summary['ef']:.1f}% (flagged frames hold {100 * share['ES']:.0f}% of the "
+        "ES volume; review)"
+    )
+    assert "frames flagged" in result.output and "; review)" in result.output
     # flagged overlays get an orange frame, the others none
     from PIL import Image
 
@@ -513,19 +521,24 @@ def test_an_empty_frame_between_segmented_slices_is_flagged_and_others_are_not_s
     from lvseg.segment.quality import QualityModel, judge
 
     scorer = QualityModel.from_dict(area_scorer())
-    areas = [[600.0, 600.0], [0.0, 500.0], [400.0, 0.0], [0.0, 0.0]]  # (slices, phases)
+    # (slices, phases): phase 0 has two one-slice holes, phase 1 a run of two empty slices;
+    # the empty last slice of phase 1 lies past the stack's segmented end
+    areas = [[600.0, 600.0], [0.0, 0.0], [400.0, 0.0], [0.0, 500.0], [300.0, 0.0]]
     blank = dict.fromkeys(scorer.to_dict()["signals"], 0.0)
     signals = [{**blank, "area": a} for a in sum(areas, [])]
     image = np.zeros((8, 8), np.float32)
     records = [
         SliceRecord(image, {}, "P", "x", Geometry((8, 8)), slice_index=s, phase_index=p)
-        for s in range(4)
+        for s in range(5)
         for p in range(2)
     ]
     quality = judge(scorer, records, signals, 0.5)
-    assert np.isnan(quality.predicted_dice[2]) and np.isnan(quality.predicted_dice[7])
-    assert np.flatnonzero(quality.flagged).tolist() == [2]  # slice 1, phase 0
-    assert quality.reasons == {2: "no LV between two slices that have one"}
+    empty = [i for i, a in enumerate(sum(areas, [])) if a == 0]
+    assert np.isnan(quality.predicted_dice[empty]).all()
+    assert np.isfinite(np.delete(quality.predicted_dice, empty)).all()
+    holes = [2, 6, 3, 5]  # (s1, p0), (s3, p0), (s1, p1), (s2, p1); not (s4, p1)
+    assert np.flatnonzero(quality.flagged).tolist() == sorted(holes)
+    assert quality.reasons == dict.fromkeys(sorted(holes), "no LV between slices that have one")
 
 
 def test_review_below_needs_a_model_with_a_quality_score(tmp_path, oracle):
