@@ -26,7 +26,10 @@ resolves to its fp32 ``model.onnx``; name ``model.int8.onnx`` to time int8).
 Run from the project root::
 
     .venv/bin/python benchmarks/predict_study.py [--input DIR] [--model PATH] [--repeats 3]
-        [--threads N] [--json results.json]
+        [--threads N] [--quality default|none|FILE] [--json results.json]
+
+``--quality`` times predict with quality control (the score embedded in a copy of the model) or
+without it (stripped): run both to measure what quality control adds.
 """
 
 from __future__ import annotations
@@ -75,6 +78,29 @@ def fresh_lvnet_onnx(folder: Path) -> Path:
     return path
 
 
+def with_quality(model: Path, quality: str, out: Path) -> Path:
+    """A copy of the model file whose metadata embeds (or, with 'none', lacks) a quality score."""
+    import onnx
+
+    from lvseg.segment import onnx as runtime
+    from lvseg.segment.quality import default_quality_model, read_quality_model
+
+    source = runtime.resolve_exported(model)
+    proto = onnx.load(str(source))
+    values = {entry.key: entry.value for entry in proto.metadata_props if entry.key != "quality"}
+    if quality != "none":
+        scorer = default_quality_model() if quality == "default" else read_quality_model(quality)
+        if scorer is None:
+            sys.exit("error: this lvseg ships no quality score (lvseg/segment/quality.json)")
+        values["quality"] = json.dumps(scorer.to_dict(), sort_keys=True)
+    del proto.metadata_props[:]
+    for key, value in values.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(out))
+    return out
+
+
 def run_child(command: list[str], log: Path) -> tuple[int, int]:
     """Run ``command`` (from the repository root, output to ``log``); its exit code and peak
     resident memory in bytes, from the resource usage of this one child."""
@@ -114,6 +140,12 @@ def main() -> None:
         "--threads", type=int, default=None, help="passed to predict (default: all cores)"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--quality",
+        default=None,
+        help="embed this quality-control score in (a copy of) the model, 'default' for the one "
+        "lvseg ships, 'none' to strip it: time predict with and without quality control",
+    )
     args = parser.parse_args()
     if not args.input.exists():
         sys.exit(
@@ -132,6 +164,9 @@ def main() -> None:
             model, model_text = fresh_lvnet_onnx(folder), "freshly initialised LVNet, ONNX fp32"
         else:
             model, model_text = args.model.resolve(), str(args.model)
+        if args.quality is not None:
+            model = with_quality(model, args.quality, folder / "model-quality.onnx")
+            model_text += f", quality score: {args.quality}"
         options = [] if args.threads is None else ["--threads", str(args.threads)]
 
         def predict_args(out: Path) -> list[str]:

@@ -128,17 +128,20 @@ def segment_study(
     phases = study.images.shape[1]
     placement = None
     records = study_records(study)
+    scorer = getattr(model, "quality", None)
     own: list[FrameSignals | None] = [None] * len(records)
     # Only the masks and the small quality signals are kept: the crops and probabilities of a
     # whole study would hold a few tens of MB more for nothing predict writes.
     for position, result in segmenter.iter_segment(records, progress):
         masks[divmod(position, phases)] = result.mask
-        own[position] = own_signals(result)
+        if scorer is not None:
+            own[position] = own_signals(result)
         placement = result.placement
     assert placement is not None  # a study holds at least one frame
-    signals = with_stack_signals(records, own)  # type: ignore[arg-type]
-    scorer = getattr(model, "quality", None)
-    quality = None if scorer is None else judge(scorer, records, signals, flag_below)
+    signals, quality = [], None
+    if scorer is not None:
+        signals = with_stack_signals(records, own)  # type: ignore[arg-type]
+        quality = judge(scorer, records, signals, flag_below)
     notes = [placement.note]
     if model.plan.target_spacing_mm is None:
         notes.append(
