@@ -249,6 +249,13 @@ def score(segmenter: Segmenter, records: list[SliceRecord]) -> tuple[list[float]
     return dices, misses
 
 
+def tally(cells: dict[str, dict], name: str, dices: list[float], misses: int) -> None:
+    """Add one model's scores under one shift to a recipe's cells."""
+    cell = cells.setdefault(name, {"dice": [], "misses": 0})
+    cell["dice"] += dices
+    cell["misses"] += misses
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -305,9 +312,7 @@ def main() -> None:
                     else SHIFTS[name](records)
                 )
                 dices, misses = score(segmenter, shifted)
-                cell = found[recipe].setdefault(name, {"dice": [], "misses": 0})
-                cell["dice"] += dices
-                cell["misses"] += misses
+                tally(found[recipe], name, dices, misses)
                 print(
                     f"{recipe} fold {fold} {name}: Dice {statistics.fmean(dices):.4f} on "
                     f"{len(dices)} slices, {misses} missed ({time.perf_counter() - start:.0f} s)",
@@ -322,10 +327,7 @@ def main() -> None:
         if selection is not None:
             records = selection(records)
         for recipe, segmenter in segmenters:
-            dices, misses = score(segmenter, records)
-            cell = phantom[recipe].setdefault(name, {"dice": [], "misses": 0})
-            cell["dice"] += dices
-            cell["misses"] += misses
+            tally(phantom[recipe], name, *score(segmenter, records))
         print(
             f"phantom {name}: {len(records)} slices, "
             + ", ".join(f"{r} {statistics.fmean(phantom[r][name]['dice']):.4f}" for r in recipes)
