@@ -235,6 +235,12 @@ class QualityModel:
         x = (features(signals) - np.asarray(self.mean)) / np.asarray(self.scale)
         return x @ np.asarray(self.weights) + self.bias
 
+    def contributions(self, signals: Sequence[dict[str, float]]) -> np.ndarray:
+        """(N, signals) each signal's part of the failure score (weight x standardised value):
+        the largest is what a flag's reason names."""
+        x = (features(signals) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return x * np.asarray(self.weights)
+
     def predict(self, signals: Sequence[dict[str, float]]) -> np.ndarray:
         """Predicted Dice of each frame (N,)."""
         score = self.failure_score(signals)
@@ -249,6 +255,43 @@ class QualityModel:
             raise ValueError("the quality model was fitted on other signals than this version's")
         fields = {k: v for k, v in data.items() if k != "signals"}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+EDGE_LIMIT = 0.2
+"""A mask with more of its outline than this on the crop's edge was cut by a misplaced crop."""
+FRAGMENT_LIMIT = 0.75
+"""A prediction whose largest region holds less than this share of it was scattered."""
+
+
+def _cut_by_crop(s: dict[str, float]) -> str | None:
+    if s["edge"] > EDGE_LIMIT:
+        return f"the crop cuts the LV ({s['edge']:.0%} of its outline on the crop's edge)"
+    return None
+
+
+def _scattered(s: dict[str, float]) -> str | None:
+    if s["fragments"] > 1 and s["kept"] < FRAGMENT_LIMIT:
+        return (
+            f"scattered prediction ({s['fragments']:.0f} regions, the largest holds "
+            f"{s['kept']:.0%})"
+        )
+    return None
+
+
+RULES = (_cut_by_crop, _scattered)
+"""Flags that hold whatever the fitted score says, each with its reason."""
+BLAME = {
+    "area": "a small LV",
+    "peak": "low confidence",
+    "uncertainty": "an uncertain boundary",
+    "fragments": "fragments",
+    "kept": "a scattered prediction",
+    "solidity": "an irregular shape",
+    "edge": "an LV cut by the crop",
+    "area_jump": "an area unlike its neighbouring slices'",
+    "drift": "a position away from the rest of the stack",
+}
+"""How a flag's reason names the signal that weighs most toward failure."""
 
 
 @dataclass
@@ -273,16 +316,30 @@ def judge(
 ) -> Judgement:
     """Predicted Dice and flags of frames from their signals (:func:`frame_signals`).
 
-    The score is fitted on frames that all hold an LV, where an empty mask is a failure; in a
-    study the slices past the apex or above the base are rightly empty, so empty frames are not
-    scored, and only an empty frame between segmented slices of its phase (a hole in the
-    stack) is flagged."""
+    A frame is flagged when its predicted Dice is under ``flag_below`` (the reason names the
+    signal that weighs most toward failure), or when one of :data:`RULES` holds whatever the
+    score says (failures too plain to leave to a fit on data that rarely shows them). The score
+    is fitted on frames that all hold an LV, where an empty mask is a failure; in a study the
+    slices past the apex or above the base are rightly empty, so empty frames are not scored,
+    and only an empty frame between segmented slices of its phase (a hole in the stack) is
+    flagged."""
     segmented = np.array([s["area"] > 0 for s in signals], bool)
     predicted = np.full(len(signals), np.nan)
-    if segmented.any():
-        predicted[segmented] = scorer.predict([signals[i] for i in np.flatnonzero(segmented)])
-    flagged = segmented & (predicted < flag_below)
-    reasons = {int(i): f"predicted Dice {predicted[i]:.2f}" for i in np.flatnonzero(flagged)}
+    chosen = np.flatnonzero(segmented)
+    if chosen.size:
+        predicted[chosen] = scorer.predict([signals[i] for i in chosen])
+        blame = scorer.contributions([signals[i] for i in chosen])
+    flagged = np.zeros(len(signals), bool)
+    reasons: dict[int, str] = {}
+    for row, i in enumerate(chosen):
+        why = [rule(signals[i]) for rule in RULES]
+        why = [text for text in why if text]
+        if predicted[i] < flag_below:
+            worst = SIGNALS[int(np.argmax(blame[row]))]
+            why.insert(0, f"predicted Dice {predicted[i]:.2f}, mostly for {BLAME[worst]}")
+        if why:
+            flagged[i] = True
+            reasons[int(i)] = "; ".join(why)
     for group in stacks(records):
         by_phase: dict[object, list[int]] = {}
         for i in group:

@@ -117,3 +117,31 @@ def test_assess_measures_the_score_on_fixed_frames():
     assert found["interval_coverage"] == 0.5  # 0.92 in [0.8, 0.95], 0.9 in [0.85, 1.0]
     assert found["failures_flagged"] == pytest.approx(2 / 3) and found["good_flagged"] == 0.0
     assert [c["frames"] for c in found["calibration"]] == [1, 1, 1, 1]
+
+
+def test_the_shipped_score_flags_constructed_failures_and_passes_a_clean_stack():
+    from lvseg.segment.quality import default_quality_model, judge
+
+    scorer = default_quality_model()
+    assert scorer is not None, "lvseg ships lvseg/segment/quality.json"
+    assert scorer.fitted_on > 1000 and "CV" in scorer.source
+    # a clean stack: five slices of one phase, sharp discs shrinking toward the apex
+    clean = [disc(r) for r in (12, 11, 10, 8, 6)]
+    frames = [frame(p, slice_index=i) for i, p in enumerate(clean)]
+    judged = judge(scorer, [f.record for f in frames], frame_signals(frames))
+    assert not judged.flagged.any(), judged.reasons
+    assert (judged.predicted_dice > 0.8).all()
+    # the same stack with one failure at a time in the middle slice
+    failures = {
+        "empty": np.full((SIZE, SIZE), 0.02, np.float32),
+        "beside": disc(10, centre=(24.0, 3.0)),
+        "fragmented": np.maximum.reduce([disc(5, (12, 12)), disc(5, (36, 34)), disc(5, (12, 38))]),
+        "doubtful": np.clip(disc(10, sharpness=0.3), 0.3, 0.7),
+    }
+    for name, probability in failures.items():
+        stack = list(clean)
+        stack[2] = probability
+        frames = [frame(p, slice_index=i) for i, p in enumerate(stack)]
+        judged = judge(scorer, [f.record for f in frames], frame_signals(frames))
+        assert judged.flagged.tolist() == [False, False, True, False, False], (name, judged.reasons)
+        assert judged.reasons[2], name
