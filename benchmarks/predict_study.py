@@ -26,7 +26,7 @@ resolves to its fp32 ``model.onnx``; name ``model.int8.onnx`` to time int8).
 Run from the project root::
 
     .venv/bin/python benchmarks/predict_study.py [--input DIR] [--model PATH] [--repeats 3]
-        [--threads N] [--quality default|none|FILE] [--json results.json]
+        [--threads N] [--no-tta] [--quality default|none|FILE] [--json results.json]
 
 ``--quality`` times predict with quality control (the score embedded in a copy of the model) or
 without it (stripped): run both to measure what quality control adds.
@@ -141,6 +141,11 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument(
+        "--no-tta",
+        action="store_true",
+        help="pass --no-tta to predict (an export made with --tta otherwise runs 8 views a crop)",
+    )
+    parser.add_argument(
         "--quality",
         default=None,
         help="embed this quality-control score in (a copy of) the model, 'default' for the one "
@@ -168,6 +173,7 @@ def main() -> None:
             model = with_quality(model, args.quality, folder / "model-quality.onnx")
             model_text += f", quality score: {args.quality}"
         options = [] if args.threads is None else ["--threads", str(args.threads)]
+        options += ["--no-tta"] if args.no_tta else []
 
         def predict_args(out: Path) -> list[str]:
             return ["predict", str(model), str(args.input.resolve()), "--out", str(out), *options]
