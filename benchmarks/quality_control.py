@@ -50,6 +50,7 @@ from lvseg.evaluate.stacks import clinical_section  # noqa: E402
 from lvseg.segment.quality import (  # noqa: E402
     EF_REVIEW_SHARE,
     FLAG_BELOW,
+    SCORED,
     SIGNALS,
     Judgement,
     frame_signals,
@@ -206,6 +207,7 @@ def main() -> None:
     # score fitted on the other folds' frames only
     signals = [{k: r[k] for k in SIGNALS} for r in rows]
     predicted = np.full(len(rows), np.nan)
+    failure = np.full(len(rows), np.nan)
     flagged = np.zeros(len(rows), bool)
     intervals = {}
     folds = np.array([r["fold"] for r in rows])
@@ -220,34 +222,48 @@ def main() -> None:
         for group in (g for g in groups if g.fold == fold):
             judgement = judge(scorer, group.records, signals[group.start : group.stop])
             predicted[group.start : group.stop] = judgement.predicted_dice
+            failure[group.start : group.stop] = judgement.failure_score
             flagged[group.start : group.stop] = judgement.flagged
     shifts = np.array([r["shift"] for r in rows])
     subsets = {"all frames": np.ones(len(rows), bool), "unshifted": shifts == "none"}
     subsets["shifted"] = shifts != "none"
-    interval = tuple(np.mean([intervals[f] for f in args.folds], axis=0))
     results = {}
     print(
-        "\nThe score, cross-fitted by fold"
+        "\nThe score (signals weighed: "
+        + ", ".join(SCORED)
+        + "), cross-fitted by fold"
         + ("" if len(args.folds) > 1 else " (one fold: fitted on what it scores, optimistic)")
         + ", judged as `lvseg evaluate` and `predict` judge (frames with no LV segmented are not"
-        " scored; one between segmented slices of its phase is flagged)\n"
+        " scored; one between segmented slices of its phase is flagged). Per fold: each fold's "
+        "frames by the score fitted on the other folds, then the mean over folds; pooled: all "
+        "folds' frames ranked together (five scores, so offsets between them count too)\n"
     )
     print(
-        "| frames | n | scored | failures | AUROC | Spearman | MAE | interval coverage "
-        "| failures flagged | good flagged |"
+        "| frames | n | scored | failures | AUROC per fold (pooled) | Spearman per fold (pooled) "
+        "| MAE | interval coverage | failures flagged | good flagged |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, where in subsets.items():
         if not where.any():
             continue
-        judged = Judgement(predicted[where], flagged[where], {}, FLAG_BELOW)
-        found = assess(judged, truth[where], interval)
-        results[name] = found
+        found = {}
+        for fold in [None, *args.folds]:
+            part = where if fold is None else where & (folds == fold)
+            judged = Judgement(predicted[part], flagged[part], {}, FLAG_BELOW, failure[part])
+            interval = intervals[args.folds[0] if fold is None else fold]
+            found[fold] = assess(judged, truth[part], interval)
+        pooled = found[None]
+        per_fold = {
+            key: statistics.fmean(found[f][key] for f in args.folds if found[f][key] is not None)
+            for key in ("auroc", "spearman", "interval_coverage")
+        }
+        results[name] = {"pooled": pooled, "per_fold_mean": per_fold}
         print(
-            f"| {name} | {found['frames']} | {found['scored_frames']} | {found['failures']} | "
-            f"{_f(found['auroc'])} | {_f(found['spearman'])} | {_f(found['mae'])} | "
-            f"{_p(found['interval_coverage'])} | {_p(found['failures_flagged'])} | "
-            f"{_p(found['good_flagged'])} |"
+            f"| {name} | {pooled['frames']} | {pooled['scored_frames']} | {pooled['failures']} | "
+            f"{_f(per_fold['auroc'])} ({_f(pooled['auroc'])}) | {_f(per_fold['spearman'])} "
+            f"({_f(pooled['spearman'])}) | {_f(pooled['mae'])} | "
+            f"{_p(per_fold['interval_coverage'])} | {_p(pooled['failures_flagged'])} | "
+            f"{_p(pooled['good_flagged'])} |"
         )
     studies = [s for g in groups for s in g.studies]
     for study in studies:

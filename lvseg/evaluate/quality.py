@@ -19,16 +19,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lvseg.segment.quality import FLAG_BELOW, Judgement, QualityModel, features
+from lvseg.segment.quality import FLAG_BELOW, SCORED, SIGNALS, Judgement, QualityModel, features
 
 CALIBRATION_EDGES = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
 """Bins of predicted Dice in which the calibration table compares it with the true Dice."""
 
 
 def fit_quality_model(
-    signals: Sequence[dict[str, float]], dice: Sequence[float], *, flag_below: float = FLAG_BELOW
+    signals: Sequence[dict[str, float]],
+    dice: Sequence[float],
+    *,
+    flag_below: float = FLAG_BELOW,
+    use: Sequence[str] = SCORED,
 ) -> QualityModel:
-    """The score fitted on frames' signals and their true Dice."""
+    """The score fitted on frames' signals and their true Dice; only the signals in ``use``
+    get a weight (the others 0)."""
     from sklearn.isotonic import IsotonicRegression
     from sklearn.linear_model import LogisticRegression
 
@@ -43,15 +48,19 @@ def fit_quality_model(
     scale = x.std(axis=0)
     scale[scale < 1e-9] = 1.0
     z = (x - mean) / scale
-    logistic = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit(z, failed)
-    score = logistic.decision_function(z)
+    columns = [SIGNALS.index(name) for name in use]
+    logistic = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
+    logistic.fit(z[:, columns], failed)
+    weights = np.zeros(len(SIGNALS))
+    weights[columns] = logistic.coef_[0]
+    score = z @ weights + logistic.intercept_[0]
     isotonic = IsotonicRegression(increasing=False, out_of_bounds="clip").fit(score, y)
     residual = y - isotonic.predict(score)
     low, high = np.quantile(residual, [0.1, 0.9])
     return QualityModel(
         mean=tuple(float(v) for v in mean),
         scale=tuple(float(v) for v in scale),
-        weights=tuple(float(v) for v in logistic.coef_[0]),
+        weights=tuple(float(v) for v in weights),
         bias=float(logistic.intercept_[0]),
         score_points=tuple(float(v) for v in isotonic.X_thresholds_),
         dice_points=tuple(float(v) for v in isotonic.y_thresholds_),
@@ -61,10 +70,17 @@ def fit_quality_model(
 
 
 def risk(judgement: Judgement) -> np.ndarray:
-    """What the score says of every frame as one number: the predicted Dice where scored, 0 for
-    an unscored frame that is flagged (a hole in the stack), 1 for one that is not."""
-    unscored = np.where(judgement.flagged, 0.0, 1.0)
-    return np.where(np.isfinite(judgement.predicted_dice), judgement.predicted_dice, unscored)
+    """What quality control says of every frame as one number, higher for likelier failure: the
+    failure score where scored (the predicted Dice, negated, without one), and for an unscored
+    frame +inf when it is flagged (a hole in the stack), -inf when not; a rule's flag ranks a
+    scored frame first too."""
+    scored = np.isfinite(judgement.predicted_dice)
+    score = judgement.failure_score
+    if score is None:
+        score = -judgement.predicted_dice
+    rule = scored & judgement.flagged & (judgement.predicted_dice >= judgement.flag_below)
+    unscored = np.where(judgement.flagged, np.inf, -np.inf)
+    return np.where(rule, np.inf, np.where(scored, score, unscored))
 
 
 def assess(judgement: Judgement, dice: Sequence[float], interval: tuple[float, float]) -> dict:
@@ -80,8 +96,9 @@ def assess(judgement: Judgement, dice: Sequence[float], interval: tuple[float, f
     scored = np.isfinite(judgement.predicted_dice)
     predicted = judgement.predicted_dice[scored]
     both = failed.any() and not failed.all()
-    varied = scored.sum() > 2 and np.ptp(predicted) > 0 and np.ptp(truth[scored]) > 0
-    spearman = spearmanr(predicted, truth[scored]).statistic if varied else None
+    ranked = -risk(judgement)[scored]
+    varied = scored.sum() > 2 and np.ptp(ranked) > 0 and np.ptp(truth[scored]) > 0
+    spearman = spearmanr(ranked, truth[scored]).statistic if varied else None
     inside = (truth[scored] >= predicted + interval[0]) & (truth[scored] <= predicted + interval[1])
     calibration = []
     for low, high in zip(CALIBRATION_EDGES, CALIBRATION_EDGES[1:], strict=False):
@@ -101,7 +118,7 @@ def assess(judgement: Judgement, dice: Sequence[float], interval: tuple[float, f
         "frames": int(truth.size),
         "scored_frames": int(scored.sum()),
         "failures": int(failed.sum()),
-        "auroc": float(roc_auc_score(failed, -risk(judgement))) if both else None,
+        "auroc": float(roc_auc_score(failed, _finite_ranks(risk(judgement)))) if both else None,
         "spearman": None if spearman is None else float(spearman),
         "mae": float(np.abs(predicted - truth[scored]).mean()) if scored.any() else None,
         "interval": list(interval),
@@ -111,3 +128,10 @@ def assess(judgement: Judgement, dice: Sequence[float], interval: tuple[float, f
         "good_flagged": float(judgement.flagged[~failed].mean()) if (~failed).any() else None,
         "calibration": calibration,
     }
+
+
+def _finite_ranks(values: np.ndarray) -> np.ndarray:
+    """The values' ranks (ties averaged): +-inf allowed, as roc_auc_score does not."""
+    from scipy.stats import rankdata
+
+    return rankdata(values)
