@@ -167,16 +167,20 @@ def edge_share(mask: np.ndarray) -> float:
     return float((boundary & border).sum() / max(1, boundary.sum()))
 
 
+def slices_by_phase(records: Sequence[SliceRecord], positions: Sequence[int]) -> list[list[int]]:
+    """The positions (of one stack) with a slice index, one list per phase, in slice order."""
+    by_phase: dict[object, list[int]] = {}
+    for i in positions:
+        if records[i].slice_index is not None:
+            by_phase.setdefault(records[i].phase_index, []).append(i)
+    return [sorted(members, key=lambda i: records[i].slice_index) for members in by_phase.values()]
+
+
 def _stack_signals(records: list[SliceRecord], own: list[FrameSignals]) -> None:
     """Fill in ``area_jump`` and ``drift`` of one stack's frames."""
     signals = [f.values for f in own]
     floor_mm2 = AREA_FLOOR_PX * own[0].pixel_mm ** 2
-    by_phase: dict[object, list[int]] = {}
-    for i, record in enumerate(records):
-        if record.slice_index is not None:
-            by_phase.setdefault(record.phase_index, []).append(i)
-    for members in by_phase.values():
-        members.sort(key=lambda i: records[i].slice_index)
+    for members in slices_by_phase(records, range(len(records))):
         for k, i in enumerate(members):
             neighbours = [signals[j]["area"] for j in members[max(0, k - 1) : k + 2] if j != i]
             if neighbours:
@@ -352,12 +356,7 @@ def judge(
             flagged[i] = True
             reasons[int(i)] = "; ".join(why)
     for group in stacks(records):
-        by_phase: dict[object, list[int]] = {}
-        for i in group:
-            if records[i].slice_index is not None:
-                by_phase.setdefault(records[i].phase_index, []).append(i)
-        for members in by_phase.values():
-            members.sort(key=lambda i: records[i].slice_index)
+        for members in slices_by_phase(records, group):
             found = [k for k, i in enumerate(members) if segmented[i]]
             for k, i in enumerate(members):
                 if not segmented[i] and found and found[0] < k < found[-1]:
