@@ -356,7 +356,8 @@ def evaluate(
         row = _row(record, positions.get(record.key), scores)
         row["crop"] = result.placement.scope
         rows.append((index, row))
-        own[index] = own_signals(result)
+        if scorer is not None:
+            own[index] = own_signals(result)
         predicted_of[record.key] = predicted
         if worst and reference.any():
             item = (-row["dice"], index, _view(record, predicted, row))

@@ -37,7 +37,12 @@ from torch import nn
 from lvseg.data.preprocess import CachedSlices
 from lvseg.evaluate.metrics import dice as segmentation_dice
 from lvseg.explain.cam import lv_log_odds
-from lvseg.segment.quality import QualityModel, crop_signals, default_quality_model
+from lvseg.segment.quality import (
+    QualityModel,
+    crop_signals,
+    default_quality_model,
+    pixel_side_mm,
+)
 
 CAM_COLORMAP = "RdBu_r"
 UPSCALE = 2
@@ -100,8 +105,7 @@ class WatchSlices:
         score = lv_log_odds(output.logits.float()).cpu().numpy()
         probability = 1.0 / (1.0 + np.exp(-score))  # softmax of two classes: sigmoid(S_lv - S_bg)
         presence = torch.sigmoid(output.presence_logit.float()).cpu().numpy()
-        spacing = self.cache.plan.target_spacing_mm
-        pixel_mm = float(np.sqrt(spacing[0] * spacing[1])) if spacing else 1.0
+        pixel_mm = pixel_side_mm(self.cache.plan.target_spacing_mm)
         for slot in range(len(self.indices)):
             image = batch.images[slot, 0].numpy()
             reference = batch.masks[slot, 0].numpy() > 0.5

@@ -96,9 +96,12 @@ def with_stack_signals(
 
 def own_signals(result: SliceSegmentation) -> FrameSignals:
     """The frame's own signals (its stack's are 0 until :func:`with_stack_signals`)."""
-    spacing = result.crop.pixel_spacing_mm
-    pixel_mm = float(np.sqrt(spacing[0] * spacing[1])) if spacing else 1.0
-    return crop_signals(result.probability, pixel_mm)
+    return crop_signals(result.probability, pixel_side_mm(result.crop.pixel_spacing_mm))
+
+
+def pixel_side_mm(spacing: Sequence[float] | None) -> float:
+    """The side in mm of a pixel of (row, col) ``spacing`` (1 where there is none)."""
+    return float(np.sqrt(spacing[0] * spacing[1])) if spacing else 1.0
 
 
 def crop_signals(probability: np.ndarray, pixel_mm: float = 1.0) -> FrameSignals:
