@@ -69,6 +69,10 @@ class SliceSegmentation:
     mask: np.ndarray
     """(rows, cols) bool LV mask on the record's own grid."""
     placement: Placement
+    view_agreement: float | None = None
+    """With ``tta``: how far the :data:`TTA_TRANSFORMS` views agree on the crop, the mean Dice
+    of each view's mask (``p > 0.5``) with the averaged one (1 where none has LV); None
+    without."""
 
 
 def stacks(records: Sequence[SliceRecord]) -> list[list[int]]:
@@ -116,12 +120,17 @@ class Segmenter:
     def crop_probability(self, crops: np.ndarray) -> np.ndarray:
         """LV probability (B, S, S) of prepared square crops (B, 1, S, S), averaged over the
         :data:`TTA_TRANSFORMS` views of each crop where ``tta`` is on."""
+        return self.crop_views(crops).mean(axis=0, dtype=np.float32)
+
+    def crop_views(self, crops: np.ndarray) -> np.ndarray:
+        """LV probability (V, B, S, S) of each view of prepared square crops (B, 1, S, S),
+        mapped back onto the crop: the :data:`TTA_TRANSFORMS` views where ``tta`` is on, the
+        crop alone (V = 1) where not."""
         if not self.tta:
-            return self.lv_probability(crops)
+            return self.lv_probability(crops)[None]
         views = np.concatenate([dihedral(crops, k) for k in range(TTA_TRANSFORMS)])
         found = self.lv_probability(views).reshape(TTA_TRANSFORMS, len(crops), *crops.shape[-2:])
-        back = [undo_dihedral(found[k], k) for k in range(TTA_TRANSFORMS)]
-        return np.mean(back, axis=0, dtype=np.float32)
+        return np.stack([undo_dihedral(found[k], k) for k in range(TTA_TRANSFORMS)])
 
     def place(self, prepared: Sequence[SliceRecord]) -> Placement:
         """The crop centre of one stack of prepared (whole) frames."""
@@ -158,13 +167,18 @@ class Segmenter:
             box = crop_box_at(placement.centre, self.plan.crop_size)
             for start in range(0, len(group), self.batch_size):
                 chunk = [crop_record(p, box) for p in prepared[start : start + self.batch_size]]
-                probability = self.crop_probability(np.stack([c.image for c in chunk])[:, None])
+                views = self.crop_views(np.stack([c.image for c in chunk])[:, None])
+                probability = views.mean(axis=0, dtype=np.float32)
                 for offset, (crop, p) in enumerate(zip(chunk, probability, strict=True)):
                     position = group[start + offset]
                     mask = to_source_grid(p, crop.geometry) > THRESHOLD
                     if self.largest_component:
                         mask = largest_component(mask)
-                    yield position, SliceSegmentation(records[position], crop, p, mask, placement)
+                    agreement = view_agreement(views[:, offset]) if self.tta else None
+                    yield (
+                        position,
+                        SliceSegmentation(records[position], crop, p, mask, placement, agreement),
+                    )
                 done += len(chunk)
                 if progress is not None:
                     progress(done, total)
@@ -195,6 +209,22 @@ def undo_dihedral(images: np.ndarray, k: int) -> np.ndarray:
     """The inverse of :func:`dihedral` ``k``: maps a view's prediction back onto the crop."""
     out = images[..., ::-1] if k >= 4 else images
     return np.ascontiguousarray(np.rot90(out, -(k % 4), axes=(-2, -1)))
+
+
+def view_agreement(views: np.ndarray) -> float:
+    """The mean Dice of each view's mask (``p > 0.5``) with the mask of their mean, for the LV
+    probabilities (V, S, S) of one crop's views; 1 where neither has LV.
+
+    >>> a = np.zeros((2, 4, 4), np.float32); a[:, :2, :2] = 1.0; a[1, :2, 2] = 1.0
+    >>> view_agreement(a)  # the mean's mask is the 2x2 square; the second view adds 2 pixels
+    0.9
+    """
+    consensus = views.mean(axis=0) > THRESHOLD
+    scores = []
+    for view in views > THRESHOLD:
+        total = int(view.sum()) + int(consensus.sum())
+        scores.append(1.0 if total == 0 else 2.0 * float((view & consensus).sum()) / total)
+    return float(np.mean(scores))
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

@@ -144,6 +144,10 @@ def test_tta_averages_the_eight_views_back_on_the_crop():
     located = Segmenter(Threshold(), plan()).segment(records)[0]
     np.testing.assert_allclose(invariant.probability, located.probability, atol=1e-6)
     np.testing.assert_array_equal(invariant.mask, located.mask)
+    # how far the views agree: not at all for LeftHalf (every view calls 512 pixels LV, their
+    # mean calls none), fully for the invariant network; not measured without TTA
+    assert tta.view_agreement == 0.0 and invariant.view_agreement == 1.0
+    assert plain.view_agreement is None and located.view_agreement is None
 
 
 def test_largest_component_keeps_the_blood_pool_and_drops_a_stray_blob():
