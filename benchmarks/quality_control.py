@@ -52,6 +52,7 @@ from lvseg.segment.quality import (  # noqa: E402
     FLAG_BELOW,
     SCORED,
     SIGNALS,
+    TTA_SCORED,
     Judgement,
     frame_signals,
     judge,
@@ -89,7 +90,9 @@ def light(record: SliceRecord) -> SliceRecord:
 
 
 def collect(args: argparse.Namespace) -> tuple[list[dict], list[Group]]:
-    """One row per frame (fold, shift, true Dice, the signals) and the groups they came in."""
+    """One row per frame (fold, shift, true Dice, the signals; with ``--tta`` the same again
+    under ``row["tta"]`` for the frame segmented with test-time augmentation) and the groups
+    they came in."""
     png = labelled_dataset(PNG)
     rows: list[dict] = []
     groups: list[Group] = []
@@ -99,43 +102,52 @@ def collect(args: argparse.Namespace) -> tuple[list[dict], list[Group]]:
         if not checkpoint.is_file():
             sys.exit(f"error: {checkpoint}: no such run (train it with sunnybrook_cv.py)")
         model = open_scored_model(checkpoint)
-        segmenter = Segmenter(model.network, model.plan)
+        segmenters = {"plain": Segmenter(model.network, model.plan)}
+        if args.tta:
+            segmenters["tta"] = Segmenter(model.network, model.plan, tta=True)
         records = png.subset(list(model.split.val)).records
         for shift in ["none", *args.shifts]:
             start = time.perf_counter()
             shifted = SHIFTS[shift](records)
-            results = segmenter.segment(shifted)
             first = len(rows)
-            for result, signals in zip(results, frame_signals(results), strict=True):
-                truth = np.asarray(result.record.masks[LV], bool)
-                rows.append(
-                    {
-                        "fold": fold,
-                        "shift": shift,
-                        "patient_id": result.record.patient_id,
-                        "phase_index": result.record.phase_index,
-                        "dice": dice(result.mask, truth),
-                        **signals,
-                    }
-                )
-            masks = {r.record.key: r.mask for r in results}
-            clinical = clinical_section(shifted, masks) or {"patients": []}
+            errors: dict[str, dict[str, float]] = {}
+            for mode, segmenter in segmenters.items():
+                results = segmenter.segment(shifted)
+                for k, (result, signals) in enumerate(
+                    zip(results, frame_signals(results), strict=True)
+                ):
+                    truth = np.asarray(result.record.masks[LV], bool)
+                    found = {"dice": dice(result.mask, truth), **signals}
+                    if mode == "plain":
+                        rows.append(
+                            {
+                                "fold": fold,
+                                "shift": shift,
+                                "patient_id": result.record.patient_id,
+                                "phase_index": result.record.phase_index,
+                                **found,
+                            }
+                        )
+                    else:
+                        rows[first + k][mode] = found
+                masks = {r.record.key: r.mask for r in results}
+                clinical = clinical_section(shifted, masks) or {"patients": []}
+                for patient in clinical["patients"]:
+                    predicted, reference = patient["predicted"]["ef"], patient["reference"]["ef"]
+                    if predicted is not None and reference is not None:
+                        errors.setdefault(patient["patient_id"], {})[mode] = 100 * abs(
+                            predicted - reference
+                        )
             studies = []
-            for patient in clinical["patients"]:
-                predicted, reference = patient["predicted"]["ef"], patient["reference"]["ef"]
-                if predicted is None or reference is None:
-                    continue
-                members = [
-                    i
-                    for i in range(first, len(rows))
-                    if rows[i]["patient_id"] == patient["patient_id"]
-                ]
-                studies.append({"error": 100 * abs(predicted - reference), "rows": members})
+            for patient, error in errors.items():
+                members = [i for i in range(first, len(rows)) if rows[i]["patient_id"] == patient]
+                studies.append({"error": error, "rows": members})
             groups.append(
                 Group(fold, shift, first, len(rows), [light(r) for r in shifted], studies)
             )
             print(
-                f"fold {fold} {shift}: {len(results)} frames ({time.perf_counter() - start:.0f} s)",
+                f"fold {fold} {shift}: {len(shifted)} frames, {' and '.join(segmenters)} "
+                f"({time.perf_counter() - start:.0f} s)",
                 flush=True,
             )
     return rows, groups
@@ -149,13 +161,186 @@ def _p(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
 
 
+def mode_rows(rows: list[dict], mode: str) -> list[dict]:
+    """The frames as segmented one way: plain, or with test-time augmentation."""
+    return rows if mode == "plain" else [{**r, **r[mode]} for r in rows]
+
+
+def cross_fit(
+    frames: list[dict], groups: list[Group], folds: list[int], use: tuple[str, ...], tta: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fold k's frames judged (as evaluate and predict judge them) by a score fitted on the
+    other folds' frames only: predicted Dice, failure score, flags and interval ends."""
+    signals = [{k: r[k] for k in SIGNALS} for r in frames]
+    truth = np.array([r["dice"] for r in frames])
+    out = [np.full(len(frames), np.nan) for _ in range(4)]
+    flagged = np.zeros(len(frames), bool)
+    fold_of = np.array([r["fold"] for r in frames])
+    for fold in folds:
+        others = fold_of != fold
+        if len(folds) == 1:  # one fold: fitted on what it scores (optimistic)
+            others = np.ones(len(frames), bool)
+        chosen = [s for s, o in zip(signals, others, strict=True) if o]
+        scorer = fit_quality_model(chosen, truth[others], use=use, tta=tta)
+        for group in (g for g in groups if g.fold == fold):
+            part = slice(group.start, group.stop)
+            judgement = judge(scorer, group.records, signals[part])
+            out[0][part], out[1][part] = judgement.predicted_dice, judgement.failure_score
+            out[2][part], out[3][part] = judgement.dice_low, judgement.dice_high
+            flagged[part] = judgement.flagged
+    return out[0], out[1], flagged, out[2], out[3]
+
+
+def analyse(mode: str, rows: list[dict], groups: list[Group], args: argparse.Namespace) -> dict:
+    """Print one way of segmenting's tables; return its figures."""
+    frames = mode_rows(rows, mode)
+    tta = mode == "tta"
+    use = TTA_SCORED if tta else SCORED
+    truth = np.array([r["dice"] for r in frames])
+    failed = truth < FLAG_BELOW
+    segmented = np.array([r["area"] > 0 for r in frames])
+    folds = np.array([r["fold"] for r in frames])
+    how = "with test-time augmentation (8 views)" if tta else "plain (no test-time augmentation)"
+    print(
+        f"\n## Segmented {how}: {args.recipe}, folds {args.folds}, {len(frames)} frames "
+        f"({int(failed.sum())} with Dice < {FLAG_BELOW}), held-out patients as they are and "
+        f"under {len(args.shifts)} shifts\n"
+    )
+    print("| signal | Spearman with Dice | AUROC for Dice < 0.7 |")
+    print("|---|---|---|")
+    for name in SIGNALS:
+        values = np.array([r[name] for r in frames])
+        if np.ptp(values) == 0:
+            print(f"| {name} | - | - (constant) |")
+            continue
+        rho = float(spearmanr(values, truth).statistic)
+        area = auroc(values, failed)
+        direction = "high" if area >= 0.5 else "low"
+        print(f"| {name} | {rho:+.3f} | {max(area, 1 - area):.3f} ({direction} = failed) |")
+    # which signals to weigh: the cross-fitted score's failure AUROC on the segmented frames
+    # (no rules), per fold then averaged, for the shipped choice and each signal added to it
+    candidates = [use, *[(*use, name) for name in SIGNALS if name not in use]]
+    candidates += [tuple(n for n in SIGNALS if n != "disagreement" or tta)]
+    candidates += [("uncertainty",)] + ([SCORED, ("disagreement",)] if tta else [])
+    print("\n| signals weighed | failure AUROC per fold, segmented frames (mean) |")
+    print("|---|---|")
+    choice = {}
+    for names in candidates:
+        _, failure, *_ = cross_fit(frames, groups, args.folds, names, tta)
+        found = [
+            auroc(failure[(folds == f) & segmented], failed[(folds == f) & segmented])
+            for f in args.folds
+        ]
+        key = ", ".join(names)
+        choice[key] = statistics.fmean(found)
+        label = key if len(names) < len(SIGNALS) - 1 else "all"
+        print(f"| {label} | {' / '.join(f'{v:.3f}' for v in found)} ({choice[key]:.3f}) |")
+    predicted, failure, flagged, low, high = cross_fit(frames, groups, args.folds, use, tta)
+    shifts = np.array([r["shift"] for r in frames])
+    subsets = {"all frames": np.ones(len(frames), bool), "unshifted": shifts == "none"}
+    subsets["shifted"] = shifts != "none"
+    results: dict = {"signals_weighed": list(use), "candidates": choice}
+    print(
+        "\nThe score (signals weighed: "
+        + ", ".join(use)
+        + "), cross-fitted by fold"
+        + ("" if len(args.folds) > 1 else " (one fold: fitted on what it scores, optimistic)")
+        + ", judged as `lvseg evaluate` and `predict` judge. Frames with no LV segmented are "
+        "not scored: one between segmented slices of its phase is flagged (a hole), the rest "
+        "rank as the safest in AUROC (all frames); AUROC (segmented) leaves them out. Per fold: "
+        "each fold's frames by the score fitted on the other folds, then the mean over folds; "
+        "pooled: all folds' frames ranked together (five scores, so offsets between them count "
+        "too)\n"
+    )
+    print(
+        "| frames | n | failures (with no LV segmented) | AUROC, all frames: per fold (pooled) "
+        "| AUROC, segmented: per fold (pooled) | Spearman per fold (pooled) | MAE | interval "
+        "coverage | failures flagged | good flagged |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, where in subsets.items():
+        if not where.any():
+            continue
+        found = {}
+        for fold in [None, *args.folds]:
+            part = where if fold is None else where & (folds == fold)
+            judged = Judgement(
+                predicted[part], flagged[part], {}, FLAG_BELOW, failure[part], low[part], high[part]
+            )
+            found[fold] = assess(judged, truth[part])
+        pooled = found[None]
+        keys = ("auroc", "auroc_segmented", "spearman", "interval_coverage")
+        per_fold = {
+            key: statistics.fmean(found[f][key] for f in args.folds if found[f][key] is not None)
+            for key in keys
+        }
+        results[name] = {"pooled": pooled, "per_fold_mean": per_fold}
+        print(
+            f"| {name} | {pooled['frames']} | {pooled['failures']} "
+            f"({pooled['empty_failures']}, {pooled['empty_failures_flagged']} flagged) | "
+            f"{_f(per_fold['auroc'])} ({_f(pooled['auroc'])}) | "
+            f"{_f(per_fold['auroc_segmented'])} ({_f(pooled['auroc_segmented'])}) | "
+            f"{_f(per_fold['spearman'])} ({_f(pooled['spearman'])}) | {_f(pooled['mae'])} | "
+            f"{_p(per_fold['interval_coverage'])} | {_p(pooled['failures_flagged'])} | "
+            f"{_p(pooled['good_flagged'])} |"
+        )
+    # studies: an EF needs a stack, which the single-slice shift takes away
+    studies = [s for g in groups if g.shift != "single slice" for s in g.studies]
+    studies = [s for s in studies if mode in s["error"]]
+    for study in studies:
+        members = study["rows"]
+        shares = share_at_risk(
+            flagged[members],
+            [frames[i]["phase_index"] for i in members],
+            [frames[i]["area"] for i in members],
+        )
+        study["share"] = max(shares.values())
+    print(
+        f"\nStudies (patients x shifts but single slice, which leaves no stack) with an EF from "
+        f">= 3 slices at ED and ES: {len(studies)}. An EF is for review when flagged frames hold "
+        f"more than a share of the ED or ES area (lvseg's: {EF_REVIEW_SHARE:.0%}); the EFs for "
+        "review at each share:\n"
+    )
+    print("| share | EF off by > 10 points | off by > 5 | within 5 points |")
+    print("|---|---|---|---|")
+    for share in sorted({0.0, 0.05, 0.1, 0.2, EF_REVIEW_SHARE}):
+        counts = {}
+        for name, wrong in (
+            ("ef_error_over_10", lambda e: e > 10),
+            ("ef_error_over_5", lambda e: e > 5),
+            ("ef_within_5", lambda e: e <= 5),
+        ):
+            members = [s for s in studies if wrong(s["error"][mode])]
+            counts[name] = {
+                "studies": len(members),
+                "review": sum(s["share"] > share for s in members),
+            }
+        mark = " (lvseg)" if share == EF_REVIEW_SHARE else ""
+        print(
+            f"| {share:.0%}{mark} | "
+            + " | ".join(f"{c['review']} of {c['studies']}" for c in counts.values())
+            + " |"
+        )
+        if share == EF_REVIEW_SHARE:
+            results["studies"] = counts
+    print(f"\nmean true Dice {statistics.fmean(truth):.4f}, predicted {np.nanmean(predicted):.4f}")
+    results["predicted"], results["flagged"] = predicted.tolist(), flagged.tolist()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, default=Path("cv"))
-    parser.add_argument("--recipe", default="robust")
+    parser.add_argument("--recipe", default="robust-noise50")
     parser.add_argument("--folds", default="0,1,2,3,4")
     parser.add_argument("--shifts", default=DEFAULT_SHIFTS)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--no-tta",
+        dest="tta",
+        action="store_false",
+        help="only segment plainly (test-time augmentation takes 8 times as long)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--frames",
@@ -169,7 +354,7 @@ def main() -> None:
         type=Path,
         default=None,
         help="fit the score on every frame and write it here (lvseg/segment/quality.json is "
-        "the one lvseg ships)",
+        "the one lvseg ships), with the TTA score inside it where the frames have one",
     )
     args = parser.parse_args()
     if not PNG.is_dir():
@@ -188,121 +373,27 @@ def main() -> None:
         rows, groups = collect(args)
         if args.frames:
             atomic.write_with(args.frames, lambda t: t.write_bytes(pickle.dumps((rows, groups))))
-    truth = np.array([r["dice"] for r in rows])
-    failed = truth < FLAG_BELOW
-    print(
-        f"\nQuality signals: {args.recipe}, folds {args.folds}, {len(rows)} frames "
-        f"({int(failed.sum())} with Dice < {FLAG_BELOW}), held-out patients as they are and "
-        f"under {len(args.shifts)} shifts\n"
-    )
-    print("| signal | Spearman with Dice | AUROC for Dice < 0.7 |")
-    print("|---|---|---|")
-    for name in SIGNALS:
-        values = np.array([r[name] for r in rows])
-        rho = float(spearmanr(values, truth).statistic)
-        area = auroc(values, failed)
-        direction = "high" if area >= 0.5 else "low"
-        print(f"| {name} | {rho:+.3f} | {max(area, 1 - area):.3f} ({direction} = failed) |")
-    # the score, cross-fitted: fold k's frames judged (as evaluate and predict judge them) by a
-    # score fitted on the other folds' frames only
-    signals = [{k: r[k] for k in SIGNALS} for r in rows]
-    predicted = np.full(len(rows), np.nan)
-    failure = np.full(len(rows), np.nan)
-    flagged = np.zeros(len(rows), bool)
-    intervals = {}
-    folds = np.array([r["fold"] for r in rows])
-    for fold in args.folds:
-        others = folds != fold
-        if len(args.folds) == 1:  # one fold: fitted on what it scores (optimistic)
-            others = np.ones(len(rows), bool)
-        scorer = fit_quality_model(
-            [s for s, o in zip(signals, others, strict=True) if o], truth[others]
-        )
-        intervals[fold] = scorer.interval
-        for group in (g for g in groups if g.fold == fold):
-            judgement = judge(scorer, group.records, signals[group.start : group.stop])
-            predicted[group.start : group.stop] = judgement.predicted_dice
-            failure[group.start : group.stop] = judgement.failure_score
-            flagged[group.start : group.stop] = judgement.flagged
-    shifts = np.array([r["shift"] for r in rows])
-    subsets = {"all frames": np.ones(len(rows), bool), "unshifted": shifts == "none"}
-    subsets["shifted"] = shifts != "none"
-    results = {}
-    print(
-        "\nThe score (signals weighed: "
-        + ", ".join(SCORED)
-        + "), cross-fitted by fold"
-        + ("" if len(args.folds) > 1 else " (one fold: fitted on what it scores, optimistic)")
-        + ", judged as `lvseg evaluate` and `predict` judge (frames with no LV segmented are not"
-        " scored; one between segmented slices of its phase is flagged). Per fold: each fold's "
-        "frames by the score fitted on the other folds, then the mean over folds; pooled: all "
-        "folds' frames ranked together (five scores, so offsets between them count too)\n"
-    )
-    print(
-        "| frames | n | scored | failures | AUROC per fold (pooled) | Spearman per fold (pooled) "
-        "| MAE | interval coverage | failures flagged | good flagged |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, where in subsets.items():
-        if not where.any():
-            continue
-        found = {}
-        for fold in [None, *args.folds]:
-            part = where if fold is None else where & (folds == fold)
-            judged = Judgement(predicted[part], flagged[part], {}, FLAG_BELOW, failure[part])
-            interval = intervals[args.folds[0] if fold is None else fold]
-            found[fold] = assess(judged, truth[part], interval)
-        pooled = found[None]
-        per_fold = {
-            key: statistics.fmean(found[f][key] for f in args.folds if found[f][key] is not None)
-            for key in ("auroc", "spearman", "interval_coverage")
-        }
-        results[name] = {"pooled": pooled, "per_fold_mean": per_fold}
-        print(
-            f"| {name} | {pooled['frames']} | {pooled['scored_frames']} | {pooled['failures']} | "
-            f"{_f(per_fold['auroc'])} ({_f(pooled['auroc'])}) | {_f(per_fold['spearman'])} "
-            f"({_f(pooled['spearman'])}) | {_f(pooled['mae'])} | "
-            f"{_p(per_fold['interval_coverage'])} | {_p(pooled['failures_flagged'])} | "
-            f"{_p(pooled['good_flagged'])} |"
-        )
-    studies = [s for g in groups for s in g.studies]
-    for study in studies:
-        members = study["rows"]
-        shares = share_at_risk(
-            flagged[members],
-            [rows[i]["phase_index"] for i in members],
-            [rows[i]["area"] for i in members],
-        )
-        study["review"] = max(shares.values()) > EF_REVIEW_SHARE
-    print(
-        f"\nStudies (patients x shifts) with an EF from >= 3 slices at ED and ES: {len(studies)}; "
-        f"an EF is for review when flagged frames hold over {EF_REVIEW_SHARE:.0%} of the ED or "
-        "ES area"
-    )
-    for limit in (5, 10):
-        wrong = [s for s in studies if s["error"] > limit]
-        caught = sum(s["review"] for s in wrong)
-        print(f"  EF error over {limit} points: {len(wrong)}, for review {caught}")
-        results[f"studies_ef_error_over_{limit}"] = {"studies": len(wrong), "review": caught}
-    right = [s for s in studies if s["error"] <= 5]
-    calm = sum(s["review"] for s in right)
-    print(f"  EF within 5 points: {len(right)}, for review {calm}")
-    results["studies_ef_within_5"] = {"studies": len(right), "review": calm}
-    print(f"\nmean true Dice {statistics.fmean(truth):.4f}, predicted {np.nanmean(predicted):.4f}")
+    modes = ["plain", *(["tta"] if rows and "tta" in rows[0] else [])]
+    results = {mode: analyse(mode, rows, groups, args) for mode in modes}
     if args.save:
         source = (
             f"recipe {args.recipe}, {len(args.folds)}-fold patient-level CV on the Sunnybrook "
             f"PNGs, held-out frames as they are and under {', '.join(args.shifts)}"
         )
-        signals = [{k: r[k] for k in SIGNALS} for r in rows]
-        model = fit_quality_model(signals, truth)
-        model = dataclasses.replace(model, source=source)
+        fitted = {}
+        for mode in modes:
+            frames = mode_rows(rows, mode)
+            signals = [{k: r[k] for k in SIGNALS} for r in frames]
+            truth = [r["dice"] for r in frames]
+            use = TTA_SCORED if mode == "tta" else SCORED
+            model = fit_quality_model(signals, truth, use=use, tta=mode == "tta")
+            fitted[mode] = dataclasses.replace(model, source=source)
+        model = dataclasses.replace(fitted["plain"], with_tta=fitted.get("tta"))
         text = json.dumps(model.to_dict(), indent=1) + "\n"
         atomic.write_text(args.save, text)
-        print(f"\nscore fitted on all {len(rows)} frames written to {args.save}")
+        print(f"\nscores fitted on all {len(rows)} frames ({', '.join(modes)}): {args.save}")
     if args.json:
-        payload = {"rows": rows, "summary": results, "predicted": predicted.tolist()}
-        payload["flagged"] = flagged.tolist()
+        payload = {"rows": rows, "summary": results}
         args.json.write_text(json.dumps(payload) + "\n", encoding="utf-8")
 
 

@@ -9,8 +9,9 @@ held-out predictions only: each cross-validation fold's model segments the patie
 1. logistic regression (L2, balanced classes) of "Dice < FLAG_BELOW" on the standardised features:
    one weight per signal, readable as how much that signal says "failed";
 2. isotonic regression (decreasing) of the true Dice on that failure score: a monotone,
-   calibrated map to a predicted Dice; the 10% and 90% quantiles of the residuals give the
-   interval reported with it.
+   calibrated map to a predicted Dice; the 10% and 90% quantiles of the residuals, in
+   :data:`INTERVAL_RANGES` ranges of the score with as many frames each, give the interval
+   reported with it (a likely failure's Dice is far less certain than a likely success's).
 """
 
 from __future__ import annotations
@@ -19,8 +20,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lvseg.segment.quality import FLAG_BELOW, SCORED, SIGNALS, Judgement, QualityModel, features
+from lvseg.data.records import ED, ES, SliceRecord
+from lvseg.segment.quality import (
+    EF_REVIEW_SHARE,
+    FLAG_BELOW,
+    SCORED,
+    Judgement,
+    QualityModel,
+    features,
+    share_at_risk,
+)
 
+INTERVAL_RANGES = 4
+"""Ranges of the failure score, of equal count, each with its own residual quantiles."""
 CALIBRATION_EDGES = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
 """Bins of predicted Dice in which the calibration table compares it with the true Dice."""
 
@@ -31,13 +43,15 @@ def fit_quality_model(
     *,
     flag_below: float = FLAG_BELOW,
     use: Sequence[str] = SCORED,
+    tta: bool = False,
 ) -> QualityModel:
-    """The score fitted on frames' signals and their true Dice; only the signals in ``use``
-    get a weight (the others 0)."""
+    """The score fitted on frames' signals and their true Dice, weighing the signals in
+    ``use``; ``tta`` records that the frames were segmented with test-time augmentation."""
     from sklearn.isotonic import IsotonicRegression
     from sklearn.linear_model import LogisticRegression
 
-    x = features(signals)
+    use = tuple(use)
+    x = features(signals, use)
     y = np.asarray(dice, dtype=np.float64)
     if len(y) != len(x) or len(y) < 10:
         raise ValueError(f"need at least 10 frames with a Dice to fit on, got {len(y)}")
@@ -48,24 +62,29 @@ def fit_quality_model(
     scale = x.std(axis=0)
     scale[scale < 1e-9] = 1.0
     z = (x - mean) / scale
-    columns = [SIGNALS.index(name) for name in use]
     logistic = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
-    logistic.fit(z[:, columns], failed)
-    weights = np.zeros(len(SIGNALS))
-    weights[columns] = logistic.coef_[0]
-    score = z @ weights + logistic.intercept_[0]
+    logistic.fit(z, failed)
+    score = z @ logistic.coef_[0] + logistic.intercept_[0]
     isotonic = IsotonicRegression(increasing=False, out_of_bounds="clip").fit(score, y)
     residual = y - isotonic.predict(score)
     low, high = np.quantile(residual, [0.1, 0.9])
+    edges = np.quantile(score, np.arange(1, INTERVAL_RANGES) / INTERVAL_RANGES)
+    where = np.searchsorted(edges, score)
+    ranges = [residual[where == k] for k in range(INTERVAL_RANGES)]
     return QualityModel(
         mean=tuple(float(v) for v in mean),
         scale=tuple(float(v) for v in scale),
-        weights=tuple(float(v) for v in weights),
+        weights=tuple(float(v) for v in logistic.coef_[0]),
         bias=float(logistic.intercept_[0]),
         score_points=tuple(float(v) for v in isotonic.X_thresholds_),
         dice_points=tuple(float(v) for v in isotonic.y_thresholds_),
         interval=(float(low), float(high)),
         fitted_on=len(y),
+        signals=use,
+        interval_edges=tuple(float(v) for v in edges),
+        interval_low=tuple(float(np.quantile(r, 0.1)) if r.size else float(low) for r in ranges),
+        interval_high=tuple(float(np.quantile(r, 0.9)) if r.size else float(high) for r in ranges),
+        tta=tta,
     )
 
 
@@ -83,11 +102,13 @@ def risk(judgement: Judgement) -> np.ndarray:
     return np.where(rule, np.inf, np.where(scored, score, unscored))
 
 
-def assess(judgement: Judgement, dice: Sequence[float], interval: tuple[float, float]) -> dict:
+def assess(judgement: Judgement, dice: Sequence[float]) -> dict:
     """How well the score predicted the true Dice of these frames (``metrics.json``'s
     ``quality``): failure detection (AUROC for Dice under the flag threshold, flagged shares),
-    rank agreement (Spearman), error (mean absolute, coverage of the interval) and a
-    calibration table."""
+    rank agreement (Spearman), error (mean absolute, coverage of the frames' 10-90% intervals)
+    and a calibration table. Frames with no LV segmented are not scored: ``auroc`` ranks them
+    by their flag (a hole in the stack first, the rest last), ``auroc_segmented`` leaves them
+    out, and ``empty_failures`` counts those that had an LV to find."""
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
@@ -99,7 +120,11 @@ def assess(judgement: Judgement, dice: Sequence[float], interval: tuple[float, f
     ranked = -risk(judgement)[scored]
     varied = scored.sum() > 2 and np.ptp(ranked) > 0 and np.ptp(truth[scored]) > 0
     spearman = spearmanr(ranked, truth[scored]).statistic if varied else None
-    inside = (truth[scored] >= predicted + interval[0]) & (truth[scored] <= predicted + interval[1])
+    lower = judgement.predicted_dice if judgement.dice_low is None else judgement.dice_low
+    upper = judgement.predicted_dice if judgement.dice_high is None else judgement.dice_high
+    inside = (truth[scored] >= lower[scored]) & (truth[scored] <= upper[scored])
+    ranks = _finite_ranks(risk(judgement))
+    segmented_both = failed[scored].any() and not failed[scored].all()
     calibration = []
     for low, high in zip(CALIBRATION_EDGES, CALIBRATION_EDGES[1:], strict=False):
         members = (predicted >= low) & ((predicted < high) if high < 1.0 else (predicted <= high))
@@ -118,10 +143,14 @@ def assess(judgement: Judgement, dice: Sequence[float], interval: tuple[float, f
         "frames": int(truth.size),
         "scored_frames": int(scored.sum()),
         "failures": int(failed.sum()),
-        "auroc": float(roc_auc_score(failed, _finite_ranks(risk(judgement)))) if both else None,
+        "auroc": float(roc_auc_score(failed, ranks)) if both else None,
+        "auroc_segmented": (
+            float(roc_auc_score(failed[scored], ranks[scored])) if segmented_both else None
+        ),
+        "empty_failures": int((failed & ~scored).sum()),
+        "empty_failures_flagged": int((failed & ~scored & judgement.flagged).sum()),
         "spearman": None if spearman is None else float(spearman),
         "mae": float(np.abs(predicted - truth[scored]).mean()) if scored.any() else None,
-        "interval": list(interval),
         "interval_coverage": float(inside.mean()) if scored.any() else None,
         "flagged": int(judgement.flagged.sum()),
         "failures_flagged": float(judgement.flagged[failed].mean()) if failed.any() else None,
@@ -135,3 +164,53 @@ def _finite_ranks(values: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
     return rankdata(values)
+
+
+def assess_studies(
+    judgement: Judgement,
+    records: Sequence[SliceRecord],
+    signals: Sequence[dict[str, float]],
+    clinical: dict | None,
+) -> dict | None:
+    """How well quality control says which ejection fractions to review (``metrics.json``'s
+    ``quality.studies``; None without a patient with both EFs): per patient, the share of the
+    ED or ES LV area in flagged frames (:func:`~lvseg.segment.quality.share_at_risk`, as
+    ``predict`` judges an EF) against the EF's error, in points: AUROC of that share for
+    errors over 5 points, and the studies for review (a share over
+    :data:`~lvseg.segment.quality.EF_REVIEW_SHARE`) among the wrong and the right EFs."""
+    from sklearn.metrics import roc_auc_score
+
+    errors, risks = [], []
+    for patient in (clinical or {}).get("patients", []):
+        predicted, reference = patient["predicted"]["ef"], patient["reference"]["ef"]
+        if predicted is None or reference is None:
+            continue
+        members = [
+            i
+            for i, r in enumerate(records)
+            if r.patient_id == patient["patient_id"] and r.phase in (ED, ES)
+        ]
+        shares = share_at_risk(
+            judgement.flagged[members],
+            [records[i].phase_index for i in members],
+            [signals[i]["area"] for i in members],
+        )
+        errors.append(100 * abs(predicted - reference))
+        risks.append(max(shares.values(), default=0.0))
+    if not errors:
+        return None
+    error, risk_of = np.asarray(errors), np.asarray(risks)
+    review = risk_of > EF_REVIEW_SHARE
+    wrong = error > 5
+    return {
+        "studies": len(errors),
+        "review": int(review.sum()),
+        "ef_error_over_5": int(wrong.sum()),
+        "ef_error_over_5_reviewed": int((review & wrong).sum()),
+        "ef_error_over_10": int((error > 10).sum()),
+        "ef_error_over_10_reviewed": int((review & (error > 10)).sum()),
+        "ef_within_5_reviewed": int((review & ~wrong).sum()),
+        "auroc_ef_error_over_5": (
+            float(roc_auc_score(wrong, risk_of)) if wrong.any() and not wrong.all() else None
+        ),
+    }

@@ -16,6 +16,12 @@ Per frame, on the crop (pixels of the plan's grid, areas in mm^2 where the plan 
   that leaks along the septum or into the atrium is not.
 - ``edge``: the share of the mask's boundary pixels on the crop's edge; a crop placed beside the
   heart cuts the LV there.
+- ``presence``: the mean LV-versus-background margin over the crop, ``mean log(p / (1 - p))``
+  (p clipped to :data:`PRESENCE_CLIP`): the global average of the class-score maps that LVNet's
+  "LV present" head reads (its logit is an affine map of it), so it says how much of the crop
+  the CAM calls LV, and how surely; a segmentation the CAM barely supports scores low.
+- ``disagreement``: with test-time augmentation, 1 minus the mean Dice of each of the 8 views'
+  masks with the averaged one (``SliceSegmentation.view_agreement``); 0 without it.
 
 Per stack, each frame against the others (the LV varies smoothly along the stack and in time):
 
@@ -33,7 +39,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,10 +53,20 @@ from lvseg.segment.segmenter import THRESHOLD, SliceSegmentation, stacks
 
 SCORED = ("uncertainty", "solidity")
 """The signals the shipped score weighs. In the 5-fold cross-validation of
-``benchmarks/quality_control.py`` the others (area, peak, fragments, kept, edge, area jump,
-drift) added nothing to these two (failure AUROC on the scored frames, mean over folds: 0.896
-with all nine, 0.911 with these two, 0.912 with uncertainty alone): they stay as rules, as
-reasons and in the outputs."""
+``benchmarks/quality_control.py`` (3,682 held-out frames, as they are and under 6 shifts) the
+others added nothing to these two (failure AUROC on the segmented frames, mean over folds: 0.910
+with these two, 0.910 with uncertainty alone, 0.897 with all ten, 0.901 with the class map's
+``presence`` added): they stay as rules, as reasons and in the outputs."""
+TTA_SCORED = (*SCORED, "disagreement")
+"""The signals the shipped score for test-time augmentation weighs, fitted on frames segmented
+with it: the two of :data:`SCORED` and the views' ``disagreement``. Alone, disagreement detects
+failures nearly as well as the averaged probability's doubt (failure AUROC 0.880 against 0.897),
+and it hardly moves the ranking (mean AUROC over folds 0.895 against 0.894 without it), but its
+fitted weight is negative: at equal doubt, a frame whose doubt comes from views that disagree
+(orientation slips that the average smooths out) failed less often than one whose views all
+doubt the same boundary (an image that is ambiguous). That moves the flags where they count: 20
+of the 21 EFs off by more than 10 points go for review against 15 without it, for 28 against 27
+of the 119 within 5 points."""
 SIGNALS = (
     "area",
     "peak",
@@ -61,8 +77,13 @@ SIGNALS = (
     "edge",
     "area_jump",
     "drift",
+    "presence",
+    "disagreement",
 )
 """The signals of :func:`frame_signals`, in the order they are reported."""
+PRESENCE_CLIP = 1e-4
+"""``presence`` clips p to [this, 1 - this] (a margin of at most 9.2 a pixel): float32
+probabilities of 0 or 1 have no finite logit."""
 AREA_FLOOR_PX = 20.0
 """Pixels added to areas before ratios, so empty and tiny masks give finite, calm signals."""
 _EIGHT = np.ones((3, 3), bool)
@@ -96,7 +117,8 @@ def with_stack_signals(
 
 def own_signals(result: SliceSegmentation) -> FrameSignals:
     """The frame's own signals (its stack's are 0 until :func:`with_stack_signals`)."""
-    return crop_signals(result.probability, pixel_side_mm(result.crop.pixel_spacing_mm))
+    pixel_mm = pixel_side_mm(result.crop.pixel_spacing_mm)
+    return crop_signals(result.probability, pixel_mm, result.view_agreement)
 
 
 def pixel_side_mm(spacing: Sequence[float] | None) -> float:
@@ -104,8 +126,11 @@ def pixel_side_mm(spacing: Sequence[float] | None) -> float:
     return float(np.sqrt(spacing[0] * spacing[1])) if spacing else 1.0
 
 
-def crop_signals(probability: np.ndarray, pixel_mm: float = 1.0) -> FrameSignals:
-    """The signals of one crop's LV probability (S, S), pixels of ``pixel_mm`` a side."""
+def crop_signals(
+    probability: np.ndarray, pixel_mm: float = 1.0, view_agreement: float | None = None
+) -> FrameSignals:
+    """The signals of one crop's LV probability (S, S), pixels of ``pixel_mm`` a side, and the
+    agreement of its test-time views where there were some."""
     p = probability.astype(np.float64)
     predicted = p > THRESHOLD
     labels, fragments = ndi.label(predicted, structure=_EIGHT)
@@ -116,6 +141,7 @@ def crop_signals(probability: np.ndarray, pixel_mm: float = 1.0) -> FrameSignals
     else:
         mask, kept = predicted, 1.0
     area_px = float(mask.sum())
+    clipped = np.clip(p, PRESENCE_CLIP, 1.0 - PRESENCE_CLIP)
     doubt = float((4.0 * p * (1.0 - p)).sum())
     centroid = np.argwhere(mask).mean(axis=0) if area_px else None
     values = {
@@ -128,6 +154,8 @@ def crop_signals(probability: np.ndarray, pixel_mm: float = 1.0) -> FrameSignals
         "edge": edge_share(mask),
         "area_jump": 0.0,
         "drift": 0.0,
+        "presence": float(np.mean(np.log(clipped / (1.0 - clipped)))),
+        "disagreement": 0.0 if view_agreement is None else 1.0 - float(view_agreement),
     }
     return FrameSignals(values, centroid, pixel_mm)
 
@@ -202,24 +230,26 @@ FLAG_BELOW = 0.7
 """A frame whose predicted Dice is under this is flagged for review."""
 
 
-def features(signals: Sequence[dict[str, float]]) -> np.ndarray:
-    """(N, len(SIGNALS)) features of frames' signals: the long-tailed ones on a log scale."""
-    rows = []
-    for s in signals:
-        rows.append(
-            [
-                math.log1p(s["area"] / 100.0),
-                s["peak"],
-                math.log1p(s["uncertainty"]),
-                min(s["fragments"], 5.0),
-                s["kept"],
-                s["solidity"],
-                s["edge"],
-                s["area_jump"],
-                math.log1p(s["drift"] / 5.0),
-            ]
-        )
-    return np.asarray(rows, dtype=np.float64).reshape(-1, len(SIGNALS))
+FEATURES: dict[str, Callable[[float], float]] = {
+    "area": lambda v: math.log1p(v / 100.0),
+    "peak": float,
+    "uncertainty": math.log1p,
+    "fragments": lambda v: min(v, 5.0),
+    "kept": float,
+    "solidity": float,
+    "edge": float,
+    "area_jump": float,
+    "drift": lambda v: math.log1p(v / 5.0),
+    "presence": float,
+    "disagreement": float,
+}
+"""How each signal enters the score: the long-tailed ones on a log scale."""
+
+
+def features(signals: Sequence[dict[str, float]], names: Sequence[str] = SIGNALS) -> np.ndarray:
+    """(N, len(names)) features of frames' signals (:data:`FEATURES`)."""
+    rows = [[FEATURES[name](s[name]) for name in names] for s in signals]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, len(names))
 
 
 @dataclass(frozen=True)
@@ -227,7 +257,12 @@ class QualityModel:
     """A fitted score (see :func:`lvseg.evaluate.quality.fit_quality_model`), applied with
     NumPy alone so ``predict`` needs nothing else: standardised features, a linear failure score
     (logistic regression for Dice < :data:`FLAG_BELOW`), then a decreasing isotonic map from that
-    score to the Dice seen in cross-validation, and the residual quantiles around it."""
+    score to the Dice seen in cross-validation, and the residual quantiles around it, per range
+    of the score (a likely failure's Dice is less certain than a likely success's).
+
+    Test-time augmentation changes the probabilities the signals are read from (an average of 8
+    views is softer at the boundary), so a score is fitted for one way of segmenting: ``tta``
+    says which, and a plain score may carry the TTA one as ``with_tta`` (:meth:`for_tta`)."""
 
     mean: tuple[float, ...]
     scale: tuple[float, ...]
@@ -238,36 +273,79 @@ class QualityModel:
     dice_points: tuple[float, ...]
     """... and the predicted Dice there (decreasing); linear in between, flat outside."""
     interval: tuple[float, float]
-    """Quantiles (10%, 90%) of true minus predicted Dice in cross-validation."""
+    """Quantiles (10%, 90%) of true minus predicted Dice in cross-validation, all frames."""
     fitted_on: int = 0
     """Frames the model was fitted on."""
     source: str = ""
     """What it was fitted on, in words (recipe, folds, shifts)."""
+    signals: tuple[str, ...] = SIGNALS
+    """The signals of ``mean``, ``scale`` and ``weights``, in order."""
+    interval_edges: tuple[float, ...] = ()
+    """Failure scores that cut the frames into ranges of equal count, increasing ..."""
+    interval_low: tuple[float, ...] = ()
+    """... and in each range (one more than edges) the 10% quantile of true minus predicted
+    Dice ..."""
+    interval_high: tuple[float, ...] = ()
+    """... and the 90% one (without ranges, :attr:`interval` serves every frame)."""
+    tta: bool = False
+    """Fitted on frames segmented with test-time augmentation."""
+    with_tta: QualityModel | None = None
+    """The score for test-time augmentation that goes with this plain one, where fitted."""
+
+    def for_tta(self, tta: bool) -> QualityModel | None:
+        """The score for segmenting with (or without) test-time augmentation: this one where it
+        was fitted that way, its ``with_tta`` for TTA, else None (no calibrated score)."""
+        if self.tta == tta:
+            return self
+        return self.with_tta if tta else None
+
+    def standardised(self, signals: Sequence[dict[str, float]]) -> np.ndarray:
+        """(N, len(self.signals)) the frames' features, standardised as fitted."""
+        return (features(signals, self.signals) - np.asarray(self.mean)) / np.asarray(self.scale)
 
     def failure_score(self, signals: Sequence[dict[str, float]]) -> np.ndarray:
-        x = (features(signals) - np.asarray(self.mean)) / np.asarray(self.scale)
-        return x @ np.asarray(self.weights) + self.bias
+        return self.standardised(signals) @ np.asarray(self.weights) + self.bias
 
     def contributions(self, signals: Sequence[dict[str, float]]) -> np.ndarray:
-        """(N, signals) each signal's part of the failure score (weight x standardised value):
-        the largest is what a flag's reason names."""
-        x = (features(signals) - np.asarray(self.mean)) / np.asarray(self.scale)
-        return x * np.asarray(self.weights)
+        """(N, len(self.signals)) each signal's part of the failure score (weight x
+        standardised value): the largest is what a flag's reason names."""
+        return self.standardised(signals) * np.asarray(self.weights)
+
+    def dice_of(self, score: np.ndarray) -> np.ndarray:
+        """Predicted Dice of failure scores."""
+        return np.interp(score, self.score_points, self.dice_points).astype(np.float64)
 
     def predict(self, signals: Sequence[dict[str, float]]) -> np.ndarray:
         """Predicted Dice of each frame (N,)."""
-        score = self.failure_score(signals)
-        return np.interp(score, self.score_points, self.dice_points).astype(np.float64)
+        return self.dice_of(self.failure_score(signals))
+
+    def interval_of(self, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (low, high) offsets from the predicted Dice of failure scores: their range's
+        10% and 90% residual quantiles."""
+        score = np.asarray(score, dtype=np.float64)
+        if not self.interval_low:
+            return np.full(score.shape, self.interval[0]), np.full(score.shape, self.interval[1])
+        where = np.searchsorted(np.asarray(self.interval_edges), score)
+        return np.asarray(self.interval_low)[where], np.asarray(self.interval_high)[where]
 
     def to_dict(self) -> dict:
-        return {"signals": list(SIGNALS), **asdict(self)}
+        data = asdict(self)
+        data["with_tta"] = None if self.with_tta is None else self.with_tta.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> QualityModel:
-        if tuple(data.get("signals", ())) != SIGNALS:
-            raise ValueError("the quality model was fitted on other signals than this version's")
-        fields = {k: v for k, v in data.items() if k != "signals"}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        names = fields.get("signals", SIGNALS)
+        unknown = [name for name in names if name not in FEATURES]
+        if unknown:
+            raise ValueError(f"fitted on signals this version does not compute: {unknown}")
+        for key in ("mean", "scale", "weights"):
+            if len(fields.get(key, ())) != len(names):
+                raise ValueError(f"{key} has {len(fields.get(key, ()))} values for {len(names)}")
+        if fields.get("with_tta") is not None:
+            fields["with_tta"] = cls.from_dict(data["with_tta"])
+        return cls(**fields)
 
 
 EDGE_LIMIT = 0.2
@@ -294,17 +372,21 @@ def _scattered(s: dict[str, float]) -> str | None:
 RULES = (_cut_by_crop, _scattered)
 """Flags that hold whatever the fitted score says, each with its reason."""
 BLAME = {
-    "area": "a small LV",
-    "peak": "low confidence",
-    "uncertainty": "an uncertain boundary",
-    "fragments": "fragments",
-    "kept": "a scattered prediction",
-    "solidity": "an irregular shape",
-    "edge": "an LV cut by the crop",
-    "area_jump": "an area unlike its neighbouring slices'",
-    "drift": "a position away from the rest of the stack",
+    "area": ("a large LV", "a small LV"),
+    "peak": ("high confidence", "low confidence"),
+    "uncertainty": ("an uncertain boundary", "a boundary with no doubt at all"),
+    "fragments": ("fragments", "a single region"),
+    "kept": ("a whole prediction", "a scattered prediction"),
+    "solidity": ("a shape too regular", "an irregular shape"),
+    "edge": ("an LV cut by the crop", "an LV clear of the crop's edge"),
+    "area_jump": ("an area unlike its neighbouring slices'", "an area like its neighbours'"),
+    "drift": ("a position away from the rest of the stack", "a position in line with the stack"),
+    "presence": ("a class map that calls much LV", "little support from the class map"),
+    "disagreement": ("views of the slice that disagree", "views that agree on a doubtful edge"),
 }
-"""How a flag's reason names the signal that weighs most toward failure."""
+"""How a flag's reason names the signal that weighs most toward failure: its words for a value
+above the fitted frames' mean, and for one below (a signal weighs toward failure on the side its
+weight points to)."""
 
 
 @dataclass
@@ -322,6 +404,10 @@ class Judgement:
     failure_score: np.ndarray | None = None
     """The score before its map to Dice (higher: likelier failed; NaN where not scored): it
     ranks frames without the ties of the map's steps."""
+    dice_low: np.ndarray | None = None
+    """The low end of each frame's predicted-Dice interval (10%; NaN where not scored) ..."""
+    dice_high: np.ndarray | None = None
+    """... and the high end (90%)."""
 
 
 def judge(
@@ -343,18 +429,26 @@ def judge(
     predicted = np.full(len(signals), np.nan)
     chosen = np.flatnonzero(segmented)
     failure = np.full(len(signals), np.nan)
+    low, high = np.full(len(signals), np.nan), np.full(len(signals), np.nan)
     if chosen.size:
-        predicted[chosen] = scorer.predict([signals[i] for i in chosen])
-        failure[chosen] = scorer.failure_score([signals[i] for i in chosen])
-        blame = scorer.contributions([signals[i] for i in chosen])
+        frames = [signals[i] for i in chosen]
+        failure[chosen] = scorer.failure_score(frames)
+        predicted[chosen] = scorer.dice_of(failure[chosen])
+        below, above = scorer.interval_of(failure[chosen])
+        low[chosen] = np.clip(predicted[chosen] + below, 0.0, 1.0)
+        high[chosen] = np.clip(predicted[chosen] + above, 0.0, 1.0)
+        blame = scorer.contributions(frames)
+        side = scorer.standardised(frames)
     flagged = np.zeros(len(signals), bool)
     reasons: dict[int, str] = {}
     for row, i in enumerate(chosen):
         why = [rule(signals[i]) for rule in RULES]
         why = [text for text in why if text]
         if predicted[i] < flag_below:
-            worst = SIGNALS[int(np.argmax(blame[row]))]
-            why.insert(0, f"predicted Dice {predicted[i]:.2f}, mostly for {BLAME[worst]}")
+            worst = int(np.argmax(blame[row]))
+            above, under = BLAME[scorer.signals[worst]]
+            words = above if side[row, worst] > 0 else under
+            why.insert(0, f"predicted Dice {predicted[i]:.2f}, mostly for {words}")
         if why:
             flagged[i] = True
             reasons[int(i)] = "; ".join(why)
@@ -365,12 +459,15 @@ def judge(
                 if not segmented[i] and found and found[0] < k < found[-1]:
                     flagged[i] = True
                     reasons[i] = "no LV between slices that have one"
-    return Judgement(predicted, flagged, reasons, flag_below, failure)
+    return Judgement(predicted, flagged, reasons, flag_below, failure, low, high)
 
 
-EF_REVIEW_SHARE = 0.1
+EF_REVIEW_SHARE = 0.05
 """An ejection fraction is for review when the frames flagged at its end-diastolic or
-end-systolic phase hold more than this share of that phase's LV area."""
+end-systolic phase hold more than this share of that phase's LV area. In the cross-validation
+of ``benchmarks/quality_control.py`` (180 studies), 5% sends 23 of the 26 EFs off by more than
+10 points for review (20 of 21 with test-time augmentation), and 36 of the 109 within 5 points
+(28 of 119); 10% would send 19 (19) and 23 (21)."""
 
 
 def share_at_risk(
@@ -394,6 +491,35 @@ def share_at_risk(
     return shares
 
 
+CURVE_PHASES = 5
+"""A volume curve over at least this many phases is checked for its shape (one minimum)."""
+CURVE_PROMINENCE = 0.15
+"""A dip of the volume curve counts as a minimum when the curve rises by more than this share of
+its range (EDV - ESV) on both sides of it before it falls lower."""
+
+
+def curve_minima(volumes: Sequence[float]) -> list[int]:
+    """The phases where a cine's LV volume curve (one cycle, so the last phase joins the first)
+    has a minimum of prominence over :data:`CURVE_PROMINENCE` of its range; empty for a
+    curve of fewer than :data:`CURVE_PHASES` phases or a flat one. A heart empties once per
+    cycle: a second minimum is a phase segmented short, and the EF may come from it.
+
+    >>> curve_minima([120, 110, 80, 60, 70, 90, 110, 118])
+    [3]
+    >>> curve_minima([120, 100, 60, 95, 62, 100, 118, 120])  # phase 4 dips away from its rise
+    [2, 4]
+    """
+    from scipy.signal import find_peaks
+
+    values = np.asarray(volumes, dtype=np.float64)
+    if values.size < CURVE_PHASES or np.ptp(values) <= 0:
+        return []
+    n = values.size
+    # three cycles end to end, so a minimum at the first or last phase has both sides
+    dips, _ = find_peaks(-np.tile(values, 3), prominence=CURVE_PROMINENCE * np.ptp(values))
+    return sorted(int(d - n) for d in dips if n <= d < 2 * n)
+
+
 DEFAULT_MODEL_FILE = Path(__file__).with_name("quality.json")
 """The score shipped with lvseg, fitted by ``benchmarks/quality_control.py --save`` on the
 default recipe's cross-validation; ``lvseg export`` embeds it unless given another."""
@@ -410,6 +536,23 @@ def read_quality_model(path: str | Path) -> QualityModel:
         raise InvalidInputError(path, f"not a quality model file ({error})") from None
     except (TypeError, ValueError, AttributeError) as error:
         raise InvalidInputError(path, f"not a valid quality model ({error})") from None
+
+
+def scorer_for(scorer: QualityModel | None, tta: bool) -> QualityModel | None:
+    """The score (or None) that judges frames segmented with (or without) test-time
+    augmentation, of a model's embedded one (or None)."""
+    return None if scorer is None else scorer.for_tta(tta)
+
+
+def mode_mismatch(scorer: QualityModel, tta: bool) -> str:
+    """Why a score file cannot judge frames segmented with (or without) test-time
+    augmentation."""
+    fitted = "with" if scorer.tta else "without"
+    asked = "with" if tta else "without"
+    return (
+        f"a quality score fitted on frames segmented {fitted} test-time augmentation, and none "
+        f"for frames segmented {asked} it"
+    )
 
 
 def default_quality_model() -> QualityModel | None:
