@@ -830,7 +830,8 @@ def evaluate_command(
         Path | None,
         typer.Option(
             help="A quality-control score to judge the slices with (default: the model's, or "
-            "the one lvseg ships); the report says how well it predicted their Dice.",
+            "the one lvseg ships; with --tta, its score for test-time augmentation); the report "
+            "says how well it predicted their Dice.",
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
@@ -902,6 +903,14 @@ def evaluate_command(
             f"{_number(judged['spearman'])}, predicted Dice off by {_number(judged['mae'])}",
             highlight=False,
         )
+        studies = judged.get("studies")
+        if studies:
+            console.print(
+                f"  EFs for review: {studies['review']} of {studies['studies']} (of those off by "
+                f"more than 5 points: {studies['ef_error_over_5_reviewed']} of "
+                f"{studies['ef_error_over_5']})",
+                highlight=False,
+            )
     console.print(f"  report: {Path(found['out']) / 'report.html'}", highlight=False)
 
 
@@ -955,7 +964,8 @@ def export_command(
         Path | None,
         typer.Option(
             help="A quality-control score to embed (benchmarks/quality_control.py --save) "
-            "instead of the one lvseg ships.",
+            "instead of the one lvseg ships (the file's plain score, and its score for "
+            "test-time augmentation where it has one).",
         ),
     ] = None,
 ) -> None:

@@ -827,6 +827,24 @@ def _quality_figure(rows: Sequence[Mapping[str, Any]], flag_below: float, path: 
     return True
 
 
+def _quality_studies(studies: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """The report's lines on which ejection fractions quality control sends for review."""
+    if not studies:
+        return []
+    return [
+        ("patients with an EF (for review)", f"{studies['studies']} ({studies['review']})"),
+        (
+            "EF off by > 5 points: for review",
+            f"{studies['ef_error_over_5_reviewed']} of {studies['ef_error_over_5']}",
+        ),
+        (
+            "EF off by > 10 points: for review",
+            f"{studies['ef_error_over_10_reviewed']} of {studies['ef_error_over_10']}",
+        ),
+        ("AUROC for EF off by > 5 points", number(studies.get("auroc_ef_error_over_5"))),
+    ]
+
+
 def _quality(
     quality: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], figures: Path
 ) -> list[str]:
@@ -844,12 +862,19 @@ def _quality(
                 ("slices (scored)", f"{quality['frames']} ({quality['scored_frames']})"),
                 (f"true Dice < {quality['flag_below']:g}", count(quality["failures"])),
                 ("AUROC for those", number(quality.get("auroc"))),
+                ("AUROC, segmented slices only", number(quality.get("auroc_segmented"))),
+                (
+                    "failures with no LV segmented (flagged)",
+                    f"{quality.get('empty_failures', 0)} "
+                    f"({quality.get('empty_failures_flagged', 0)})",
+                ),
                 ("Spearman, predicted vs true", number(quality.get("spearman"))),
                 ("mean absolute error", number(quality.get("mae"))),
                 ("10-90% interval coverage", percent(quality.get("interval_coverage"))),
                 ("failures flagged", percent(quality.get("failures_flagged"))),
                 ("good slices flagged", percent(quality.get("good_flagged"))),
             ]
+            + _quality_studies(quality.get("studies"))
         ),
     ]
     calibration = quality.get("calibration") or []

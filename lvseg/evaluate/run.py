@@ -46,7 +46,7 @@ from lvseg.data.records import LV, Dataset, SliceRecord
 from lvseg.data.splits import Split, split_for
 from lvseg.evaluate import report, stacks, summary
 from lvseg.evaluate.metrics import GOOD_CONTOUR_MM, score_slice
-from lvseg.evaluate.quality import assess
+from lvseg.evaluate.quality import assess, assess_studies
 from lvseg.jsonsafe import json_safe
 from lvseg.segment.network import Network
 from lvseg.segment.quality import (
@@ -54,6 +54,7 @@ from lvseg.segment.quality import (
     QualityModel,
     default_quality_model,
     judge,
+    mode_mismatch,
     own_signals,
     read_quality_model,
     with_stack_signals,
@@ -76,7 +77,8 @@ CSV_COLUMNS = (
     "key", "patient_id", "group", "slice_index", "phase_index", "phase", "position", "source",
     "crop", "reference_pixels", "predicted_pixels", "dice", "iou", "precision", "recall",
     "pixel_accuracy", "background_accuracy", "hd95", "assd", "apd", "good_contour_5mm",
-    "good_contour_4mm", "detected", "false_positive", "predicted_dice", "flagged",
+    "good_contour_4mm", "detected", "false_positive", "predicted_dice", "predicted_dice_low",
+    "predicted_dice_high", "flagged",
 )  # fmt: skip
 
 
@@ -323,6 +325,11 @@ def evaluate(
         atomic.check_output_folder(out, overwrite, keep=(model_spec, data, explanations))
     model = open_scored_model(model_spec, device)
     scorer = read_quality_model(quality) if quality is not None else model.quality
+    if scorer is not None:
+        chosen = scorer.for_tta(tta)
+        if chosen is None and quality is not None:
+            raise InvalidInputError(quality, mode_mismatch(scorer, tta))
+        scorer = chosen
     explained = _explanations(explanations)
     try:
         dataset = labelled_dataset(data, format)
@@ -371,12 +378,20 @@ def evaluate(
         signals = with_stack_signals(records, own)  # type: ignore[arg-type]
         judgement = judge(scorer, records, signals)
         for i, row in enumerate(ordered):
-            value = float(judgement.predicted_dice[i])
-            row["predicted_dice"] = round(value, 4) if np.isfinite(value) else None
+            for column, values in (
+                ("predicted_dice", judgement.predicted_dice),
+                ("predicted_dice_low", judgement.dice_low),
+                ("predicted_dice_high", judgement.dice_high),
+            ):
+                value = float(values[i])  # type: ignore[index]
+                row[column] = round(value, 4) if np.isfinite(value) else None
             row["flagged"] = int(judgement.flagged[i])
-        judged = assess(judgement, [row["dice"] for row in ordered], scorer.interval)
-        judged["score"] = {"source": scorer.source, "fitted_on": scorer.fitted_on}
+        judged = assess(judgement, [row["dice"] for row in ordered])
+        judged["score"] = {"source": scorer.source, "fitted_on": scorer.fitted_on, "tta": tta}
 
+    clinical = stacks.clinical_section(records, predicted_of)
+    if judged is not None:
+        judged["studies"] = assess_studies(judgement, records, signals, clinical)
     in_mm = all(r.pixel_spacing_mm is not None for r in records)
     parameters = model.parameters
     metrics: dict[str, Any] = {
@@ -418,7 +433,7 @@ def evaluate(
         "summary": summary.summarise(ordered),
         "patients": summary.by_patient(ordered),
         "breakdowns": summary.breakdowns(ordered),
-        "clinical": stacks.clinical_section(records, predicted_of),
+        "clinical": clinical,
         "explanations": explained,
         "quality": judged,
     }

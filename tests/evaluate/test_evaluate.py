@@ -233,7 +233,30 @@ def test_quality_control_is_scored_against_the_true_dice(run_dir, tiny_phantom, 
         r["flagged"] == "1" for r in rows if r["predicted_dice"] == ""
     )
     assert sum(c["frames"] for c in quality["calibration"]) == len(scored)
-    assert quality["score"] == {"source": "", "fitted_on": 9}
+    assert quality["score"] == {"source": "", "fitted_on": 9, "tta": False}
+    # each slice's interval: its predicted Dice -0.2 / +0.1 (the score's one band), within [0, 1]
+    low = np.array([float(r["predicted_dice_low"]) for r in scored])
+    high = np.array([float(r["predicted_dice_high"]) for r in scored])
+    np.testing.assert_allclose(low, np.clip(predicted - 0.2, 0, 1), atol=2e-4)
+    np.testing.assert_allclose(high, np.clip(predicted + 0.1, 0, 1), atol=2e-4)
+    inside = ((true >= low - 1e-4) & (true <= high + 1e-4)).mean()
+    assert quality["interval_coverage"] == pytest.approx(inside, abs=0.02)
+    # the EFs: one per held-out patient with both, judged as predict judges them
+    with_ef = [
+        p for p in metrics["clinical"]["patients"]
+        if p["predicted"]["ef"] is not None and p["reference"]["ef"] is not None
+    ]  # fmt: skip
+    studies = quality["studies"]
+    assert studies["studies"] == len(with_ef) > 0
+    errors = [100 * abs(p["predicted"]["ef"] - p["reference"]["ef"]) for p in with_ef]
+    assert studies["ef_error_over_5"] == sum(e > 5 for e in errors)
+    # a score fitted without test-time augmentation cannot judge frames segmented with it
+    tta = invoke(
+        "evaluate", run_dir, tiny_phantom, "--out", tmp_path / "t", "--tta",
+        "--quality", tmp_path / "qc.json",
+    )  # fmt: skip
+    assert tta.exit_code == 2 and "fitted on frames segmented without test-time" in tta.output
+    assert not (tmp_path / "t").exists()
     page = (tmp_path / "e" / "report.html").read_text(encoding="utf-8")
     assert (
         "<h2>Quality control</h2>" in page
