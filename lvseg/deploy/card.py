@@ -237,7 +237,8 @@ def markdown(card: dict[str, Any]) -> str:
         + (
             f"`lvseg predict` gives every frame a predicted Dice and flags the doubtful ones, with "
             f"the score embedded in the model file (fitted on {scorer['fitted_on']} frames: "
-            f"{scorer['source'] or 'source not recorded'})."
+            f"{scorer['source'] or 'source not recorded'}); "
+            + _modes(scorer.get("modes", ["plain"]))
             if scorer
             else "no quality-control score embedded; `lvseg predict` reports no predicted Dice."
         ),
@@ -257,3 +258,12 @@ def markdown(card: dict[str, Any]) -> str:
 def write(folder: Path, card: dict[str, Any]) -> None:
     atomic.write_text(folder / layout.CARD_JSON, json.dumps(card, indent=1, default=str) + "\n")
     atomic.write_text(folder / layout.CARD_MARKDOWN, markdown(card))
+
+
+def _modes(modes: list[str]) -> str:
+    """Which ways of segmenting the embedded quality score can judge."""
+    if modes == ["plain"]:
+        return "for frames segmented without test-time augmentation only (none with `--tta`)."
+    if modes == ["tta"]:
+        return "for frames segmented with test-time augmentation only (none with `--no-tta`)."
+    return "one score for frames segmented plainly, one for test-time augmentation."

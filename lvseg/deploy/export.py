@@ -422,7 +422,13 @@ def export(
         torch.set_num_threads(torch_threads)
     results["tta"] = tta
     results["quality_model"] = (
-        None if scorer is None else {"source": scorer.source, "fitted_on": scorer.fitted_on}
+        None
+        if scorer is None
+        else {
+            "source": scorer.source,
+            "fitted_on": scorer.fitted_on,
+            "modes": [m for m, on in (("plain", False), ("tta", True)) if scorer.for_tta(on)],
+        }
     )
     values = metadata(loaded, "fp32", tta, scorer)
     check = _Check(results, reference, images, checks, plan)

@@ -46,12 +46,16 @@ from lvseg.jsonsafe import json_safe
 from lvseg.segment.locate import Placement
 from lvseg.segment.onnx import ExportedModel, open_model
 from lvseg.segment.quality import (
+    CURVE_PHASES,
     EF_REVIEW_SHARE,
     FLAG_BELOW,
     FrameSignals,
     Judgement,
+    curve_minima,
     judge,
+    mode_mismatch,
     own_signals,
+    scorer_for,
     share_at_risk,
     with_stack_signals,
 )
@@ -128,7 +132,7 @@ def segment_study(
     phases = study.images.shape[1]
     placement = None
     records = study_records(study)
-    scorer = getattr(model, "quality", None)
+    scorer = scorer_for(getattr(model, "quality", None), tta)
     own: list[FrameSignals | None] = [None] * len(records)
     # Only the masks and the small quality signals are kept: the crops and probabilities of a
     # whole study would hold a few tens of MB more for nothing predict writes.
@@ -143,6 +147,9 @@ def segment_study(
         signals = with_stack_signals(records, own)  # type: ignore[arg-type]
         quality = judge(scorer, records, signals, flag_below)
     notes = [placement.note]
+    embedded = getattr(model, "quality", None)
+    if embedded is not None and scorer is None:
+        notes.append(f"no quality control: the model has {mode_mismatch(embedded, tta)}")
     if model.plan.target_spacing_mm is None:
         notes.append(
             "the model has no pixel spacing (trained on images without one): images "
@@ -316,11 +323,13 @@ def write_study(
                  _number(None if areas is None else areas[s, p], 2), contour,
                  study.sources[s][p]]
                 + ([] if quality is None else
-                   [_number(quality.predicted_dice[frame]), int(flagged)])
+                   [_number(quality.predicted_dice[frame]), _number(quality.dice_low[frame]),
+                    _number(quality.dice_high[frame]), int(flagged)])
             )  # fmt: skip
     header = ["slice", "phase", "position_mm", "trigger_time_ms", "instance", "lv_pixels"]
     header += ["lv_area_mm2", "contour", "source"]
-    header += [] if quality is None else ["predicted_dice", "flagged"]
+    if quality is not None:
+        header += ["predicted_dice", "predicted_dice_low", "predicted_dice_high", "flagged"]
     (folder / "frames.csv").write_text(_csv(header, frame_rows), encoding="utf-8")
     volumes = found["volume_ml"]
     if volumes is not None:
@@ -384,14 +393,24 @@ def quality_summary(
     shares = share_at_risk(quality.flagged, frame_phases, pixels)
     ef = found.get("ef")
     verdict, trusted, at_risk = None, None, {}
+    volumes = found.get("volume_ml")
+    minima = [] if volumes is None else curve_minima(volumes)
     if ef is not None:
         at_risk = {name: shares[found[f"{name.lower()}_phase"]] for name in ("ED", "ES")}
         worst = max(at_risk, key=at_risk.get)
-        trusted = at_risk[worst] <= EF_REVIEW_SHARE
-        verdict = f"EF {100 * ef:.1f}% " + (
-            "(no doubt at ED or ES)"
-            if at_risk[worst] == 0
-            else f"(flagged frames hold {100 * at_risk[worst]:.0f}% of the {worst} volume"
+        trusted = at_risk[worst] <= EF_REVIEW_SHARE and len(minima) <= 1
+        doubts = []
+        if at_risk[worst] > 0:
+            doubts.append(f"flagged frames hold {100 * at_risk[worst]:.0f}% of the {worst} volume")
+        if len(minima) > 1:
+            doubts.append(
+                f"the volume curve has {len(minima)} minima (phases "
+                + ", ".join(str(m) for m in minima)
+                + ")"
+            )
+        verdict = (
+            f"EF {100 * ef:.1f}% ("
+            + ("; ".join(doubts) if doubts else "no doubt at ED or ES")
             + ("; review)" if not trusted else ")")
         )
     return {
@@ -401,6 +420,9 @@ def quality_summary(
         "min_predicted_dice": _number(judged.min()) if judged.size else None,
         "flagged_frames": flagged,
         "volume_share_flagged": {k: _number(v) for k, v in at_risk.items()} or None,
+        "volume_curve_minima": minima
+        if volumes is not None and len(volumes) >= CURVE_PHASES
+        else None,
         "ef_trusted": trusted,
         "verdict": verdict,
     }
@@ -482,19 +504,22 @@ def predict(
     out = Path(out)
     atomic.check_output_folder(out, overwrite, keep=(model_spec, input_path))
     model = open_model(model_spec, threads=threads)
-    if review_below is not None and model.quality is None:
+    tta = model.tta if tta is None else tta  # the export's choice unless told otherwise
+    scorer = scorer_for(model.quality, tta)
+    if review_below is not None and scorer is None:
         raise InvalidInputError(
-            model.path, "--review-below needs a model exported with a quality-control score"
+            model.path,
+            "--review-below needs a model exported with a quality-control score"
+            + ("" if model.quality is None else f" ({mode_mismatch(model.quality, tta)})"),
         )
     flag_below = FLAG_BELOW if review_below is None else review_below
-    tta = model.tta if tta is None else tta  # the export's choice unless told otherwise
     facts = {
         "file": str(model.path),
         "name": model.model_name,
         "precision": model.precision,
         "tta": tta,
         "plan": model.plan.to_dict(),
-        "quality_score": None if model.quality is None else model.quality.source,
+        "quality_score": None if scorer is None else scorer.source,
     }
     results = []
     done = 0
@@ -527,7 +552,7 @@ def predict(
             results[0]["folder"] = str(out)
         else:
             keys = ["name", "patient_id", "slices", "phases", "edv_ml", "esv_ml", "sv_ml", "ef"]
-            if model.quality is not None:
+            if scorer is not None:
                 keys += ["mean_predicted_dice", "min_predicted_dice", "flagged_frames"]
                 keys += ["ef_trusted"]
             rows = [

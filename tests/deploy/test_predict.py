@@ -479,6 +479,10 @@ def test_quality_control_flags_frames_marks_them_and_judges_the_ef(tmp_path):
     # the hand-made score: 0.95 - 0.65 * (2.5 - log1p(area / 100)) / 2, within its range
     expected = np.interp(-np.log1p(area / 100), [-2.5, -0.5], [0.95, 0.3])
     np.testing.assert_allclose(predicted, expected, atol=0.02)  # areas on the crop's grid
+    low = np.array([float(r["predicted_dice_low"]) for r in rows])
+    high = np.array([float(r["predicted_dice_high"]) for r in rows])
+    np.testing.assert_allclose(low, predicted - 0.1, atol=1e-3)  # the score's band: -0.1/+0.05
+    np.testing.assert_allclose(high, predicted + 0.05, atol=1e-3)
     assert flagged.any() and not flagged.all()
     np.testing.assert_array_equal(flagged, predicted < 0.6)
     summary = json.loads((out / "summary.json").read_text())
@@ -551,3 +555,43 @@ def test_review_below_needs_a_model_with_a_quality_score(tmp_path, oracle):
     assert result.exit_code == 2
     assert "--review-below needs a model exported with a quality-control score" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_volume_curve_with_two_minima_puts_the_ef_up_for_review():
+    from lvseg.deploy.predict import quality_summary
+    from lvseg.segment.quality import Judgement
+
+    phases = 8
+    calm = Judgement(np.full(phases, 0.9), np.zeros(phases, bool), {}, 0.7)
+    pixels = np.full((1, phases), 100.0)
+    one = [120.0, 110.0, 80.0, 60.0, 70.0, 90.0, 110.0, 118.0]
+    found = {"lv_pixels": pixels, "volume_ml": one, "ef": 0.5, "ed_phase": 0, "es_phase": 3}
+    quality = quality_summary(calm, found, phases)
+    assert quality["volume_curve_minima"] == [3] and quality["ef_trusted"] is True
+    assert quality["verdict"] == "EF 50.0% (no doubt at ED or ES)"
+    # phase 5 segmented short: a second dip, and the EF may come from either
+    two = [120.0, 110.0, 80.0, 60.0, 100.0, 62.0, 110.0, 118.0]
+    quality = quality_summary(calm, {**found, "volume_ml": two}, phases)
+    assert quality["volume_curve_minima"] == [3, 5] and quality["ef_trusted"] is False
+    assert quality["verdict"] == "EF 50.0% (the volume curve has 2 minima (phases 3, 5); review)"
+    # fewer phases than a curve needs: its shape is not judged
+    short = quality_summary(calm, {**found, "volume_ml": two[:4], "es_phase": 3}, phases)
+    assert short["volume_curve_minima"] is None
+
+
+def test_a_score_fitted_without_tta_does_not_judge_frames_segmented_with_it(tmp_path):
+    model = write_oracle_model(tmp_path / "qc.onnx", quality=json.dumps(area_scorer()))
+    images, _ = disc_study(slices=2, phases=4)
+    write_nifti_study(tmp_path / "cine.nii.gz", images)
+    result = invoke("predict", model, tmp_path / "cine.nii.gz", "--out", tmp_path / "out", "--tta")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["quality"] is None and summary["model"]["quality_score"] is None
+    assert any("no quality control" in note for note in summary["notes"])
+    header = (tmp_path / "out" / "frames.csv").read_text().splitlines()[0]
+    assert "predicted_dice" not in header
+    refused = invoke(
+        "predict", model, tmp_path / "cine.nii.gz", "--out", tmp_path / "again", "--tta",
+        "--review-below", 0.8,
+    )  # fmt: skip
+    assert refused.exit_code == 2 and "fitted on frames segmented without" in refused.output
