@@ -51,6 +51,11 @@ class PhantomFormat(str, Enum):
     nifti = "nifti"
 
 
+class PhantomContrast(str, Enum):
+    ssfp = "ssfp"
+    random = "random"
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one error line on stderr and give the exit to raise."""
     from rich.markup import escape
@@ -253,12 +258,29 @@ def data_phantom(
         PhantomFormat, typer.Option("--format", "-f", help="Sunnybrook DICOM + contours, or NIfTI.")
     ] = PhantomFormat.dicom,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
+    contrast: Annotated[
+        PhantomContrast,
+        typer.Option(
+            help="ssfp: cine SSFP contrast; random: every tissue's value drawn anew per patient "
+            "(domain randomisation, as SynthSeg)."
+        ),
+    ] = PhantomContrast.ssfp,
 ) -> None:
     """Write the synthetic cine-MRI phantom in a real format (DICOM + contours, or NIfTI)."""
     from lvseg.data.phantom import write_phantom
 
-    write_phantom(out, patients=patients, seed=seed, format=format.value, overwrite=overwrite)
-    console.print(f"wrote {patients} phantom patients ({format.value}, seed {seed}) to {out}")
+    write_phantom(
+        out,
+        patients=patients,
+        seed=seed,
+        format=format.value,
+        overwrite=overwrite,
+        contrast=contrast.value,
+    )
+    console.print(
+        f"wrote {patients} phantom patients ({format.value}, seed {seed}, {contrast.value} "
+        f"contrast) to {out}"
+    )
 
 
 @data_app.command("split")
@@ -408,6 +430,13 @@ def train_command(
     ] = None,
     format: Annotated[Format | None, typer.Option("--format", "-f", help="Input format.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name (lvnet, unet, dli-fcn).")] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from the weights of another run or .pt checkpoint of the same model and "
+            "options (fine-tuning, e.g. from a phantom run) instead of from scratch."
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs to train.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Slices per batch (per process).")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
@@ -472,7 +501,8 @@ def train_command(
     port: DashboardPort = DASHBOARD_PORT,
     token: DashboardToken = None,
 ) -> None:
-    """Train a model from scratch; without --data, on the embedded phantom."""
+    """Train a model from scratch (or, with --init, from another run's weights); without
+    --data, on the embedded phantom."""
     if not dashboard and (host != DASHBOARD_HOST or port != DASHBOARD_PORT or token is not None):
         raise fail("--host, --port and --token are options of --dashboard; add --dashboard")
     from lvseg.config import TrainConfig
@@ -501,6 +531,7 @@ def train_command(
             [p.strip() for p in exclude_patients.split(",") if p.strip()],
         )
     put("model", "name", model)
+    put("model", "init", init)
     put("optim", "epochs", epochs)
     put("optim", "batch_size", batch_size)
     put("optim", "lr", lr)

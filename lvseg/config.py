@@ -46,6 +46,10 @@ class DataConfig:
     fold: int = 0
     exclude_patients: list[str] = field(default_factory=list)
     """Patients kept out of training and validation entirely (e.g. an external test set)."""
+    train_patients: int = 0
+    """With > 0, train on only this many of the split's training patients (a stratified, seeded
+    choice; the smaller counts are subsets of the larger), validation unchanged: learning
+    curves."""
     target_spacing_mm: float | None = None
     """Override the planned in-plane spacing (mm); by default the plan takes the data's median."""
     far_crops: float = 0.15
@@ -62,6 +66,10 @@ class ModelConfig:
     name: str = "lvnet"
     options: dict[str, Any] = field(default_factory=dict)
     """Overrides of the model's own config, e.g. ``{width = 16}``; see ``lvseg model info``."""
+    init: str | None = None
+    """Start from the weights of another run (its selected, best or last checkpoint) or of a
+    ``.pt`` checkpoint, of the same model and options (fine-tuning; e.g. a run on the phantom);
+    None starts from scratch."""
 
 
 @dataclass
@@ -203,6 +211,8 @@ class TrainConfig:
             raise bad("data.val_fraction", "in [0, 1)", data.val_fraction)
         if data.folds == 1 or data.folds < 0:
             raise bad("data.folds", "0 (single split) or >= 2", data.folds)
+        if data.train_patients < 0:
+            raise bad("data.train_patients", ">= 0", data.train_patients)
         if data.folds and not 0 <= data.fold < data.folds:
             raise bad("data.fold", f"in 0..{data.folds - 1}", data.fold)
         for key in ("target_spacing_mm", "pixel_spacing_mm"):

@@ -1126,6 +1126,7 @@ def generate_patient(
     downscale: int = 1,
     group: str | None = None,
     acquisition: dict[str, Any] | None = None,
+    contrast: str = "ssfp",
 ) -> PhantomPatient:
     """Generate synthetic patient ``index`` (0-based) of the phantom drawn with ``seed``.
 
@@ -1142,6 +1143,12 @@ def generate_patient(
     if group not in GROUPS:
         raise InvalidInputError(None, f"unknown group {group!r}; choose one of {', '.join(GROUPS)}")
     anat = _sample_anatomy(np.random.default_rng([seed, index, 0]), group)
+    if contrast not in CONTRASTS:
+        raise InvalidInputError(
+            None, f"unknown contrast {contrast!r}; choose {' or '.join(CONTRASTS)}"
+        )
+    if contrast == "random":
+        anat = _randomised(anat, np.random.default_rng([seed, index, 2]))
     if acquisition:
         settings = _checked_acquisition(acquisition)
         offset = settings.pop("heart_offset_mm", None)
@@ -1363,6 +1370,7 @@ def write_phantom(
     overwrite: bool = False,
     *,
     downscale: int = 1,
+    contrast: str = "ssfp",
 ) -> Path:
     """Write the phantom in a real on-disk layout, atomically; returns the folder.
 
@@ -1377,13 +1385,17 @@ def write_phantom(
     _check_int("downscale", downscale, 1, 8)
     if format not in FORMATS:
         raise InvalidInputError(None, f"unknown phantom format {format!r}; choose dicom or nifti")
+    if contrast not in CONTRASTS:
+        raise InvalidInputError(
+            None, f"unknown contrast {contrast!r}; choose {' or '.join(CONTRASTS)}"
+        )
     out_dir = Path(out_dir)
     atomic.check_output_folder(out_dir, overwrite)
     entries = []
     with atomic.output_folder(out_dir) as folder:
         link_lines = ["patient_id,original_id,group"]
         for index in range(patients):
-            patient = generate_patient(index, seed, downscale=downscale)
+            patient = generate_patient(index, seed, downscale=downscale, contrast=contrast)
             if format == "dicom":
                 _write_dicom_patient(patient, folder)
                 link_lines.append(f"{patient.patient_id},{patient.original_id},{patient.group}")
@@ -1400,6 +1412,7 @@ def write_phantom(
             "seed": seed,
             "format": format,
             "downscale": downscale,
+            "contrast": contrast,
             "phases": PHASES,
             "patients": entries,
         }
@@ -1697,6 +1710,23 @@ def ensure_default_phantom(
         if not looks_like(folder):  # lost a race with another process: use its folder
             raise
     return folder
+
+
+CONTRASTS = ("ssfp", "random")
+"""How tissues look: ``ssfp``, the balanced-SSFP cine contrast drawn within realistic ranges
+(bright blood, dark myocardium); ``random``, domain randomisation as SynthSeg does it (Billot et
+al. 2023): every tissue's value drawn anew and independently per patient (0 to 1.5, the blood
+0.3 to 1.5, a gamma of 0.5 to 2), so that a model must learn shapes, not one contrast. The anatomy,
+motion, labels and acquisition stay as drawn; only :attr:`_Anatomy.values` and the gamma change
+(their own random stream, so the same patient keeps its heart)."""
+
+
+def _randomised(anat: _Anatomy, rng: np.random.Generator) -> _Anatomy:
+    """``anat`` with SynthSeg-style random tissue values and gamma (see :data:`CONTRASTS`)."""
+    values = {key: float(rng.uniform(0.0, 1.5)) for key in anat.values if key != "clutter_scale"}
+    values["blood"] = float(rng.uniform(0.3, 1.5))
+    values["clutter_scale"] = anat.values["clutter_scale"]
+    return replace(anat, values=values, gamma=float(rng.uniform(0.5, 2.0)))
 
 
 _ACQUISITION_RANGES = {

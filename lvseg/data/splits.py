@@ -177,10 +177,13 @@ def split_for(
     val_fraction: float,
     seed: int,
     exclude: Iterable[str] = (),
+    train_patients: int = 0,
 ) -> Split:
     """The split a training config asks for: fold ``fold`` of ``folds`` patient folds, or else a
     stratified train/val split with ``val_fraction`` of the patients in val; the ``exclude``
-    patients are kept out of both (they form the test set).
+    patients are kept out of both (they form the test set). ``train_patients`` > 0 trains on
+    only that many of the split's training patients, a stratified, seeded choice whose smaller
+    counts are subsets of the larger (learning curves); val stays as it is.
 
     Training and evaluation both call this, so an evaluation can rebuild the exact split a model
     was trained with from the config saved in its checkpoint.
@@ -194,7 +197,17 @@ def split_for(
         )
     groups = {p: g for p, g in groups.items() if p not in set(excluded)}
     split = _split_of(dataset, groups, folds, fold, val_fraction, seed)
-    return Split(train=split.train, val=split.val, test=excluded)
+    train = split.train
+    if train_patients:
+        if train_patients > len(train):
+            raise InvalidInputError(
+                dataset.root,
+                f"data.train_patients is {train_patients}, but the split has {len(train)} "
+                "training patients",
+            )
+        order = stratified_order({p: groups[p] for p in train}, seed)
+        train = tuple(sorted(order[:train_patients]))
+    return Split(train=train, val=split.val, test=excluded)
 
 
 def _split_of(

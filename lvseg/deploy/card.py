@@ -119,6 +119,7 @@ def build(
             "val_patients": 0 if split is None else len(split.val),
             "seed": None if config is None else config.seed,
             "epochs": None if config is None else config.optim.epochs,
+            "initialised_from": None if config is None else config.model.init,
             "checkpoint_metrics": checkpoint.metrics,
         },
         "evaluation": None if len(members) > 1 else _evaluation(loaded.source),
@@ -180,6 +181,11 @@ def markdown(card: dict[str, Any]) -> str:
     if train["excluded_patients"]:
         lines.append(f"- kept out entirely: {', '.join(train['excluded_patients'])}")
     lines.append(f"- seed {train['seed']}, {train['epochs']} epochs planned")
+    if train.get("initialised_from"):
+        lines.append(
+            f"- started from the weights of `{train['initialised_from']}` (fine-tuned), not "
+            "from scratch"
+        )
     metrics = train["checkpoint_metrics"] or {}
     if "val_dice" in metrics:
         lines.append(f"- validation Dice at this checkpoint: {_figure(metrics['val_dice'])}")

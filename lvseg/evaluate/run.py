@@ -173,6 +173,7 @@ def training_split(
             val_fraction=config.data.val_fraction,
             seed=config.seed,
             exclude=config.data.exclude_patients,
+            train_patients=config.data.train_patients,
         )
         return list(rebuilt.train), list(rebuilt.val), "the split rebuilt from the training config"
     return None, None, "unknown: the model does not say and its training data are not here"

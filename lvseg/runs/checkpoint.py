@@ -235,3 +235,35 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         raise InvalidInputError(path, f"weights do not fit the model ({reason})") from None
     model.to(device).eval()
     return LoadedModel(model=model, checkpoint=checkpoint, source=path)
+
+
+def load_initial_weights(model: nn.Module, spec: str | Path, name: str) -> Path:
+    """Load into ``model`` (a fresh ``name``) the weights of the run or checkpoint ``spec``
+    names (``lvseg train --init``); the checkpoint read. A checkpoint of another model, or of the
+    same model with other options (another width, another number of stages), is refused in one
+    line that names the first difference."""
+    path = resolve_model_path(spec)
+    checkpoint = load_checkpoint(path)
+    if checkpoint.model_name != name:
+        raise InvalidInputError(
+            path, f"{checkpoint.model_name} weights: --init needs {name} weights, as this run's"
+        )
+    ours, theirs = model.state_dict(), checkpoint.state_dict
+    for key in ours:
+        if key not in theirs:
+            raise InvalidInputError(
+                path, f"another {name} architecture: no {key} there (--init needs the same options)"
+            )
+        if tuple(ours[key].shape) != tuple(theirs[key].shape):
+            raise InvalidInputError(
+                path,
+                f"another {name} architecture: {key} is {tuple(theirs[key].shape)} there and "
+                f"{tuple(ours[key].shape)} here (--init needs the same options)",
+            )
+    extra = [key for key in theirs if key not in ours]
+    if extra:
+        raise InvalidInputError(
+            path, f"another {name} architecture: it has {extra[0]}, this run's has not"
+        )
+    model.load_state_dict(theirs)
+    return path

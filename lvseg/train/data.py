@@ -58,6 +58,7 @@ def prepare(config: DataConfig, seed: int, *, cache_root: Path | None = None) ->
         val_fraction=config.val_fraction,
         seed=seed,
         exclude=config.exclude_patients,
+        train_patients=config.train_patients,
     )
     sets = split.apply(dataset)
     spacing = config.target_spacing_mm

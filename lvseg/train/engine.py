@@ -52,7 +52,14 @@ from lvseg.data.preprocess import CachedSlices
 from lvseg.errors import InvalidInputError
 from lvseg.model.registry import build_model, config_of, size_report
 from lvseg.monitor.recorder import TrainingMonitor
-from lvseg.runs.checkpoint import Checkpoint, TrainingState, all_finite, load_checkpoint
+from lvseg.runs.checkpoint import (
+    Checkpoint,
+    TrainingState,
+    all_finite,
+    load_checkpoint,
+    load_initial_weights,
+    resolve_model_path,
+)
 from lvseg.runs.folder import (
     check_replaceable_run,
     remove_stale_temporaries,
@@ -290,6 +297,8 @@ def train(
                 "already holds a run: use --resume to continue it, --overwrite to start it "
                 "again from scratch, or another --out",
             )
+        if config.model.init is not None and resumed is None:
+            load_checkpoint(resolve_model_path(config.model.init))  # a bad file fails first
         if config.runtime.threads:
             torch.set_num_threads(config.runtime.threads)
         seed_everything(config.seed, config.runtime.deterministic)
@@ -309,6 +318,9 @@ def train(
 
         # ---- 3. model and optimiser -------------------------------------------------------
         model = build_model(config.model.name, **config.model.options)
+        initialised = None
+        if config.model.init is not None and resumed is None:
+            initialised = load_initial_weights(model, config.model.init, config.model.name)
         report = size_report(model)
         model.to(device)
         if device.type == "cuda" and config.runtime.channels_last:
@@ -355,6 +367,10 @@ def train(
         progress.on_start(total_steps, state.step, config.optim.epochs)
         if resumed is not None:
             progress.on_message(f"resumed {run_dir} at epoch {state.epoch}, step {state.step}")
+        if initialised is not None:
+            progress.on_message(f"started from the weights of {initialised}")
+            if store:
+                store.event("init", f"started from the weights of {initialised}")
 
         # ---- 5. epochs --------------------------------------------------------------------
         status, message = "finished", None

@@ -254,6 +254,8 @@ def test_contours_reproduce_the_masks(cohort) -> None:
         lambda: phantom.generate_patient(0, acquisition={"k_fraction": (0.5,)}),
         lambda: phantom.generate_patient(0, acquisition={"spacing": True}),
         lambda: phantom.generate_patient(0, acquisition={"fov_kind": "square"}),
+        lambda: phantom.generate_patient(0, contrast="t1"),
+        lambda: phantom.write_phantom("/tmp/never-written", contrast="t1"),
     ],
 )
 def test_bad_arguments_raise_invalid_input(call) -> None:
@@ -287,6 +289,30 @@ def test_an_acquisition_setting_changes_the_images_and_keeps_the_anatomy() -> No
     fixed = {"fov_kind": anatomy.fov_kind, "noise": anatomy.noise, "gamma": anatomy.gamma}
     same = phantom.generate_patient(2, phases=[0], downscale=4, acquisition=fixed)
     assert np.array_equal(same.images, drawn.images)
+
+
+def test_random_contrast_redraws_every_tissue_and_keeps_the_heart() -> None:
+    """Domain randomisation: the same patients, labels and acquisition, tissues of any value."""
+    drawn = [phantom.generate_patient(i, phases=[0], downscale=4) for i in range(8)]
+    random = [
+        phantom.generate_patient(i, phases=[0], downscale=4, contrast="random") for i in range(8)
+    ]
+    ratios = []
+    for ssfp, other in zip(drawn, random, strict=True):
+        assert np.array_equal(other.lv, ssfp.lv) and np.array_equal(other.rv, ssfp.rv)
+        assert other.pixel_spacing_mm == ssfp.pixel_spacing_mm
+        assert not np.array_equal(other.images, ssfp.images)
+        blood = other.images[other.lv].mean()
+        wall = other.images[other.myocardium].mean()
+        ratios.append(wall / blood)
+    # SSFP always has a darker wall than blood (partial volume lifts it at this coarse grid);
+    # random contrasts need not: here 3 of 8 walls are brighter than their blood
+    assert all(
+        ssfp.images[ssfp.myocardium].mean() < 0.7 * ssfp.images[ssfp.lv].mean() for ssfp in drawn
+    )
+    assert sum(r > 1 for r in ratios) == 3 and min(ratios) < 0.5
+    again = phantom.generate_patient(1, phases=[0], downscale=4, contrast="random")
+    assert np.array_equal(again.images, random[1].images)  # still deterministic
 
 
 # --------------------------------------------------------------------------------------------

@@ -112,3 +112,23 @@ def test_excluded_patients_are_kept_out_of_training_and_validation():
     assert plain == kfold(GROUPS, 4, seed=0)[2]
     with pytest.raises(InvalidInputError, match="'HF-99' to exclude is not in the data"):
         split_for(dataset, folds=0, fold=0, val_fraction=0.2, seed=0, exclude=["HF-99"])
+
+
+def test_fewer_training_patients_are_nested_stratified_and_leave_val_alone():
+    from lvseg.data.splits import patient_groups, split_for
+
+    dataset = _dataset(GROUPS)
+    full = split_for(dataset, folds=4, fold=1, val_fraction=0.2, seed=0)
+    chosen = []
+    for count in (2, 4, 8, len(full.train)):
+        split = split_for(dataset, folds=4, fold=1, val_fraction=0.2, seed=0, train_patients=count)
+        assert split.val == full.val and len(split.train) == count
+        assert set(split.train) <= set(full.train)
+        chosen.append(set(split.train))
+    assert all(a <= b for a, b in zip(chosen, chosen[1:], strict=False))  # nested
+    assert chosen[-1] == set(full.train)
+    groups = patient_groups(dataset)
+    four = sorted(groups[p] for p in chosen[1])
+    assert len(set(four)) == min(4, len(set(groups.values())))  # one of each group first
+    with pytest.raises(InvalidInputError, match="train_patients is 99, but the split has"):
+        split_for(dataset, folds=4, fold=1, val_fraction=0.2, seed=0, train_patients=99)

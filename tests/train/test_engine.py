@@ -10,7 +10,7 @@ import torch
 
 from lvseg.config import TrainConfig
 from lvseg.errors import InvalidInputError
-from lvseg.runs.checkpoint import load_checkpoint, load_model
+from lvseg.runs.checkpoint import load_checkpoint, load_model, resolve_model_path
 from lvseg.runs.store import RunStore
 from lvseg.train import engine, losses
 
@@ -156,3 +156,51 @@ def test_deep_supervision_and_boundary_weights_train_and_are_logged(tiny_phantom
 def test_a_negative_boundary_weight_is_refused():
     with pytest.raises(InvalidInputError, match="loss.boundary"):
         TrainConfig.from_dict({"loss": {"boundary": -1.0}})
+
+
+def test_a_run_initialised_from_another_starts_from_its_weights_exactly(
+    tiny_phantom, tiny_run, tmp_path, monkeypatch
+):
+    started: dict[str, torch.Tensor] = {}
+    real = engine.make_optimizer
+
+    def capture(model, *args, **kwargs):  # the optimiser is made right after the weights load
+        started.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "make_optimizer", capture)
+    config = tiny_config(tiny_phantom, epochs=1).merged({"model": {"init": str(tiny_run)}})
+    engine.train(config, tmp_path / "tuned")
+    # the run's selected checkpoint, else its best, else its last: as every MODEL argument
+    source = load_checkpoint(resolve_model_path(tiny_run)).state_dict
+    assert started.keys() == source.keys()
+    assert all(torch.equal(started[k], source[k]) for k in source)
+    # a run from scratch starts elsewhere, and the tuned run records where it started
+    fresh: dict[str, torch.Tensor] = {}
+    started.clear()
+    engine.train(tiny_config(tiny_phantom, epochs=1), tmp_path / "fresh")
+    fresh.update(started)
+    assert not all(torch.equal(fresh[k], source[k]) for k in source)
+    with RunStore.open(tmp_path / "tuned", readonly=True) as store:
+        assert store.config["model"]["init"] == str(tiny_run)
+        assert [e["kind"] for e in store.events()].count("init") == 1
+
+
+def test_init_refuses_another_architecture_in_one_line(tiny_phantom, tiny_run, tmp_path):
+    from builders import invoke
+
+    wider = invoke(
+        "train", "--data", tiny_phantom, "--init", tiny_run, "--epochs", 1,
+        "--out", tmp_path / "wider", "--no-monitor",
+    )  # fmt: skip
+    assert wider.exit_code == 2
+    assert "another lvnet architecture" in wider.output and "--init needs the same" in wider.output
+    assert "Traceback" not in wider.output and len(wider.output.strip().splitlines()) == 1
+    assert not (tmp_path / "wider").exists()
+    other = invoke(
+        "train", "--data", tiny_phantom, "--model", "unet", "--init", tiny_run, "--epochs", 1,
+        "--out", tmp_path / "unet",
+    )  # fmt: skip
+    assert other.exit_code == 2 and "lvnet weights: --init needs unet weights" in other.output
+    missing = invoke("train", "--data", tiny_phantom, "--init", tmp_path / "nothing.pt")
+    assert missing.exit_code == 2 and "nothing.pt" in missing.output
