@@ -12,7 +12,7 @@ paper makes with ImageNet, with the pre-training that can be had here: a synthet
 Run from the project root (the default recipe, 50 epochs: about 20 minutes an arm for counts
 2,4,8,24 on 2 CPU cores, as an epoch's time grows with k)::
 
-    .venv/bin/python benchmarks/learning_curve.py --init phantom-to-real/default-40p-50e
+    .venv/bin/python benchmarks/learning_curve.py [--init phantom-to-real/default-40p-50e]
         [--counts 2,4,8,16,24] [--fold 0] [--epochs N] [--recipe default]
         [--runs DIR [--reuse]] [--json results.json]
 
@@ -69,7 +69,13 @@ def run_arm(args: argparse.Namespace, arm: str, count: int) -> tuple[dict, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--init", type=Path, required=True, help="the phantom run to start from")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="the phantom run to start from (default: phantom_to_real.py's default run, "
+        "trained there first if it is not)",
+    )
     parser.add_argument("--counts", default="2,4,8,24")
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=0, help="default: the recipe's")
@@ -82,8 +88,16 @@ def main() -> None:
     args = parser.parse_args()
     if not REAL_DATA.is_dir():
         sys.exit(f"error: {REAL_DATA}: no Sunnybrook PNG data (see ../shared/data/README.md)")
-    resolve_model_path(args.init)  # a bad --init fails before hours of training
     torch.set_num_threads(args.threads)
+    if args.init is None:
+        from phantom_to_real import phantom_run
+
+        defaults = argparse.Namespace(
+            runs=Path("phantom-to-real"), patients=8, seed=args.seed, recipe=args.recipe,
+            epochs=0, options="", contrast="ssfp", threads=args.threads, reuse=True,
+        )  # fmt: skip
+        _, args.init, _ = phantom_run(defaults)
+    resolve_model_path(args.init)  # a bad --init fails before hours of training
     counts = [int(c) for c in args.counts.split(",")]
     results: dict = {}
     for count in counts:

@@ -8,8 +8,13 @@ figure on the picture comes from ``frames.csv`` and ``summary.json`` as predict 
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/quality_figure.py --model EXPORT [--input DIR [DIR ...]]
+    .venv/bin/python benchmarks/quality_figure.py [--model EXPORT] [--input DIR [DIR ...]]
         [--out docs/images/quality-control.png] [--frames 8]
+
+Without ``--model`` it exports the default recipe's fold-0 cross-validation run
+(``cv/robust-noise50/lvnet-fold0``, from ``benchmarks/sunnybrook_cv.py --runs cv``) into a
+temporary folder, and without ``--input`` it predicts the DICOM cines of the patients that run
+held out (SCD0000101 and SCD0000301): the README's picture.
 """
 
 from __future__ import annotations
@@ -29,7 +34,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lvseg.deploy.predict import predict  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_INPUT = REPO_ROOT.parent / "shared" / "data" / "sunnybrook-dicom" / "dicoms"
+DICOM = REPO_ROOT.parent / "shared" / "data" / "sunnybrook-dicom"
+DEFAULT_RUN = Path("cv") / "robust-noise50" / "lvnet-fold0"
+
+
+def held_out_studies(run: Path) -> list[Path]:
+    """The DICOM cines of the Sunnybrook patients ``run`` held out (``link.csv`` maps them)."""
+    from lvseg.runs.checkpoint import load_checkpoint, resolve_model_path
+
+    split = load_checkpoint(resolve_model_path(run)).split
+    held = set() if split is None else set(split.val)
+    studies = []
+    with (DICOM / "link.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            group, number = row["original_id"].rsplit("-", 1)
+            if f"{group}-{int(number):02d}" in held:
+                studies.append(DICOM / "dicoms" / row["patient_id"])
+    return studies
 
 
 def frames_of(folder: Path) -> list[dict]:
@@ -58,12 +79,12 @@ def caption(row: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--model", type=Path, default=None, help="an lvseg export")
     parser.add_argument(
         "--input",
         type=Path,
         nargs="+",
-        default=[DEFAULT_INPUT],
+        default=None,
         help="DICOM folders (studies, or a folder of studies): pick the patients the model held "
         "out",
     )
@@ -77,6 +98,16 @@ def main() -> None:
     from PIL import Image
 
     with tempfile.TemporaryDirectory() as scratch:
+        if args.model is None:
+            if not DEFAULT_RUN.is_dir():
+                sys.exit(f"error: {DEFAULT_RUN}: no run (train it with sunnybrook_cv.py --runs cv)")
+            from lvseg.deploy.export import export
+
+            args.model = Path(scratch) / "export"
+            export(DEFAULT_RUN, args.model)
+            args.input = args.input or held_out_studies(DEFAULT_RUN)
+        if not args.input:
+            sys.exit("error: give --input (the DICOM cines of patients the model held out)")
         rows = []
         for k, source in enumerate(args.input):
             result = predict(args.model, source, Path(scratch) / f"predicted-{k}", tta=False)
