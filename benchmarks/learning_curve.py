@@ -36,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sunnybrook_cv import REAL_DATA, finished, recipe_config  # noqa: E402
 
 from lvseg import layout  # noqa: E402
+from lvseg.evaluate import summary  # noqa: E402
 from lvseg.evaluate.run import evaluate  # noqa: E402
-from lvseg.runs.checkpoint import resolve_model_path  # noqa: E402
+from lvseg.runs.checkpoint import load_checkpoint, resolve_model_path  # noqa: E402
 from lvseg.train.engine import train  # noqa: E402
 
 ARMS = ("scratch", "phantom")
@@ -63,8 +64,13 @@ def run_arm(args: argparse.Namespace, arm: str, count: int) -> tuple[dict, float
         resume = args.reuse and layout.looks_like_run(out)
         train(config, out, resume=resume, overwrite=out.exists() and not resume)
         seconds = time.perf_counter() - started
-    found = evaluate(layout.checkpoint_path(out, layout.LAST_CHECKPOINT), REAL_DATA, write=False)
-    return found["summary"], seconds
+    last = layout.checkpoint_path(out, layout.LAST_CHECKPOINT)
+    found = evaluate(last, REAL_DATA, write=False)
+    # the fold's validation patients only: the same for every k (the real training patients
+    # a smaller k leaves out are held out too, so evaluate would score them as well)
+    val = set(load_checkpoint(last).split.val)
+    rows = [row for row in found["rows"] if row["patient_id"] in val]
+    return summary.summarise(rows), seconds
 
 
 def main() -> None:

@@ -183,7 +183,8 @@ def split_for(
     stratified train/val split with ``val_fraction`` of the patients in val; the ``exclude``
     patients are kept out of both (they form the test set). ``train_patients`` > 0 trains on
     only that many of the split's training patients, a stratified, seeded choice whose smaller
-    counts are subsets of the larger (learning curves); val stays as it is.
+    counts are subsets of the larger (learning curves); val stays as it is, and the training
+    patients left out join the test set.
 
     Training and evaluation both call this, so an evaluation can rebuild the exact split a model
     was trained with from the config saved in its checkpoint.
@@ -207,6 +208,8 @@ def split_for(
             )
         order = stratified_order({p: groups[p] for p in train}, seed)
         train = tuple(sorted(order[:train_patients]))
+        # the training patients left out are held out like the excluded ones
+        excluded = tuple(sorted({*excluded, *order[train_patients:]}))
     return Split(train=train, val=split.val, test=excluded)
 
 

@@ -124,6 +124,8 @@ def test_fewer_training_patients_are_nested_stratified_and_leave_val_alone():
         split = split_for(dataset, folds=4, fold=1, val_fraction=0.2, seed=0, train_patients=count)
         assert split.val == full.val and len(split.train) == count
         assert set(split.train) <= set(full.train)
+        assert set(split.test) == set(full.train) - set(split.train)  # held out, not lost
+        assert len(split.apply(dataset)["train"].patients) == count
         chosen.append(set(split.train))
     assert all(a <= b for a, b in zip(chosen, chosen[1:], strict=False))  # nested
     assert chosen[-1] == set(full.train)
