@@ -43,6 +43,7 @@ demo: $(VENV)/.installed
 	$(BIN)/lvseg export $(DEMO)/runs/lvnet --out $(DEMO)/export --int8 --overwrite
 	$(BIN)/lvseg predict $(DEMO)/export $(DEMO)/phantom/dicoms --out $(DEMO)/prediction --overwrite
 	$(BIN)/lvseg runs list $(DEMO)/runs
+	$(BIN)/lvseg data phantom-truth $(DEMO)/phantom $(DEMO)/prediction
 	@echo "demo: phantom in $(DEMO)/phantom (inspection: $(DEMO)/phantom-montage.png, $(DEMO)/phantom-summary.json)"
 	@echo "demo: run store $(DEMO)/runs/lvnet/run.db; selected model: $(DEMO)/runs/lvnet/selected.json"
 	@echo "demo: evaluation of the held-out patients: $(DEMO)/evaluation/report.html"

@@ -283,6 +283,43 @@ def data_phantom(
     )
 
 
+@data_app.command("phantom-truth")
+@clean_errors
+def data_phantom_truth(
+    phantom: Annotated[Path, typer.Argument(help="The phantom folder the studies came from.")],
+    prediction: Annotated[Path, typer.Argument(help="An lvseg predict output folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Set every predicted study of a phantom beside the phantom's true ejection fraction."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from lvseg.deploy.truth import EF_CLOSE_POINTS, phantom_truth
+
+    rows = phantom_truth(phantom, prediction)
+    if as_json:
+        print(json.dumps([asdict(r) | {"error_points": r.error_points} for r in rows], indent=2))
+        return
+    table = Table(title=f"predicted EF against the phantom's truth ({phantom})")
+    for column in ("study", "group", "true EF", "predicted EF", "error (points)", "QC"):
+        table.add_column(column)
+    for row in rows:
+        predicted = "-" if row.predicted_ef is None else f"{100 * row.predicted_ef:.1f}%"
+        error = "-" if row.error_points is None else f"{row.error_points:+.1f}"
+        qc = {True: "trusted", False: "review", None: "-"}[row.trusted]
+        table.add_row(row.study, row.group, f"{100 * row.true_ef:.1f}%", predicted, error, qc)
+    console.print(table)
+    errors = [abs(r.error_points) for r in rows if r.error_points is not None]
+    close = sum(e <= EF_CLOSE_POINTS for e in errors)
+    mean = sum(errors) / len(errors) if errors else float("nan")
+    console.print(
+        f"{close} of {len(rows)} studies within {EF_CLOSE_POINTS:g} points of the true EF; "
+        f"mean absolute error {mean:.1f} points",
+        highlight=False,
+    )
+
+
 @data_app.command("split")
 @clean_errors
 def data_split(
