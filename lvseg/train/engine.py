@@ -58,7 +58,6 @@ from lvseg.runs.checkpoint import (
     all_finite,
     load_checkpoint,
     load_initial_weights,
-    resolve_model_path,
 )
 from lvseg.runs.folder import (
     check_replaceable_run,
@@ -298,7 +297,10 @@ def train(
                 "again from scratch, or another --out",
             )
         if config.model.init is not None and resumed is None:
-            load_checkpoint(resolve_model_path(config.model.init))  # a bad file fails first
+            # a bad or mismatched checkpoint fails before the data are read (a throwaway model,
+            # built before the seed is set, so the run's own draws are untouched)
+            throwaway = build_model(config.model.name, **config.model.options)
+            load_initial_weights(throwaway, config.model.init, config.model.name)
         if config.runtime.threads:
             torch.set_num_threads(config.runtime.threads)
         seed_everything(config.seed, config.runtime.deterministic)
