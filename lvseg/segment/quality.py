@@ -434,9 +434,9 @@ def judge(
         frames = [signals[i] for i in chosen]
         failure[chosen] = scorer.failure_score(frames)
         predicted[chosen] = scorer.dice_of(failure[chosen])
-        below, above = scorer.interval_of(failure[chosen])
-        low[chosen] = np.clip(predicted[chosen] + below, 0.0, 1.0)
-        high[chosen] = np.clip(predicted[chosen] + above, 0.0, 1.0)
+        offset_low, offset_high = scorer.interval_of(failure[chosen])
+        low[chosen] = np.clip(predicted[chosen] + offset_low, 0.0, 1.0)
+        high[chosen] = np.clip(predicted[chosen] + offset_high, 0.0, 1.0)
         blame = scorer.contributions(frames)
         side = scorer.standardised(frames)
     flagged = np.zeros(len(signals), bool)
