@@ -168,13 +168,14 @@ def mode_rows(rows: list[dict], mode: str) -> list[dict]:
 
 def cross_fit(
     frames: list[dict], groups: list[Group], folds: list[int], use: tuple[str, ...], tta: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fold k's frames judged (as evaluate and predict judge them) by a score fitted on the
-    other folds' frames only: predicted Dice, failure score, flags and interval ends."""
+) -> Judgement:
+    """Every frame judged (as evaluate and predict judge them) by a score fitted on the other
+    folds' frames only."""
     signals = [{k: r[k] for k in SIGNALS} for r in frames]
     truth = np.array([r["dice"] for r in frames])
-    out = [np.full(len(frames), np.nan) for _ in range(4)]
-    flagged = np.zeros(len(frames), bool)
+    nan = np.full(len(frames), np.nan)
+    found = Judgement(nan.copy(), np.zeros(len(frames), bool), {}, FLAG_BELOW, nan.copy())
+    found.dice_low, found.dice_high = nan.copy(), nan.copy()
     fold_of = np.array([r["fold"] for r in frames])
     for fold in folds:
         others = fold_of != fold
@@ -184,11 +185,10 @@ def cross_fit(
         scorer = fit_quality_model(chosen, truth[others], use=use, tta=tta)
         for group in (g for g in groups if g.fold == fold):
             part = slice(group.start, group.stop)
-            judgement = judge(scorer, group.records, signals[part])
-            out[0][part], out[1][part] = judgement.predicted_dice, judgement.failure_score
-            out[2][part], out[3][part] = judgement.dice_low, judgement.dice_high
-            flagged[part] = judgement.flagged
-    return out[0], out[1], flagged, out[2], out[3]
+            judged = judge(scorer, group.records, signals[part])
+            for name in ("predicted_dice", "flagged", "failure_score", "dice_low", "dice_high"):
+                getattr(found, name)[part] = getattr(judged, name)
+    return found
 
 
 def analyse(mode: str, rows: list[dict], groups: list[Group], args: argparse.Namespace) -> dict:
@@ -226,7 +226,7 @@ def analyse(mode: str, rows: list[dict], groups: list[Group], args: argparse.Nam
     print("|---|---|")
     choice = {}
     for names in candidates:
-        _, failure, *_ = cross_fit(frames, groups, args.folds, names, tta)
+        failure = cross_fit(frames, groups, args.folds, names, tta).failure_score
         found = [
             auroc(failure[(folds == f) & segmented], failed[(folds == f) & segmented])
             for f in args.folds
@@ -235,7 +235,9 @@ def analyse(mode: str, rows: list[dict], groups: list[Group], args: argparse.Nam
         choice[key] = statistics.fmean(found)
         label = key if len(names) < len(SIGNALS) - 1 else "all"
         print(f"| {label} | {' / '.join(f'{v:.3f}' for v in found)} ({choice[key]:.3f}) |")
-    predicted, failure, flagged, low, high = cross_fit(frames, groups, args.folds, use, tta)
+    judged = cross_fit(frames, groups, args.folds, use, tta)
+    predicted, failure, flagged = judged.predicted_dice, judged.failure_score, judged.flagged
+    low, high = judged.dice_low, judged.dice_high
     shifts = np.array([r["shift"] for r in frames])
     subsets = {"all frames": np.ones(len(frames), bool), "unshifted": shifts == "none"}
     subsets["shifted"] = shifts != "none"
