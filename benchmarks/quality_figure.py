@@ -40,17 +40,18 @@ DEFAULT_RUN = Path("cv") / "robust-noise50" / "lvnet-fold0"
 
 def held_out_studies(run: Path) -> list[Path]:
     """The DICOM cines of the Sunnybrook patients ``run`` held out (``link.csv`` maps them)."""
+    from lvseg.data.sunnybrook import normalise_id
     from lvseg.runs.checkpoint import load_checkpoint, resolve_model_path
 
     split = load_checkpoint(resolve_model_path(run)).split
     held = set() if split is None else set(split.val)
-    studies = []
     with (DICOM / "link.csv").open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            group, number = row["original_id"].rsplit("-", 1)
-            if f"{group}-{int(number):02d}" in held:
-                studies.append(DICOM / "dicoms" / row["patient_id"])
-    return studies
+        rows = list(csv.DictReader(handle))
+    return [
+        DICOM / "dicoms" / row["patient_id"]
+        for row in rows
+        if normalise_id(row["original_id"]) in held
+    ]
 
 
 def frames_of(folder: Path) -> list[dict]:
