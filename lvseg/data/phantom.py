@@ -1143,10 +1143,7 @@ def generate_patient(
     if group not in GROUPS:
         raise InvalidInputError(None, f"unknown group {group!r}; choose one of {', '.join(GROUPS)}")
     anat = _sample_anatomy(np.random.default_rng([seed, index, 0]), group)
-    if contrast not in CONTRASTS:
-        raise InvalidInputError(
-            None, f"unknown contrast {contrast!r}; choose {' or '.join(CONTRASTS)}"
-        )
+    _check_contrast(contrast)
     if contrast == "random":
         anat = _randomised(anat, np.random.default_rng([seed, index, 2]))
     if acquisition:
@@ -1385,10 +1382,7 @@ def write_phantom(
     _check_int("downscale", downscale, 1, 8)
     if format not in FORMATS:
         raise InvalidInputError(None, f"unknown phantom format {format!r}; choose dicom or nifti")
-    if contrast not in CONTRASTS:
-        raise InvalidInputError(
-            None, f"unknown contrast {contrast!r}; choose {' or '.join(CONTRASTS)}"
-        )
+    _check_contrast(contrast)
     out_dir = Path(out_dir)
     atomic.check_output_folder(out_dir, overwrite)
     entries = []
@@ -1770,6 +1764,13 @@ def _checked_acquisition(acquisition: dict[str, Any]) -> dict[str, Any]:
             )
         checked[key] = tuple(float(v) for v in values) if pair else float(value)
     return checked
+
+
+def _check_contrast(contrast: str) -> None:
+    if contrast not in CONTRASTS:
+        raise InvalidInputError(
+            None, f"unknown contrast {contrast!r}; choose {' or '.join(CONTRASTS)}"
+        )
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
