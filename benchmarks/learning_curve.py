@@ -108,11 +108,11 @@ def main() -> None:
     results: dict = {}
     for count in counts:
         for arm in ARMS:
-            summary, seconds = run_arm(args, arm, count)
-            results.setdefault(count, {})[arm] = {"summary": summary, "seconds": seconds}
+            scores, seconds = run_arm(args, arm, count)
+            results.setdefault(count, {})[arm] = {"summary": scores, "seconds": seconds}
             print(
-                f"k={count} {arm}: held-out Dice {summary['dice_mean']:.4f} "
-                f"({summary['slices']} slices), "
+                f"k={count} {arm}: held-out Dice {scores['dice_mean']:.4f} "
+                f"({scores['slices']} slices), "
                 + ("reused" if seconds is None else f"{seconds:.0f} s"),
                 flush=True,
             )

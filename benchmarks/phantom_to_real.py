@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sunnybrook_cv import finished, recipe_config, recipe_name  # noqa: E402
 
+from lvseg import layout  # noqa: E402
 from lvseg.data.phantom import write_phantom  # noqa: E402
 from lvseg.evaluate.run import evaluate  # noqa: E402
 from lvseg.runs.checkpoint import resolve_model_path  # noqa: E402
@@ -70,8 +71,8 @@ def phantom_run(args: argparse.Namespace) -> tuple[Path, Path, float]:
     config = base.merged(overrides)
     run = args.runs / f"{recipe_name(args.recipe)}-{args.patients}p-{config.optim.epochs}e{label}"
     started = time.perf_counter()
-    if not (args.reuse and finished(run, 1)):
-        resume = args.reuse and (run / "run.db").is_file()
+    if not (args.reuse and finished(run, config.optim.epochs)):
+        resume = args.reuse and layout.looks_like_run(run)
         train(config, run, resume=resume, overwrite=run.exists() and not resume)
     return phantom, run, time.perf_counter() - started
 
