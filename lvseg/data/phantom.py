@@ -15,8 +15,10 @@ gradually inward from the free wall over several mm (trabeculated, slow-flowing 
 septum is smooth), as the intensity profiles across the expert contours of the Sunnybrook images
 show; by Sunnybrook convention all of it counts as LV blood pool in the masks. Around the heart:
 body outline with bright subcutaneous fat, chest wall muscle, dark lungs with vessels, liver,
-stomach, spine, descending aorta, arms sometimes, and organ "clutter" (bowel, vessels); basal
-slices show the left atrium and aortic root (bright blood that is not LV).
+stomach, spine, descending aorta, arms sometimes, and organ "clutter" (bowel, vessels), each
+clutter structure an ellipsoid that appears, grows, moves and vanishes over a few slices (as
+cylinders through the whole stack, bright ones outvoted the LV when predict located the heart);
+basal slices show the left atrium and aortic root (bright blood that is not LV).
 
 **Motion.** 20 phases from end-diastole (phase 0) to end-systole (phase ``es_phase``) and back,
 following a contraction curve (fast ejection, rapid filling, diastasis, atrial kick). The cavity
@@ -67,7 +69,7 @@ from lvseg.data import atomic, contours
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM, RV, Dataset, Geometry, SliceRecord
 
-PHANTOM_VERSION = "1"
+PHANTOM_VERSION = "2"
 """Bumped whenever the same seed would give different images; part of the cache folder name."""
 PHASES = 20
 GROUPS = ("N", "HF-I", "HF-NI", "HYP")
@@ -131,9 +133,9 @@ GROUP_ANATOMY = {
         "descent": (4, 9),
     },
     "HYP": {
-        "lv_radius": (16, 23),
+        "lv_radius": (17, 25),
         "wall": (13, 18),
-        "ef": (0.62, 0.85),
+        "ef": (0.55, 0.78),
         "long_axis": (70, 88),
         "descent": (6, 10),
     },
@@ -206,6 +208,17 @@ class PhantomPatient:
         """NIfTI (RAS+) voxel-to-world matrix for volumes indexed ``[col, row, slice]``."""
         return _nifti_affine(self)
 
+    def label_volumes_ml(self) -> tuple[float, float] | None:
+        """(EDV, ESV) of the LV masks by disc summation (area x slice spacing), as ``lvseg
+        predict`` measures a study; None unless both ED and ES were rendered."""
+        if not {self.ed_phase, self.es_phase} <= set(self.phase_indices):
+            return None
+        voxel_ml = float(np.prod(self.pixel_spacing_mm)) * self.slice_spacing_mm / 1000.0
+        ed, es = (
+            float(self.lv[self.row(p)].sum()) * voxel_ml for p in (self.ed_phase, self.es_phase)
+        )
+        return ed, es
+
 
 # --------------------------------------------------------------------------------------------
 # Per-patient parameters
@@ -222,6 +235,10 @@ class _Blob:
     value: float
     rim: float = 0.0
     """Thickness (mm) of a dark outline, as bSSFP draws at fat/water and organ boundaries."""
+    depth: tuple[float, float, float, float] | None = None
+    """Where along the long axis the structure lies: (centre mm, half extent mm, drift u and v
+    in mm per mm): an ellipsoid that grows, shrinks and moves from slice to slice, as bowel,
+    stomach and vessels do. None: a cylinder through every slice (lungs, liver, spine, aorta)."""
 
 
 @dataclass
@@ -446,15 +463,15 @@ def _sample_anatomy(rng: np.random.Generator, group: str) -> _Anatomy:
         "rv_blood": u(0.85, 1.05),
         "atrium": u(0.8, 1.0),
         "aorta": u(0.6, 1.1),
-        "myocardium": u(0.15, 0.5),
+        "myocardium": u(0.12, 0.42),
         "fat": u(0.9, 1.8),
         "epicardial_fat": u(0.7, 1.4),
         "pericardium": u(0.05, 0.2),
-        "muscle": u(0.22, 0.42),
-        "mediastinum": u(0.15, 0.5),
+        "muscle": u(0.12, 0.32),
+        "mediastinum": u(0.08, 0.35),
         "lung": u(0.02, 0.08),
         "lung_vessel": u(0.3, 0.8),
-        "liver": u(0.25, 0.8),
+        "liver": u(0.2, 0.6),
         "stomach": float(rng.choice([u(0.05, 0.2), u(0.4, 0.8), u(0.8, 1.4)])),
         "spine": u(0.3, 0.7),
         "clutter_scale": u(0.6, 1.2),
@@ -476,6 +493,7 @@ def _sample_anatomy(rng: np.random.Generator, group: str) -> _Anatomy:
                 _harmonics(rng, 3, 0.08),
                 u(0.08, 1.2) * values["clutter_scale"],
                 rim=u(0.8, 3.0) if u() < 0.5 else 0.0,
+                depth=(u(-30, long_axis + 30), u(12, 60), u(-0.4, 0.4), u(-0.4, 0.4)),
             )
         )
     for _ in range(int(rng.integers(5, 16))):  # small vessels and bowel loops anywhere
@@ -488,6 +506,7 @@ def _sample_anatomy(rng: np.random.Generator, group: str) -> _Anatomy:
                 (),
                 u(0.1, 1.2),
                 rim=u(0.8, 2.0) if u() < 0.3 else 0.0,
+                depth=(u(-30, long_axis + 30), u(15, 120), u(-0.6, 0.6), u(-0.6, 0.6)),
             )
         )
 
@@ -883,6 +902,14 @@ def _slice_scene(anat: _Anatomy, grid: _Grid, z: float, rng: np.random.Generator
         elif number < 4:
             centre = (centre[0], centre[1] - 25.0 * toward_apex)
             axes = (axes[0] * (0.8 + 0.3 * toward_apex), axes[1] * (0.8 + 0.3 * toward_apex))
+        elif blob.depth is not None:
+            middle, half, drift_u, drift_v = blob.depth
+            along = (z - middle) / half
+            scale = math.sqrt(max(0.0, 1.0 - along * along))
+            if scale * min(axes) < 1.0:
+                continue  # this slice misses it
+            axes = (axes[0] * scale, axes[1] * scale)
+            centre = (centre[0] + drift_u * (z - middle), centre[1] + drift_v * (z - middle))
         shifted = _Blob(centre, axes, blob.angle, blob.harmonics, blob.value, blob.rim)
         _paint(canvas, grid, shifted, within=cavity)
         if number < 2:  # vessels in the lungs
@@ -1417,7 +1444,7 @@ def write_phantom(
 
 
 def _manifest_entry(patient: PhantomPatient, location: str) -> dict[str, Any]:
-    return {
+    entry = {
         "index": patient.index,
         "patient_id": patient.patient_id,
         "original_id": patient.original_id,
@@ -1434,6 +1461,15 @@ def _manifest_entry(patient: PhantomPatient, location: str) -> dict[str, Any]:
         "slice_spacing_mm": patient.slice_spacing_mm,
         "ejection_fraction": patient.ejection_fraction,
     }
+    volumes = patient.label_volumes_ml()
+    if volumes is not None and volumes[0] > 0:
+        edv, esv = volumes
+        entry |= {
+            "label_edv_ml": round(edv, 2),
+            "label_esv_ml": round(esv, 2),
+            "label_ejection_fraction": round(1.0 - esv / edv, 4),
+        }
+    return entry
 
 
 def _uid(patient: PhantomPatient, *parts: object) -> str:
