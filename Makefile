@@ -10,6 +10,7 @@ BIN := $(VENV)/bin
 TORCH_INSTALL ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 DEMO ?= demo
+DEMO_PATIENTS ?= 8
 DEMO_EPOCHS ?= 30
 PYTEST_ARGS ?= -n 2
 
@@ -32,7 +33,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(BIN)/lvseg data phantom $(DEMO)/phantom --patients 8 --seed 0 --overwrite
+	$(BIN)/lvseg data phantom $(DEMO)/phantom --patients $(DEMO_PATIENTS) --seed 0 --overwrite
 	$(BIN)/lvseg data inspect $(DEMO)/phantom --out $(DEMO)/phantom-montage.png
 	$(BIN)/lvseg data inspect $(DEMO)/phantom --json > $(DEMO)/.phantom-summary.json.tmp
 	mv $(DEMO)/.phantom-summary.json.tmp $(DEMO)/phantom-summary.json
@@ -43,7 +44,7 @@ demo: $(VENV)/.installed
 	$(BIN)/lvseg export $(DEMO)/runs/lvnet --out $(DEMO)/export --int8 --overwrite
 	$(BIN)/lvseg predict $(DEMO)/export $(DEMO)/phantom/dicoms --out $(DEMO)/prediction --overwrite
 	$(BIN)/lvseg runs list $(DEMO)/runs
-	$(BIN)/lvseg data phantom-truth $(DEMO)/phantom $(DEMO)/prediction
+	$(BIN)/lvseg data phantom-truth $(DEMO)/phantom $(DEMO)/prediction --run $(DEMO)/runs/lvnet
 	@echo "demo: phantom in $(DEMO)/phantom (inspection: $(DEMO)/phantom-montage.png, $(DEMO)/phantom-summary.json)"
 	@echo "demo: run store $(DEMO)/runs/lvnet/run.db; selected model: $(DEMO)/runs/lvnet/selected.json"
 	@echo "demo: evaluation of the held-out patients: $(DEMO)/evaluation/report.html"

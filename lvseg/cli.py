@@ -288,36 +288,68 @@ def data_phantom(
 def data_phantom_truth(
     phantom: Annotated[Path, typer.Argument(help="The phantom folder the studies came from.")],
     prediction: Annotated[Path, typer.Argument(help="An lvseg predict output folder.")],
+    run: Annotated[
+        Path | None,
+        typer.Option(help="The run the model came from: marks the studies it trained on."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
-    """Set every predicted study of a phantom beside the phantom's true ejection fraction."""
+    """Set every predicted study of a phantom beside the phantom's true volumes and EF."""
     from dataclasses import asdict
 
+    from rich import box
     from rich.table import Table
 
     from lvseg.deploy.truth import EF_CLOSE_POINTS, phantom_truth
 
-    rows = phantom_truth(phantom, prediction)
+    rows = phantom_truth(phantom, prediction, run)
     if as_json:
         print(json.dumps([asdict(r) | {"error_points": r.error_points} for r in rows], indent=2))
         return
-    table = Table(title=f"predicted EF against the phantom's truth ({phantom})")
-    for column in ("study", "group", "true EF", "predicted EF", "error (points)", "QC"):
-        table.add_column(column)
+
+    def pair(true: float | None, predicted: float | None, scale: float = 1.0) -> str:
+        shown = ("-" if v is None else f"{scale * v:.0f}" for v in (true, predicted))
+        return "/".join(shown)
+
+    table = Table(
+        title=f"true/predicted, phantom {phantom}", box=box.SIMPLE_HEAD, title_justify="left"
+    )
+    columns = ["study", "group", "EDV ml", "ESV ml", "EF %", "error", "QC"]
+    for column in columns + (["model"] if run else []):
+        table.add_column(column, no_wrap=True)
     for row in rows:
-        predicted = "-" if row.predicted_ef is None else f"{100 * row.predicted_ef:.1f}%"
         error = "-" if row.error_points is None else f"{row.error_points:+.1f}"
         qc = {True: "trusted", False: "review", None: "-"}[row.trusted]
-        table.add_row(row.study, row.group, f"{100 * row.true_ef:.1f}%", predicted, error, qc)
+        cells = [
+            row.study,
+            row.group,
+            pair(row.true_edv_ml, row.predicted_edv_ml),
+            pair(row.true_esv_ml, row.predicted_esv_ml),
+            pair(row.true_ef, row.predicted_ef, 100.0),
+            error,
+            qc,
+        ]
+        if run:
+            cells.append("held out" if row.held_out else "trained")
+        table.add_row(*cells)
     console.print(table)
-    errors = [abs(r.error_points) for r in rows if r.error_points is not None]
-    close = sum(e <= EF_CLOSE_POINTS for e in errors)
-    mean = sum(errors) / len(errors) if errors else float("nan")
-    console.print(
-        f"{close} of {len(rows)} studies within {EF_CLOSE_POINTS:g} points of the true EF; "
-        f"mean absolute error {mean:.1f} points",
-        highlight=False,
-    )
+    groups = [("", rows)]
+    if run:
+        groups = [
+            (" the model never saw", [r for r in rows if r.held_out]),
+            (" it trained on", [r for r in rows if not r.held_out]),
+        ]
+    for label, chosen in groups:
+        errors = [abs(r.error_points) for r in chosen if r.error_points is not None]
+        if not chosen:
+            continue
+        close = sum(e <= EF_CLOSE_POINTS for e in errors)
+        mean = sum(errors) / len(errors) if errors else float("nan")
+        console.print(
+            f"{close} of {len(chosen)} studies{label} within {EF_CLOSE_POINTS:g} points of the "
+            f"true EF; mean absolute error {mean:.1f} points",
+            highlight=False,
+        )
 
 
 @data_app.command("split")

@@ -1,9 +1,11 @@
 """A prediction of the phantom against the phantom's truth: what ``make demo`` ends with.
 
-The phantom knows every patient's true ejection fraction (``phantom.json``, from the generator's
-cavity volumes). ``lvseg predict`` over the phantom's studies measures one per study from its
-masks (disc summation); :func:`phantom_truth` pairs them by patient id, so a user sees at once
-whether the trained model measures hearts it never saw as they are.
+The phantom knows every patient's true volumes (``phantom.json``: the EDV and ESV of its own LV
+masks by disc summation, the way ``lvseg predict`` measures a study, so a perfect segmentation
+scores an error of 0; phantoms written before they were recorded give the EF the anatomy was
+drawn for). ``lvseg predict`` over the phantom's studies measures them from its masks;
+:func:`phantom_truth` pairs them by patient id and, given the run, says which studies the model
+trained on, so a user sees at once whether it measures hearts it never saw as they are.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ class StudyTruth:
     predicted_ef: float | None
     trusted: bool | None
     """What quality control said of the predicted EF (None without a score)."""
+    true_edv_ml: float | None = None
+    true_esv_ml: float | None = None
+    predicted_edv_ml: float | None = None
+    predicted_esv_ml: float | None = None
+    held_out: bool | None = None
+    """False for a patient the model trained on, True for one it did not (None: not known)."""
 
     @property
     def error_points(self) -> float | None:
@@ -54,10 +62,25 @@ def summaries(prediction: Path) -> list[dict]:
     return out
 
 
-def phantom_truth(phantom: str | Path, prediction: str | Path) -> list[StudyTruth]:
-    """Every predicted study of a phantom patient, with the patient's true EF."""
+def trained_patients(run: str | Path) -> set[str]:
+    """The patients a run trained on, as its store recorded them."""
+    from lvseg.runs.store import RunStore
+
+    with RunStore.open(run, readonly=True) as store:
+        patients = store.meta.get("train_patients")
+    if not isinstance(patients, list):
+        raise InvalidInputError(run, "the run's store names no training patients")
+    return {str(p) for p in patients}
+
+
+def phantom_truth(
+    phantom: str | Path, prediction: str | Path, run: str | Path | None = None
+) -> list[StudyTruth]:
+    """Every predicted study of a phantom patient, with the patient's true volumes and EF;
+    with ``run``, whether the run's model trained on the patient."""
     manifest = read_manifest(phantom)
     truth = {entry["patient_id"]: entry for entry in manifest["patients"]}
+    trained = None if run is None else trained_patients(run)
     rows = []
     for summary in summaries(Path(prediction)):
         study = summary.get("study", {})
@@ -65,14 +88,21 @@ def phantom_truth(phantom: str | Path, prediction: str | Path) -> list[StudyTrut
         if entry is None:
             continue
         quality = summary.get("quality") or {}
+        # the run's store names patients as the dataset reader does (the Sunnybrook-style id)
+        names = {entry["patient_id"], entry.get("original_id")}
         rows.append(
             StudyTruth(
                 study=str(study.get("name")),
                 patient_id=entry["patient_id"],
                 group=entry["group"],
-                true_ef=float(entry["ejection_fraction"]),
+                true_ef=float(entry.get("label_ejection_fraction", entry["ejection_fraction"])),
                 predicted_ef=summary.get("ef"),
                 trusted=quality.get("ef_trusted"),
+                true_edv_ml=entry.get("label_edv_ml"),
+                true_esv_ml=entry.get("label_esv_ml"),
+                predicted_edv_ml=summary.get("edv_ml"),
+                predicted_esv_ml=summary.get("esv_ml"),
+                held_out=None if trained is None else not (names & trained),
             )
         )
     if not rows:
