@@ -9,15 +9,18 @@ evaluate``'s code on the fold's 6 held-out patients, the same for every k, with 
 checkpoint (nothing held out chooses anything). This is the transfer-learning comparison the
 paper makes with ImageNet, with the pre-training that can be had here: a synthetic heart.
 
-Run from the project root (the default recipe, 50 epochs: about 20 minutes an arm for counts
-2,4,8,24 on 2 CPU cores, as an epoch's time grows with k)::
+Run from the project root (the default recipe, 50 epochs: about 25 minutes an arm and fold for
+counts 2,4,8,16,24 on 2 CPU cores, as an epoch's time grows with k)::
 
     .venv/bin/python benchmarks/learning_curve.py [--init phantom-to-real/default-40p-50e]
-        [--counts 2,4,8,16,24] [--fold 0] [--epochs N] [--recipe default]
+        [--counts 2,4,8,16,24] [--folds 0,1] [--epochs N] [--recipe default]
         [--runs DIR [--reuse]] [--json results.json]
 
-Runs are kept in ``DIR/ARM-kK-foldF`` (default ``learning-curve/``); ``--reuse`` scores finished
-ones again and resumes those stopped part-way.
+With several folds it prints each fold's table, then the mean over folds (each fold's held-out
+patients are other patients, so the folds are independent replicates of the comparison). Runs
+are kept in ``DIR/ARM-kK-foldF`` (default ``learning-curve/``); ``--reuse`` scores finished ones
+again and resumes those stopped part-way, and refuses a pre-trained run that started from
+another ``--init`` than the one asked (use another ``--runs``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sunnybrook_cv import REAL_DATA, finished, recipe_config  # noqa: E402
 
 from lvseg import layout  # noqa: E402
+from lvseg.config import TrainConfig  # noqa: E402
 from lvseg.evaluate import summary  # noqa: E402
 from lvseg.evaluate.run import evaluate  # noqa: E402
 from lvseg.runs.checkpoint import load_checkpoint, resolve_model_path  # noqa: E402
@@ -44,11 +48,11 @@ from lvseg.train.engine import train  # noqa: E402
 ARMS = ("scratch", "phantom")
 
 
-def run_arm(args: argparse.Namespace, arm: str, count: int) -> tuple[dict, float | None]:
-    """Train (or reuse) one arm at one count; its held-out scores and training seconds."""
+def run_arm(args: argparse.Namespace, arm: str, count: int, fold: int) -> tuple[dict, float | None]:
+    """Train (or reuse) one arm at one count and fold; its held-out scores and training seconds."""
     overrides: dict = {
         "seed": args.seed,
-        "data": {"path": str(REAL_DATA), "folds": 5, "fold": args.fold, "train_patients": count},
+        "data": {"path": str(REAL_DATA), "folds": 5, "fold": fold, "train_patients": count},
         "optim": {"early_stopping": 0},
         "runtime": {"device": "cpu", "threads": args.threads},
     }
@@ -57,7 +61,14 @@ def run_arm(args: argparse.Namespace, arm: str, count: int) -> tuple[dict, float
     if arm == "phantom":
         overrides["model"] = {"init": str(args.init)}
     config = recipe_config(args.recipe).merged(overrides)
-    out = args.runs / f"{arm}-k{count}-fold{args.fold}"
+    out = args.runs / f"{arm}-k{count}-fold{fold}"
+    if args.reuse and arm == "phantom" and layout.looks_like_run(out):
+        started_from = TrainConfig.load(out / "config.json").model.init
+        if started_from is None or Path(started_from).resolve() != args.init.resolve():
+            sys.exit(
+                f"error: {out}: initialised from {started_from}, not {config.model.init}; "
+                "give another --runs"
+            )
     seconds = None
     if not (args.reuse and finished(out, config.optim.epochs)):
         started = time.perf_counter()
@@ -83,7 +94,7 @@ def main() -> None:
         "trained there first if it is not)",
     )
     parser.add_argument("--counts", default="2,4,8,24")
-    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--folds", default="0", help="CV folds, e.g. 0,1")
     parser.add_argument("--epochs", type=int, default=0, help="default: the recipe's")
     parser.add_argument("--recipe", default="default")
     parser.add_argument("--runs", type=Path, default=Path("learning-curve"))
@@ -105,34 +116,51 @@ def main() -> None:
         _, args.init, _ = phantom_run(defaults)
     resolve_model_path(args.init)  # a bad --init fails before hours of training
     counts = [int(c) for c in args.counts.split(",")]
+    folds = [int(f) for f in args.folds.split(",")]
     results: dict = {}
-    for count in counts:
-        for arm in ARMS:
-            scores, seconds = run_arm(args, arm, count)
-            results.setdefault(count, {})[arm] = {"summary": scores, "seconds": seconds}
-            print(
-                f"k={count} {arm}: held-out Dice {scores['dice_mean']:.4f} "
-                f"({scores['slices']} slices), "
-                + ("reused" if seconds is None else f"{seconds:.0f} s"),
-                flush=True,
-            )
-    print(
-        f"\nLVNet on k real patients of fold {args.fold} (held-out: its 6 patients), "
-        f"{args.recipe} recipe; phantom: initialised from {args.init}\n"
-    )
-    print("| real training patients | from scratch | phantom pre-trained | difference |")
-    print("|---|---|---|---|")
-    for count in counts:
-        scratch = results[count]["scratch"]["summary"]["dice_mean"]
-        tuned = results[count]["phantom"]["summary"]["dice_mean"]
-        print(f"| {count} | {scratch:.4f} | {tuned:.4f} | {tuned - scratch:+.4f} |")
-    most = max(counts)
-    target = results[most]["scratch"]["summary"]["dice_mean"]
-    reached = [c for c in counts if results[c]["phantom"]["summary"]["dice_mean"] >= target]
-    print(
-        f"\nFrom scratch with {most} patients: Dice {target:.4f}; pre-trained on the phantom, "
-        + (f"reached with {min(reached)}" if reached else "not reached at any count")
-    )
+    for fold in folds:
+        for count in counts:
+            for arm in ARMS:
+                scores, seconds = run_arm(args, arm, count, fold)
+                results.setdefault(fold, {}).setdefault(count, {})[arm] = {
+                    "summary": scores,
+                    "seconds": seconds,
+                }
+                print(
+                    f"fold {fold} k={count} {arm}: held-out Dice {scores['dice_mean']:.4f} "
+                    f"({scores['slices']} slices), "
+                    + ("reused" if seconds is None else f"{seconds:.0f} s"),
+                    flush=True,
+                )
+    dice = {
+        (fold, count, arm): results[fold][count][arm]["summary"]["dice_mean"]
+        for fold in folds
+        for count in counts
+        for arm in ARMS
+    }
+    tables = [(f"fold {fold} (its 6 held-out patients)", [fold]) for fold in folds]
+    if len(folds) > 1:
+        tables.append((f"mean over folds {args.folds}", folds))
+    print(f"\nLVNet on k real patients, {args.recipe} recipe; phantom: started from {args.init}")
+    for title, chosen in tables:
+        mean = {
+            (count, arm): sum(dice[(f, count, arm)] for f in chosen) / len(chosen)
+            for count in counts
+            for arm in ARMS
+        }
+        print(f"\n{title}\n")
+        print("| real training patients | from scratch | phantom pre-trained | difference |")
+        print("|---|---|---|---|")
+        for count in counts:
+            scratch, tuned = mean[(count, "scratch")], mean[(count, "phantom")]
+            print(f"| {count} | {scratch:.4f} | {tuned:.4f} | {tuned - scratch:+.4f} |")
+        most = max(counts)
+        target = mean[(most, "scratch")]
+        reached = [c for c in counts if mean[(c, "phantom")] >= target]
+        print(
+            f"\nFrom scratch with {most} patients: Dice {target:.4f}; pre-trained on the phantom, "
+            + (f"reached with {min(reached)}" if reached else "not reached at any count")
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
 
