@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_INSTALL ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 DEMO ?= demo
-DEMO_PATIENTS ?= 8
+DEMO_PATIENTS ?= 24
 DEMO_EPOCHS ?= 30
 PYTEST_ARGS ?= -n 2
 

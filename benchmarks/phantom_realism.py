@@ -5,10 +5,10 @@ as lvseg reads them (``labelled_dataset``: the PNGs get 1.33 mm pixels by name, 
 their headers' spacing), the statistics a segmenter learns from:
 
 - **anatomy**: LV area (mm^2) in the basal, mid and apical thirds of the labelled stack at ED,
-  the ES/ED area ratio of a slice (contraction), the wall thickness at ED where the myocardium
-  is drawn (the phantom's masks, the DICOM epicardial contours; ``(A_epi - A_endo) / (pi
-  (r_epi + r_endo))`` with ``r = sqrt(A / pi)``), and the LV centroid's distance from the image
-  centre in mm;
+  the ES/ED area ratio of a slice (contraction; pooled and per Sunnybrook group), the wall
+  thickness at ED where the myocardium is drawn (the phantom's masks, the DICOM epicardial
+  contours; ``(A_epi - A_endo) / (pi (r_epi + r_endo))`` with ``r = sqrt(A / pi)``), and the LV
+  centroid's distance from the image centre in mm;
 - **contrast**, on each image scaled to its 1st-99th percentiles: the blood pool (the LV mask
   eroded by a pixel), the ring 2-5 mm outside it (mostly myocardium), the surroundings 15-30 mm
   away, and the blood-to-ring contrast ``(blood - ring) / (blood + ring)``;
@@ -113,6 +113,12 @@ def collect(path: str | Path) -> dict[str, list[float]]:
         ed = at_ed.get((record.patient_id, record.slice_index))
         if record.phase == ES and ed:
             values["ES/ED area of a slice"].append(stats[record.key]["area"] / ed)
+            # by group too: the groups' shares of slices differ between datasets (dilated
+            # hearts have more), which moves the pooled median without any heart differing
+            if record.group:
+                values[f"ES/ED area of a slice, {record.group}"].append(
+                    stats[record.key]["area"] / ed
+                )
     return values
 
 

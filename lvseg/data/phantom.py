@@ -941,7 +941,14 @@ def _slice_scene(anat: _Anatomy, grid: _Grid, z: float, rng: np.random.Generator
         anat.drift[0] * (z - 0.5 * anat.long_axis) + rng.normal(0.0, 1.5),
         anat.drift[1] * (z - 0.5 * anat.long_axis) + rng.normal(0.0, 1.5),
     )
-    reach = anat.lv_radius + 2.0 * anat.wall + 1.3 * anat.rv_width + 3.0 * anat.la_radius + 15
+    # what the heart paints reaches the RV, fat and pericardium beyond the epicardium, or the
+    # left atrium (at most 1.7 of its radius beyond it); the window bounds the larger, with room
+    reach = (
+        anat.lv_radius
+        + 2.0 * anat.wall
+        + max(1.3 * anat.rv_width + 10.0, 2.2 * anat.la_radius)
+        + 15.0
+    )
     near = (np.abs(grid.u - centre[0]) < reach) & (np.abs(grid.v - centre[1]) < reach)
     rows_in, cols_in = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
     window = (slice(rows_in[0], rows_in[-1] + 1), slice(cols_in[0], cols_in[-1] + 1))
