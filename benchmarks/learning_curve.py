@@ -93,7 +93,7 @@ def main() -> None:
         help="the phantom run to start from (default: phantom_to_real.py's default run, "
         "trained there first if it is not)",
     )
-    parser.add_argument("--counts", default="2,4,8,24")
+    parser.add_argument("--counts", default="2,4,8,16,24")
     parser.add_argument("--folds", default="0", help="CV folds, e.g. 0,1")
     parser.add_argument("--epochs", type=int, default=0, help="default: the recipe's")
     parser.add_argument("--recipe", default="default")
