@@ -340,9 +340,9 @@ def data_phantom_truth(
             (" it trained on", [r for r in rows if not r.held_out]),
         ]
     for label, chosen in groups:
-        errors = [abs(r.error_points) for r in chosen if r.error_points is not None]
         if not chosen:
             continue
+        errors = [abs(r.error_points) for r in chosen if r.error_points is not None]
         close = sum(e <= EF_CLOSE_POINTS for e in errors)
         mean = sum(errors) / len(errors) if errors else float("nan")
         console.print(
