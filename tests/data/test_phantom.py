@@ -319,7 +319,7 @@ def test_random_contrast_redraws_every_tissue_and_keeps_the_heart() -> None:
     # SSFP always has a darker wall than blood (partial volume lifts it at this coarse grid);
     # random contrasts need not: here 3 of 8 walls are brighter than their blood
     assert all(
-        ssfp.images[ssfp.myocardium].mean() < 0.7 * ssfp.images[ssfp.lv].mean() for ssfp in drawn
+        ssfp.images[ssfp.myocardium].mean() < 0.75 * ssfp.images[ssfp.lv].mean() for ssfp in drawn
     )
     assert sum(r > 1 for r in ratios) == 3 and min(ratios) < 0.5
     again = phantom.generate_patient(1, phases=[0], downscale=4, contrast="random")
