@@ -11,7 +11,7 @@ TORCH_INSTALL ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 DEMO ?= demo
 DEMO_PATIENTS ?= 24
-DEMO_EPOCHS ?= 30
+DEMO_EPOCHS ?= 40
 PYTEST_ARGS ?= -n 2
 
 .PHONY: demo test lint bench clean install install-dev
