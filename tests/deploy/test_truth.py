@@ -82,3 +82,8 @@ def test_phantom_truth_refuses_what_is_not_a_phantom_or_a_prediction(tmp_path, t
     assert "no summary.json: not an lvseg predict output" in not_prediction.output
     not_phantom = invoke("data", "phantom-truth", tmp_path / "empty", tmp_path / "empty")
     assert not_phantom.exit_code == 2 and "not an lvseg phantom folder" in not_phantom.output
+    not_run = invoke(
+        "data", "phantom-truth", tiny_phantom, tmp_path / "empty", "--run", tmp_path / "empty"
+    )
+    assert not_run.exit_code == 2 and "Traceback" not in not_run.output
+    assert str(tmp_path / "empty") in not_run.output

@@ -65,7 +65,7 @@ def test_evaluate_scores_exactly_the_masks_predict_writes(exported, located_run,
     )
     assert scored["settings"]["placement"]["slices_by_placement"]["stack"] == len(scored["rows"])
     by_source = {row["source"]: scored["masks"][row["key"]] for row in scored["rows"]}
-    assert len(by_source) == len(written) == 34  # 2 phases x (8 + 9 slices)
+    assert len(by_source) == len(written) == 30  # 2 phases x (7 + 8 slices)
     assert set(by_source) == set(written)
     for source, mask in by_source.items():
         assert np.array_equal(mask, written[source]), source
