@@ -1,0 +1,1 @@
+"""Training: the engine, its data, losses, distribution and checkpoint selection."""
