@@ -40,8 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from domain_shift import PNG, SHIFTS, dice  # noqa: E402
 
-from lvseg import layout  # noqa: E402
-from lvseg.data import atomic  # noqa: E402
+from lvseg import (
+    atomic,  # noqa: E402
+    layout,  # noqa: E402
+)
 from lvseg.data.load import labelled_dataset  # noqa: E402
 from lvseg.data.records import LV, SliceRecord  # noqa: E402
 from lvseg.evaluate.quality import assess, fit_quality_model  # noqa: E402

@@ -139,7 +139,7 @@ def main(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     """lvseg: a lightweight, interpretable LV segmentation system you can watch learn."""
-    from lvseg.data import progress
+    from lvseg import progress
 
     progress.enable()
     if version:
@@ -402,7 +402,7 @@ def data_plan(
     labels: LabelsOption = None,
 ) -> None:
     """Fingerprint a dataset and propose its preprocessing (target spacing, crop, jitter)."""
-    from lvseg.data import atomic
+    from lvseg import atomic
     from lvseg.data.preprocess import fingerprint, plan_preprocessing
 
     dataset = load(path, format, skip_invalid, **read_options(name_pattern, labels))

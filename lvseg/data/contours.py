@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lvseg.data import atomic
+from lvseg import atomic
 from lvseg.data.errors import InvalidInputError
 
 CONTOUR_NAME = re.compile(

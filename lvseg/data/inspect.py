@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lvseg.data import atomic
+from lvseg import atomic
 from lvseg.data.records import LV, MYOCARDIUM, STRUCTURES, Dataset, SliceRecord
 
 STRUCTURE_COLOURS = {"lv": "#ff3b30", "myocardium": "#34c759", "rv": "#0a84ff"}

@@ -71,8 +71,8 @@ from nibabel.openers import ImageOpener
 
 from lvseg.data.errors import InvalidInputError, Skipped
 from lvseg.data.files import regular_files, walk
-from lvseg.data.progress import track
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM, RV, Dataset, Geometry, SliceRecord
+from lvseg.progress import track
 
 IGNORE = "ignore"
 """Pseudo-structure: label values mapped to it are read as background."""

@@ -56,7 +56,6 @@ import gzip
 import inspect
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -65,7 +64,9 @@ from typing import Any
 import numpy as np
 from scipy import fft as sfft
 
-from lvseg.data import atomic, contours
+from lvseg import atomic
+from lvseg.cache import cache_dir
+from lvseg.data import contours
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM, RV, Dataset, Geometry, SliceRecord
 
@@ -1409,7 +1410,7 @@ def write_phantom(
     ``contourfiles/<original_id>/{i,o}-contours/``); ``format="nifti"``: the ACDC layout
     (``patientNNN/patientNNN_4d.nii.gz``, ED/ES frames with ``_gt`` labels, ``Info.cfg``). Both
     get a ``phantom.json`` manifest. A non-empty folder is refused unless ``overwrite``, and even
-    then unless lvseg wrote it (:func:`lvseg.data.atomic.check_output_folder`).
+    then unless lvseg wrote it (:func:`lvseg.atomic.check_output_folder`).
     """
     _check_int("patients", patients, 1, MAX_PATIENTS)
     _check_int("seed", seed, 0, 2**63 - 1)
@@ -1707,15 +1708,6 @@ def read(path: str | Path, skip_invalid: bool = False, **options: Any) -> Datase
         patient_id, group = names.get(record.patient_id, (record.patient_id, record.group))
         records.append(record.replace(patient_id=patient_id, group=group or record.group))
     return Dataset(records=records, format="phantom", root=str(root), skipped=list(inner.skipped))
-
-
-def cache_dir() -> Path:
-    """``$LVSEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/lvseg``, else ``~/.cache/lvseg``."""
-    if os.environ.get("LVSEG_CACHE_DIR"):
-        return Path(os.environ["LVSEG_CACHE_DIR"])
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "lvseg"
-    return Path.home() / ".cache" / "lvseg"
 
 
 def default_phantom_dir(

@@ -57,10 +57,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import scipy.ndimage as ndi
 
-from lvseg.data.atomic import atomic_directory
+from lvseg.atomic import atomic_directory
 from lvseg.data.errors import InvalidInputError
-from lvseg.data.progress import track
 from lvseg.data.records import STRUCTURES, Geometry, SliceRecord
+from lvseg.progress import track
 
 if TYPE_CHECKING:
     import torch
@@ -930,7 +930,7 @@ def build_cache(
     """Preprocess every record once into ``cache_dir/<key>/`` and open it; reuse it if present.
 
     The folder is built beside its final place and renamed when complete
-    (:func:`lvseg.data.atomic.atomic_directory`), so a crash never leaves a half cache. The
+    (:func:`lvseg.atomic.atomic_directory`), so a crash never leaves a half cache. The
     stored region is ``plan.context_size`` square around the heart, so every jittered crop of
     every epoch is a slice of it.
     """

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvseg.data import atomic
+from lvseg import atomic
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import Dataset
 

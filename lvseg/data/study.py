@@ -83,7 +83,7 @@ from lvseg.data.nifti import (
     slice_positions_of,
     split_nifti_name,
 )
-from lvseg.data.progress import track
+from lvseg.progress import track
 
 KINDS = ("dicom", "nifti", "image")
 SAME_PLANE = 0.99

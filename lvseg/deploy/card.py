@@ -14,8 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lvseg import __version__, layout
-from lvseg.data import atomic
+from lvseg import __version__, atomic, layout
 from lvseg.errors import InvalidInputError
 from lvseg.evaluate.run import load_evaluation
 from lvseg.model.classes import CLASS_NAMES, LV_CLASS

@@ -47,8 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lvseg import __version__, layout
-from lvseg.data import atomic
+from lvseg import __version__, atomic, layout
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.load import EMBEDDED_PHANTOM, labelled_dataset
 from lvseg.data.records import LV, SliceRecord

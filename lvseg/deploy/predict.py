@@ -35,8 +35,7 @@ from typing import Any
 import numpy as np
 import scipy.ndimage as ndi
 
-from lvseg import __version__
-from lvseg.data import atomic
+from lvseg import __version__, atomic
 from lvseg.data.records import Geometry, SliceRecord
 from lvseg.data.study import CineStudy, iter_studies
 from lvseg.errors import InvalidInputError, Skipped

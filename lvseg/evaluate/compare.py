@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lvseg.data import atomic
+from lvseg import atomic
 from lvseg.evaluate.report import count, html_page, note, number, percent
 
 COMPARE_FILE = "compare.html"

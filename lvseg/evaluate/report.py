@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lvseg.data import atomic
+from lvseg import atomic
 from lvseg.figures import PREDICTION_COLOUR, REFERENCE_COLOUR, display_range, draw_contour
 
 REPORT_FILE = "report.html"

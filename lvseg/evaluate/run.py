@@ -36,9 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from lvseg import __version__, layout
+from lvseg import __version__, atomic, layout
 from lvseg.config import TrainConfig
-from lvseg.data import atomic
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.load import EMBEDDED_PHANTOM, labelled_dataset
 from lvseg.data.preprocess import PreprocessPlan

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lvseg.data import atomic
+from lvseg import atomic
 from lvseg.figures import PREDICTION_COLOUR, REFERENCE_COLOUR, display_range, draw_contour
 
 SIGNED_COLORMAP = "RdBu_r"

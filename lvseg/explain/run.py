@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lvseg.data import atomic
+from lvseg import atomic
 from lvseg.data.errors import InvalidInputError
 from lvseg.data.inputs import read_inputs
 from lvseg.data.records import LV, SliceRecord

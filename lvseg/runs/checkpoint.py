@@ -25,9 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lvseg import layout
+from lvseg import atomic, layout
 from lvseg.config import TrainConfig
-from lvseg.data import atomic
 from lvseg.data.preprocess import PreprocessPlan
 from lvseg.data.splits import Split
 from lvseg.errors import InvalidInputError

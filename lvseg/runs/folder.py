@@ -4,7 +4,7 @@ replace.
 - :func:`set_aside_database` renames a damaged ``run.db`` (with its ``-wal`` and ``-shm``
   files) to ``run.db.damaged-<time>``, so a resume can start a new one; nothing is deleted.
 - :func:`remove_stale_temporaries` deletes the partial files a killed atomic write left behind
-  (:mod:`lvseg.data.atomic` names them ``.NAME.XXXXXXXX.tmp``), and only those.
+  (:mod:`lvseg.atomic` names them ``.NAME.XXXXXXXX.tmp``), and only those.
 - :func:`check_replaceable_run` and :func:`replace_run` let ``--overwrite`` delete a folder only
   when every entry in it is one lvseg writes in a run folder, and no trainer is writing it.
 
@@ -21,8 +21,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from lvseg import layout
-from lvseg.data import atomic
+from lvseg import atomic, layout
 from lvseg.errors import InvalidInputError
 from lvseg.runs.store import DAMAGED_SUFFIX, CorruptRunError, RunStore
 

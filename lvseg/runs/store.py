@@ -73,8 +73,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lvseg import __version__, layout
-from lvseg.data import atomic
+from lvseg import __version__, atomic, layout
 from lvseg.errors import InvalidInputError
 
 SCHEMA_VERSION = 2

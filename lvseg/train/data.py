@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lvseg.cache import cache_dir
 from lvseg.config import DataConfig
 from lvseg.data.load import labelled_dataset
-from lvseg.data.phantom import cache_dir
 from lvseg.data.preprocess import (
     CachedSlices,
     Fingerprint,

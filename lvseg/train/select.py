@@ -23,8 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lvseg import layout
-from lvseg.data import atomic
+from lvseg import atomic, layout
 from lvseg.errors import InvalidInputError
 from lvseg.runs.checkpoint import load_checkpoint
 from lvseg.runs.store import RunStore

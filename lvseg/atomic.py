@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lvseg import layout  # a leaf of names, like lvseg.errors
-from lvseg.data.errors import InvalidInputError
+from lvseg.errors import InvalidInputError
 
 
 def _umask() -> int:

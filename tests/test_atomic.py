@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lvseg.data import atomic
+from lvseg import atomic
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
