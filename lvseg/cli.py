@@ -1,6 +1,6 @@
 """The ``lvseg`` command line: one thin function per verb, each calling one package function.
 
-Bad input never shows a traceback: :class:`~lvseg.data.errors.InvalidInputError` (and a few
+Bad input never shows a traceback: :class:`~lvseg.errors.InvalidInputError` (and a few
 file-system errors) become one line on stderr and exit code 2.
 """
 
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lvseg import __version__, layout
-from lvseg.data.errors import InvalidInputError
+from lvseg.errors import InvalidInputError
 
 app = typer.Typer(
     help="Train a small, interpretable CNN to segment the left ventricle in cardiac MRI.",

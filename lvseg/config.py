@@ -10,7 +10,7 @@ Unknown keys and out-of-range values are refused with one line naming the file a
 >>> TrainConfig.from_dict({"optim": {"lr": -1}}, source="run.toml")
 Traceback (most recent call last):
 ...
-lvseg.data.errors.InvalidInputError: run.toml: optim.lr must be > 0, got -1
+lvseg.errors.InvalidInputError: run.toml: optim.lr must be > 0, got -1
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from lvseg.data.errors import InvalidInputError
+from lvseg.errors import InvalidInputError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lvseg import atomic
-from lvseg.data.errors import InvalidInputError
+from lvseg.errors import InvalidInputError
 
 CONTOUR_NAME = re.compile(
     r"^IM-(?P<series>\d{4})-(?P<instance>\d{4})-(?P<kind>i|o|p1|p2)contour-manual\.txt$"

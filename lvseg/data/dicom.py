@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lvseg.data.errors import InvalidInputError
+from lvseg.errors import InvalidInputError
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lvseg.data.errors import InvalidInputError, Skipped
 from lvseg.data.files import is_input_file, regular_files
 from lvseg.data.records import LV, Dataset, Geometry, SliceRecord, label_ed_es_by_area
+from lvseg.errors import InvalidInputError, Skipped
 from lvseg.progress import track
 
 DEFAULT_PATTERN = r"^(?P<patient>.+?)-IM-\d{4}-(?P<instance>\d{4})"

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from lvseg.data.dicom import is_dicom_file
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import LV, Geometry, SliceRecord
+from lvseg.errors import InvalidInputError
 
 
 def _single_identity(path: Path) -> dict[str, Any]:

@@ -12,8 +12,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import LV, Dataset
+from lvseg.errors import InvalidInputError
 
 READERS = {
     # name -> module; the order is the order auto-detection tries them in.

@@ -69,9 +69,9 @@ import nibabel as nib
 import numpy as np
 from nibabel.openers import ImageOpener
 
-from lvseg.data.errors import InvalidInputError, Skipped
 from lvseg.data.files import regular_files, walk
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM, RV, Dataset, Geometry, SliceRecord
+from lvseg.errors import InvalidInputError, Skipped
 from lvseg.progress import track
 
 IGNORE = "ignore"

@@ -67,8 +67,8 @@ from scipy import fft as sfft
 from lvseg import atomic
 from lvseg.cache import cache_dir
 from lvseg.data import contours
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM, RV, Dataset, Geometry, SliceRecord
+from lvseg.errors import InvalidInputError
 
 PHANTOM_VERSION = "2"
 """Bumped whenever the same seed would give different images; part of the cache folder name."""

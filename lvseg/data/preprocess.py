@@ -58,8 +58,8 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from lvseg.atomic import atomic_directory
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import STRUCTURES, Geometry, SliceRecord
+from lvseg.errors import InvalidInputError
 from lvseg.progress import track
 
 if TYPE_CHECKING:

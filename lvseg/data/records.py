@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from lvseg.data.errors import Skipped
+from lvseg.errors import Skipped
 
 LV = "lv"
 """LV blood pool: the filled endocardial contour (papillary muscles count as blood pool)."""

@@ -10,7 +10,7 @@ split in which a patient appears in two sets is refused with an error naming the
 >>> Split(train=("a", "b"), val=("b",))
 Traceback (most recent call last):
 ...
-lvseg.data.errors.InvalidInputError: patient 'b' is in both train and val
+lvseg.errors.InvalidInputError: patient 'b' is in both train and val
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from lvseg import atomic
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import Dataset
+from lvseg.errors import InvalidInputError
 
 SETS = ("train", "val", "test")
 

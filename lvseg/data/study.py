@@ -70,7 +70,6 @@ from lvseg.data.dicom import (
     read_dicom,
     tag,
 )
-from lvseg.data.errors import InvalidInputError, Skipped
 from lvseg.data.files import walk
 from lvseg.data.folders import DEFAULT_PATTERN, IMAGE_SUFFIXES, load_grey, match_name
 from lvseg.data.nifti import (
@@ -83,6 +82,7 @@ from lvseg.data.nifti import (
     slice_positions_of,
     split_nifti_name,
 )
+from lvseg.errors import InvalidInputError, Skipped
 from lvseg.progress import track
 
 KINDS = ("dicom", "nifti", "image")

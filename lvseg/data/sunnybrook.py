@@ -48,9 +48,9 @@ import numpy as np
 
 from lvseg.data.contours import CONTOUR_NAME, fill_contour, read_contour
 from lvseg.data.dicom import SliceTags, dicom_pixels, instance_number, read_dicom, tag
-from lvseg.data.errors import InvalidInputError, Skipped
 from lvseg.data.files import inside, regular_files
 from lvseg.data.records import LV, MYOCARDIUM, Dataset, Geometry, SliceRecord, label_ed_es_by_area
+from lvseg.errors import InvalidInputError, Skipped
 from lvseg.progress import track
 
 LINK_FILE = "link.csv"

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.splits import Split
+from lvseg.errors import InvalidInputError
 from lvseg.model.outputs import SegmentationOutput
 from lvseg.runs.checkpoint import LoadedModel, load_model
 

@@ -48,12 +48,12 @@ import torch
 from torch import nn
 
 from lvseg import __version__, atomic, layout
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.load import EMBEDDED_PHANTOM, labelled_dataset
 from lvseg.data.records import LV, SliceRecord
 from lvseg.data.splits import split_patients
 from lvseg.deploy import card
 from lvseg.deploy.ensemble import load_ensemble
+from lvseg.errors import InvalidInputError
 from lvseg.evaluate.metrics import dice
 from lvseg.model.classes import CLASS_NAMES, LV_CLASS
 from lvseg.runs.checkpoint import LoadedModel, load_model

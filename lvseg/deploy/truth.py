@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.phantom import read_manifest
 from lvseg.deploy.predict import SUMMARY_FILE
+from lvseg.errors import InvalidInputError
 
 EF_CLOSE_POINTS = 5.0
 """An EF within this many points of the truth counts as right."""

@@ -38,11 +38,11 @@ import numpy as np
 
 from lvseg import __version__, atomic, layout
 from lvseg.config import TrainConfig
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.load import EMBEDDED_PHANTOM, labelled_dataset
 from lvseg.data.preprocess import PreprocessPlan
 from lvseg.data.records import LV, Dataset, SliceRecord
 from lvseg.data.splits import Split, split_for
+from lvseg.errors import InvalidInputError
 from lvseg.evaluate import report, stacks, summary
 from lvseg.evaluate.metrics import GOOD_CONTOUR_MM, score_slice
 from lvseg.evaluate.quality import assess, assess_studies

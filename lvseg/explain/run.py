@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from lvseg import atomic
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.inputs import read_inputs
 from lvseg.data.records import LV, SliceRecord
+from lvseg.errors import InvalidInputError
 from lvseg.evaluate.metrics import dice
 from lvseg.explain import render
 from lvseg.jsonsafe import json_safe

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from lvseg import layout
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.preprocess import PreprocessPlan
 from lvseg.data.splits import Split
+from lvseg.errors import InvalidInputError
 from lvseg.model.classes import LV_CLASS
 from lvseg.segment.quality import QualityModel
 

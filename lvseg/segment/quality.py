@@ -47,8 +47,8 @@ import numpy as np
 import scipy.ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import SliceRecord
+from lvseg.errors import InvalidInputError
 from lvseg.segment.segmenter import THRESHOLD, SliceSegmentation, stacks
 
 SCORED = ("uncertainty", "solidity")

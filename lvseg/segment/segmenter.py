@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.ndimage as ndi
 
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.preprocess import (
     PreprocessPlan,
     crop_box_at,
@@ -38,6 +37,7 @@ from lvseg.data.preprocess import (
     to_source_grid,
 )
 from lvseg.data.records import SliceRecord
+from lvseg.errors import InvalidInputError
 from lvseg.segment.locate import LOCATE_SIGMA_MM, LOCATE_SIGMA_PX, Placement, centred, locate
 from lvseg.segment.network import Network, lv_softmax
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from lvseg.data.errors import InvalidInputError
+from lvseg.errors import InvalidInputError
 
 
 @dataclass(frozen=True)

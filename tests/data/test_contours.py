@@ -10,7 +10,7 @@ from lvseg.data.contours import (
     read_contour,
     write_contour,
 )
-from lvseg.data.errors import InvalidInputError
+from lvseg.errors import InvalidInputError
 
 
 def test_parse_reads_x_y_pairs_and_ignores_blank_lines():

@@ -7,7 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lvseg.data import dicom
-from lvseg.data.errors import InvalidInputError
+from lvseg.errors import InvalidInputError
 
 
 def test_doctests():

@@ -5,8 +5,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from lvseg.data import folders
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM, RV
+from lvseg.errors import InvalidInputError
 
 
 def test_real_png_counts(png_dataset):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.inputs import is_dicom_file, read_inputs, read_single_slice
 from lvseg.data.records import LV
+from lvseg.errors import InvalidInputError
 
 
 def test_an_image_under_images_finds_its_mask_under_labels(tmp_path):

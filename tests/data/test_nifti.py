@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lvseg.data import nifti
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.load import READERS, detect_format, load_dataset, reader
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM, RV
+from lvseg.errors import InvalidInputError
 
 X, Y, Z = 12, 10, 4
 ZOOMS = (1.5, 1.25, 8.0)

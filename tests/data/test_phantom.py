@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from lvseg.data import contours, phantom
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM, RV
+from lvseg.errors import InvalidInputError
 
 SMALL = 4  # downscale for the fast tests: same anatomy, a quarter of the matrix
 

@@ -3,8 +3,8 @@ from collections import Counter
 
 import pytest
 
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.splits import Split, kfold, split_patients, stratified_order
+from lvseg.errors import InvalidInputError
 
 GROUPS = {f"{g}-{i:02d}": g for g, n in (("HF", 12), ("HYP", 8), ("N", 8)) for i in range(n)}
 

@@ -20,9 +20,9 @@ from builders import write_dicom
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.nifti import slice_positions_of
 from lvseg.data.study import NOT_AN_INPUT, CineStudy, read_study
+from lvseg.errors import InvalidInputError
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # normal +z
 TWO_CHAMBER = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)  # normal +y

@@ -11,9 +11,9 @@ from pydicom.uid import JPEG2000Lossless
 
 from lvseg.data import sunnybrook
 from lvseg.data.dicom import dicom_pixels, read_dicom
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.folders import read as read_folders
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM
+from lvseg.errors import InvalidInputError
 
 # --- the real 5-patient DICOM set -------------------------------------------------------------
 

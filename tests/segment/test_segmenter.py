@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from builders import disc, plain_plan
 
-from lvseg.data.errors import InvalidInputError
 from lvseg.data.preprocess import PreprocessPlan
 from lvseg.data.records import LV, Geometry, SliceRecord
+from lvseg.errors import InvalidInputError
 from lvseg.segment.locate import voting_frames
 from lvseg.segment.segmenter import Segmenter, stacks
 
