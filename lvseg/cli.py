@@ -201,10 +201,10 @@ def data_inspect(
     labels: LabelsOption = None,
 ) -> None:
     """Summarise a dataset: patients, slices, structures, phases, spacing, intensities."""
-    from lvseg.data.inspect import summarize, write_montage
+    from lvseg.data.inspect import summarise, write_montage
 
     dataset = load(path, format, skip_invalid, **read_options(name_pattern, labels))
-    summary = summarize(dataset)
+    summary = summarise(dataset)
     if out is not None:
         summary["montage"] = str(write_montage(dataset, out))
     if as_json:

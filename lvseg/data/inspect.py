@@ -1,6 +1,6 @@
 """Dataset inspection: a summary of what a reader found, and a montage of slices with contours.
 
-``summarize(dataset)`` gives a JSON-ready dict (what ``lvseg data inspect --json`` prints);
+``summarise(dataset)`` gives a JSON-ready dict (what ``lvseg data inspect --json`` prints);
 ``write_montage(dataset, path)`` draws a grid of slices, spread over patients, with the contours of
 every labelled structure overlaid, so a wrong orientation or a shifted mask is seen at a glance.
 """
@@ -19,7 +19,7 @@ from lvseg.data.records import LV, MYOCARDIUM, STRUCTURES, Dataset, SliceRecord
 STRUCTURE_COLOURS = {"lv": "#ff3b30", "myocardium": "#34c759", "rv": "#0a84ff"}
 
 
-def summarize(dataset: Dataset, intensity_sample: int = 64) -> dict[str, Any]:
+def summarise(dataset: Dataset, intensity_sample: int = 64) -> dict[str, Any]:
     """Patients, slices, structures, phases, spacing and intensity of a dataset, as plain data.
 
     ``slices_per_structure`` counts the slices that label each structure (structures that no slice

@@ -15,7 +15,7 @@ from lvseg.runs.store import (
     RunSummary,
     is_run,
     list_runs,
-    summarize_run,
+    summarise_run,
 )
 
 __all__ = [
@@ -29,5 +29,5 @@ __all__ = [
     "RunSummary",
     "is_run",
     "list_runs",
-    "summarize_run",
+    "summarise_run",
 ]

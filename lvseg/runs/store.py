@@ -1128,7 +1128,7 @@ def unreadable_status(error: BaseException) -> str:
     return "locked" if isinstance(error, RunLockedError) else "corrupt"
 
 
-def summarize_run(run_dir: str | Path) -> RunSummary:
+def summarise_run(run_dir: str | Path) -> RunSummary:
     """The summary of one run; one that cannot be read gets the status "locked" (another
     process holds its database; the listing waits :data:`READ_BUSY_TIMEOUT_S` at most) or
     "corrupt", and the reason in ``error``. Never raises for a bad run: a listing shows the
@@ -1151,12 +1151,12 @@ def list_runs(root: str | Path) -> list[RunSummary]:
     """Summaries of every run directly under ``root`` (or of ``root`` itself if it is a run).
 
     Folders without a run.db are skipped; a run whose database cannot be read is listed with
-    status "corrupt" or "locked" and the reason (:func:`summarize_run`). Runs are sorted by
+    status "corrupt" or "locked" and the reason (:func:`summarise_run`). Runs are sorted by
     name.
     """
     root = Path(root)
     if not root.is_dir():
         raise InvalidInputError(root, "no such runs folder")
     if is_run(root):
-        return [summarize_run(root)]
-    return [summarize_run(child) for child in sorted(root.iterdir()) if is_run(child)]
+        return [summarise_run(root)]
+    return [summarise_run(child) for child in sorted(root.iterdir()) if is_run(child)]
