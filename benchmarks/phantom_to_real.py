@@ -123,14 +123,9 @@ def main() -> None:
     if aside:
         found = scored["Sunnybrook PNG"]
         rows = [r for r in found["rows"] if r["patient_id"] not in aside]
-        by_group = {
-            g: {"dice_mean": summaries.summarise([r for r in rows if r["group"] == g])["dice_mean"]}
-            for g in GROUPS
-            if any(r["group"] == g for r in rows)
-        }
         scored[f"Sunnybrook PNG without {', '.join(sorted(aside))}"] = {
             "summary": summaries.summarise(rows),
-            "breakdowns": {"group": by_group},
+            "breakdowns": summaries.breakdowns(rows),
             "data": found["data"],
         }
     print(

@@ -150,11 +150,10 @@ def test_systole_shrinks_the_cavity_and_thickens_the_wall(cohort) -> None:
 
 def test_label_volumes_are_the_disc_sums_of_the_masks_at_ed_and_es(cohort) -> None:
     for patient in cohort:
-        voxel_ml = patient.pixel_spacing_mm[0] * patient.pixel_spacing_mm[1]
-        voxel_ml *= patient.slice_spacing_mm / 1000.0
+        volume_ml = _volume(patient, patient.lv) / 1000.0
         edv, esv = patient.label_volumes_ml()
-        assert edv == pytest.approx(patient.lv[patient.row(patient.ed_phase)].sum() * voxel_ml)
-        assert esv == pytest.approx(patient.lv[patient.row(patient.es_phase)].sum() * voxel_ml)
+        assert edv == pytest.approx(volume_ml[patient.row(patient.ed_phase)])
+        assert esv == pytest.approx(volume_ml[patient.row(patient.es_phase)])
     only_ed = phantom.generate_patient(0, seed=0, phases=[0], downscale=4)
     assert only_ed.label_volumes_ml() is None
 
