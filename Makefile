@@ -61,7 +61,8 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check lvseg tests benchmarks
 
 bench: $(VENV)/.installed-dev
-	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+	for script in $(filter-out benchmarks/__init__.py benchmarks/timing.py,$(wildcard benchmarks/*.py)); do \
+		$(BIN)/python -m benchmarks.$$(basename $$script .py) || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis *.egg-info

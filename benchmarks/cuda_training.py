@@ -6,7 +6,7 @@ checkpoints), so the figure is what a user gets, data loading included. Throughp
 of training slices per epoch over the median epoch time, the first epoch (CUDA start-up, compile)
 left out; accuracy is the best validation Dice. Needs a CUDA device.
 
-    python benchmarks/cuda_training.py [--patients 16] [--epochs 8] [--models lvnet,unet]
+    python -m benchmarks.cuda_training [--patients 16] [--epochs 8] [--models lvnet,unet]
 """
 
 from __future__ import annotations

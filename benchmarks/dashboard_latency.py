@@ -16,7 +16,7 @@ how long the page takes to load a run of 10,000 logged steps, in a real headless
 
 Needs Debian's chromium (``scripts/install-browser.sh``). Run from the project root::
 
-    .venv/bin/python benchmarks/dashboard_latency.py [--repeats 20] [--loads 3] [--steps 10000]
+    .venv/bin/python -m benchmarks.dashboard_latency [--repeats 20] [--loads 3] [--steps 10000]
 """
 
 from __future__ import annotations
@@ -32,15 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "monitor"))
+from playwright.sync_api import sync_playwright
 
-from playwright.sync_api import sync_playwright  # noqa: E402
-from synthetic_run import start_run  # noqa: E402
-
-from lvseg.monitor.launch import start_dashboard  # noqa: E402
-from lvseg.monitor.server import POLL_S  # noqa: E402
+from lvseg.monitor.launch import start_dashboard
+from lvseg.monitor.server import POLL_S
+from tests.monitor.synthetic_run import start_run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

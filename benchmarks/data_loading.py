@@ -1,6 +1,6 @@
 """How fast data reaches the network on a 2-core CPU: cold load, cached epochs, augmentation.
 
-Run from the repository root: ``.venv/bin/python benchmarks/data_loading.py``. It reads the
+Run from the repository root: ``.venv/bin/python -m benchmarks.data_loading``. It reads the
 Sunnybrook PNGs from ``../shared/data/sunnybrook-png`` (``--data`` to change), caches them in a
 temporary folder, and prints one table. Every figure uses 2 torch threads. Each stage is run
 several times and the best time is reported (as ``timeit`` does): on a shared laptop or VM the
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from timing import best_seconds
 
+from benchmarks.timing import best_seconds
 from lvseg.data.augment import AugmentConfig, Augmenter
 from lvseg.data.folders import read
 from lvseg.data.preprocess import (

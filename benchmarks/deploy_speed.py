@@ -29,7 +29,7 @@ table; compare figures from the same machine only, and measure on an otherwise i
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/deploy_speed.py [--repeats 50] [--batch 32] [--threads N]
+    .venv/bin/python -m benchmarks.deploy_speed [--repeats 50] [--batch 32] [--threads N]
         [--lvnet RUN_OR_PT] [--unet RUN_OR_PT] [--json results.json]
 """
 
@@ -50,14 +50,11 @@ import numpy as np
 import onnxruntime
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from timing import wall_times  # noqa: E402
-
-from lvseg.data.phantom import phantom_dataset  # noqa: E402
-from lvseg.data.preprocess import PreprocessPlan  # noqa: E402
-from lvseg.data.records import LV, SliceRecord  # noqa: E402
-from lvseg.deploy.export import (  # noqa: E402
+from benchmarks.timing import wall_times
+from lvseg.data.phantom import phantom_dataset
+from lvseg.data.preprocess import PreprocessPlan
+from lvseg.data.records import LV, SliceRecord
+from lvseg.deploy.export import (
     LogitsOnly,
     check_slices,
     crops,
@@ -66,10 +63,10 @@ from lvseg.deploy.export import (  # noqa: E402
     write_int8,
     write_onnx,
 )
-from lvseg.model.registry import build_model, config_of  # noqa: E402
-from lvseg.runs.checkpoint import Checkpoint, LoadedModel, load_model  # noqa: E402
-from lvseg.segment.network import TorchNetwork  # noqa: E402
-from lvseg.segment.onnx import open_model  # noqa: E402
+from lvseg.model.registry import build_model, config_of
+from lvseg.runs.checkpoint import Checkpoint, LoadedModel, load_model
+from lvseg.segment.network import TorchNetwork
+from lvseg.segment.onnx import open_model
 
 MODELS = ("lvnet", "unet")
 REFERENCE = ("unet", "pytorch fp32")

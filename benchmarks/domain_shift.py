@@ -39,7 +39,7 @@ localisation misses: slices whose crop holds less than half of the reference LV.
 Run from the project root; it scores the runs ``sunnybrook_cv.py --runs DIR`` trained, and
 trains (as that script does) the recipe folds it does not find there::
 
-    .venv/bin/python benchmarks/domain_shift.py [--runs DIR] [--recipes baseline,robust]
+    .venv/bin/python -m benchmarks.domain_shift [--runs DIR] [--recipes baseline,robust]
         [--folds 0,1] [--shifts NAME,...] [--phantom 6] [--tta] [--json results.json]
 """
 
@@ -58,19 +58,15 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from sunnybrook_cv import config_for  # noqa: E402
-
-from lvseg import layout  # noqa: E402
-from lvseg.data.folders import SUNNYBROOK_SPACING_MM  # noqa: E402
-from lvseg.data.load import labelled_dataset  # noqa: E402
-from lvseg.data.phantom import generate_patient, patient_records  # noqa: E402
-from lvseg.data.records import ES, LV, SliceRecord  # noqa: E402
-from lvseg.evaluate.run import open_scored_model  # noqa: E402
-from lvseg.segment.segmenter import Segmenter  # noqa: E402
-from lvseg.train.engine import train  # noqa: E402
+from benchmarks.sunnybrook_cv import config_for
+from lvseg import layout
+from lvseg.data.folders import SUNNYBROOK_SPACING_MM
+from lvseg.data.load import labelled_dataset
+from lvseg.data.phantom import generate_patient, patient_records
+from lvseg.data.records import ES, LV, SliceRecord
+from lvseg.evaluate.run import open_scored_model
+from lvseg.segment.segmenter import Segmenter
+from lvseg.train.engine import train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PNG, DICOM = DATA / "sunnybrook-png", DATA / "sunnybrook-dicom"

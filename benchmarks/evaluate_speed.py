@@ -16,7 +16,7 @@ Three figures, best of ``--repeats``:
 The networks are freshly initialised: speed does not depend on the weights, except that an
 untrained net's masks are trivial to score, which is why scoring is also timed on its own.
 
-    .venv/bin/python benchmarks/evaluate_speed.py [--data ../shared/data/sunnybrook-png]
+    .venv/bin/python -m benchmarks.evaluate_speed [--data ../shared/data/sunnybrook-png]
 """
 
 from __future__ import annotations
@@ -30,19 +30,16 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from timing import best_seconds  # noqa: E402
-
-from lvseg.data.load import labelled_dataset  # noqa: E402
-from lvseg.data.preprocess import fingerprint, plan_preprocessing  # noqa: E402
-from lvseg.data.records import LV  # noqa: E402
-from lvseg.evaluate.metrics import score_slice  # noqa: E402
-from lvseg.evaluate.run import evaluate  # noqa: E402
-from lvseg.model.registry import build_model, config_of  # noqa: E402
-from lvseg.runs.checkpoint import Checkpoint  # noqa: E402
-from lvseg.segment.network import TorchNetwork  # noqa: E402
-from lvseg.segment.segmenter import CROPS, Segmenter  # noqa: E402
+from benchmarks.timing import best_seconds
+from lvseg.data.load import labelled_dataset
+from lvseg.data.preprocess import fingerprint, plan_preprocessing
+from lvseg.data.records import LV
+from lvseg.evaluate.metrics import score_slice
+from lvseg.evaluate.run import evaluate
+from lvseg.model.registry import build_model, config_of
+from lvseg.runs.checkpoint import Checkpoint
+from lvseg.segment.network import TorchNetwork
+from lvseg.segment.segmenter import CROPS, Segmenter
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sunnybrook-png"
 

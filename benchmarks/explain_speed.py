@@ -18,7 +18,7 @@ images with a disc as reference.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/explain_speed.py [--data ../shared/data/sunnybrook-png]
+    .venv/bin/python -m benchmarks.explain_speed [--data ../shared/data/sunnybrook-png]
         [--threads 2] [--repeats 3] [--slices 16] [--steps 20]
 """
 
@@ -26,20 +26,16 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from timing import best_seconds  # noqa: E402
-
-from lvseg.explain.cam import make_explainer  # noqa: E402
-from lvseg.explain.faithfulness import deletion_insertion, localisation  # noqa: E402
-from lvseg.model.registry import DEFAULT_INPUT_SIZE, build_model  # noqa: E402
+from benchmarks.timing import best_seconds
+from lvseg.explain.cam import make_explainer
+from lvseg.explain.faithfulness import deletion_insertion, localisation
+from lvseg.model.registry import DEFAULT_INPUT_SIZE, build_model
 
 SUNNYBROOK_SLICES = 526
 """Labelled slices of the Sunnybrook PNG set: the extrapolation target without ``--data``."""

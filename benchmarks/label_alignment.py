@@ -12,7 +12,7 @@ patient's slices with the mask as given and as shifted.
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/label_alignment.py [PATH] [--reach 16] [--figure out.png]
+    .venv/bin/python -m benchmarks.label_alignment [PATH] [--reach 16] [--figure out.png]
 """
 
 from __future__ import annotations
@@ -26,10 +26,8 @@ import numpy as np
 import scipy.ndimage as ndi
 from scipy import signal
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lvseg.data.load import labelled_dataset  # noqa: E402
-from lvseg.data.records import LV  # noqa: E402
+from lvseg.data.load import labelled_dataset
+from lvseg.data.records import LV
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RING_PX = 3

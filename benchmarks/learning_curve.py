@@ -12,7 +12,7 @@ paper makes with ImageNet, with the pre-training that can be had here: a synthet
 Run from the project root (the default recipe, 50 epochs: about 25 minutes an arm and fold for
 counts 2,4,8,16,24 on 2 CPU cores, as an epoch's time grows with k)::
 
-    .venv/bin/python benchmarks/learning_curve.py [--init phantom-to-real/default-40p-50e]
+    .venv/bin/python -m benchmarks.learning_curve [--init phantom-to-real/default-40p-50e]
         [--counts 2,4,8,16,24] [--folds 0,1] [--epochs N] [--recipe default]
         [--runs DIR [--reuse]] [--json results.json]
 
@@ -33,17 +33,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from sunnybrook_cv import REAL_DATA, finished, recipe_config  # noqa: E402
-
-from lvseg import layout  # noqa: E402
-from lvseg.config import TrainConfig  # noqa: E402
-from lvseg.evaluate import summary  # noqa: E402
-from lvseg.evaluate.run import evaluate  # noqa: E402
-from lvseg.runs.checkpoint import load_checkpoint, resolve_model_path  # noqa: E402
-from lvseg.train.engine import train  # noqa: E402
+from benchmarks.sunnybrook_cv import REAL_DATA, finished, recipe_config
+from lvseg import layout
+from lvseg.config import TrainConfig
+from lvseg.evaluate import summary
+from lvseg.evaluate.run import evaluate
+from lvseg.runs.checkpoint import load_checkpoint, resolve_model_path
+from lvseg.train.engine import train
 
 ARMS = ("scratch", "phantom")
 

@@ -9,28 +9,25 @@ timed separately, against the time of one epoch of the Sunnybrook default recipe
 
 Run from the project root (about 2 minutes on 2 CPU cores)::
 
-    .venv/bin/python benchmarks/monitor_overhead.py [--model lvnet] [--steps 400] [--device cpu]
+    .venv/bin/python -m benchmarks.monitor_overhead [--model lvnet] [--steps 400] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lvseg.config import MonitorConfig  # noqa: E402
-from lvseg.model.registry import build_model  # noqa: E402
-from lvseg.monitor.recorder import TrainingMonitor  # noqa: E402
-from lvseg.monitor.watch import WatchSlices  # noqa: E402
-from lvseg.runs.store import RunStore  # noqa: E402
-from lvseg.train.losses import segmentation_loss  # noqa: E402
+from lvseg.config import MonitorConfig
+from lvseg.model.registry import build_model
+from lvseg.monitor.recorder import TrainingMonitor
+from lvseg.monitor.watch import WatchSlices
+from lvseg.runs.store import RunStore
+from lvseg.train.losses import segmentation_loss
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ the on-disk writers (DICOM + contours, NIfTI), at full resolution. BLAS is pinne
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/phantom_generation.py [--patients 8]
+    .venv/bin/python -m benchmarks.phantom_generation [--patients 8]
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import tempfile
+import time
+from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lvseg.data import phantom  # noqa: E402
+from lvseg.data import phantom
 
 
 def main() -> None:

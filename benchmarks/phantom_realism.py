@@ -17,7 +17,7 @@ their headers' spacing), the statistics a segmenter learns from:
 Each cell is the median [quartiles] over slices; the last column is the phantom's median over
 the real one's (PNG), so the gaps to close sort themselves. Run from the project root::
 
-    .venv/bin/python benchmarks/phantom_realism.py [--phantom DIR|phantom] [--json out.json]
+    .venv/bin/python -m benchmarks.phantom_realism [--phantom DIR|phantom] [--json out.json]
 """
 
 from __future__ import annotations
@@ -31,11 +31,9 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage as ndi
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lvseg.data.load import labelled_dataset  # noqa: E402
-from lvseg.data.records import ED, ES, LV, MYOCARDIUM, SliceRecord  # noqa: E402
-from lvseg.evaluate.summary import slice_positions  # noqa: E402
+from lvseg.data.load import labelled_dataset
+from lvseg.data.records import ED, ES, LV, MYOCARDIUM, SliceRecord
+from lvseg.evaluate.summary import slice_positions
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -7,24 +7,21 @@ whose validation Dice (patient-level split, image-centred crops) reaches the tar
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/phantom_time_to_dice.py [--patients 16] [--target 0.90]
+    .venv/bin/python -m benchmarks.phantom_time_to_dice [--patients 16] [--target 0.90]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lvseg.config import TrainConfig  # noqa: E402
-from lvseg.data.phantom import write_phantom  # noqa: E402
-from lvseg.train.engine import Progress, train  # noqa: E402
+from lvseg.config import TrainConfig
+from lvseg.data.phantom import write_phantom
+from lvseg.train.engine import Progress, train
 
 
 def main() -> None:

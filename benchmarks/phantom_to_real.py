@@ -12,7 +12,7 @@ of real anatomy and contrast the phantom teaches.
 Run from the project root (the default phantom of 8 patients and 50 epochs: about 5 minutes on
 2 CPU cores; evaluation about 1 minute)::
 
-    .venv/bin/python benchmarks/phantom_to_real.py [--patients 8] [--epochs N] [--contrast random]
+    .venv/bin/python -m benchmarks.phantom_to_real [--patients 8] [--epochs N] [--contrast random]
         [--recipe default|NAME|FILE] [--runs DIR [--reuse]] [--set-aside SC-N-06]
         [--json results.json]
 
@@ -32,17 +32,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from sunnybrook_cv import finished, recipe_config, recipe_name  # noqa: E402
-
-from lvseg import layout  # noqa: E402
-from lvseg.data.phantom import write_phantom  # noqa: E402
-from lvseg.evaluate import summary as summaries  # noqa: E402
-from lvseg.evaluate.run import evaluate  # noqa: E402
-from lvseg.runs.checkpoint import resolve_model_path  # noqa: E402
-from lvseg.train.engine import train  # noqa: E402
+from benchmarks.sunnybrook_cv import finished, recipe_config, recipe_name
+from lvseg import layout
+from lvseg.data.phantom import write_phantom
+from lvseg.evaluate import summary as summaries
+from lvseg.evaluate.run import evaluate
+from lvseg.runs.checkpoint import resolve_model_path
+from lvseg.train.engine import train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL = {

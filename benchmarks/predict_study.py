@@ -25,7 +25,7 @@ resolves to its fp32 ``model.onnx``; name ``model.int8.onnx`` to time int8).
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/predict_study.py [--input DIR] [--model PATH] [--repeats 3]
+    .venv/bin/python -m benchmarks.predict_study [--input DIR] [--model PATH] [--repeats 3]
         [--threads N] [--no-tta] [--quality default|none|FILE] [--json results.json]
 
 ``--quality`` times predict with quality control (the score embedded in a copy of the model) or
@@ -44,9 +44,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from timing import wall_times  # noqa: E402
+from benchmarks.timing import wall_times
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = REPO_ROOT.parent / "shared" / "data" / "sunnybrook-dicom"

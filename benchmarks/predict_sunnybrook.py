@@ -22,7 +22,7 @@ labelled frames, ``--crop located`` and ``--crop centre``) beside predict's Dice
 and how far evaluate's crop centre (located from the contoured frames) lies from predict's
 (located from every slice at four phases), in pixels of the model's grid.
 
-    .venv/bin/python benchmarks/predict_sunnybrook.py --run runs/lvnet-no-dicom [--int8]
+    .venv/bin/python -m benchmarks.predict_sunnybrook --run runs/lvnet-no-dicom [--int8]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ path. Every frame's signals (:mod:`lvseg.segment.quality`) are paired with its t
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/quality_control.py [--runs DIR] [--recipe robust]
+    .venv/bin/python -m benchmarks.quality_control [--runs DIR] [--recipe robust]
         [--folds 0,1,2,3,4] [--shifts "gamma 0.5,noise 8%,..."] [--json results.json]
 """
 
@@ -35,21 +35,17 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from domain_shift import PNG, SHIFTS, dice  # noqa: E402
-
+from benchmarks.domain_shift import PNG, SHIFTS, dice
 from lvseg import (
-    atomic,  # noqa: E402
-    layout,  # noqa: E402
+    atomic,
+    layout,
 )
-from lvseg.data.load import labelled_dataset  # noqa: E402
-from lvseg.data.records import LV, SliceRecord  # noqa: E402
-from lvseg.evaluate.quality import assess, fit_quality_model  # noqa: E402
-from lvseg.evaluate.run import open_scored_model  # noqa: E402
-from lvseg.evaluate.stacks import clinical_section  # noqa: E402
-from lvseg.segment.quality import (  # noqa: E402
+from lvseg.data.load import labelled_dataset
+from lvseg.data.records import LV, SliceRecord
+from lvseg.evaluate.quality import assess, fit_quality_model
+from lvseg.evaluate.run import open_scored_model
+from lvseg.evaluate.stacks import clinical_section
+from lvseg.segment.quality import (
     EF_REVIEW_SHARE,
     FLAG_BELOW,
     SCORED,
@@ -60,7 +56,7 @@ from lvseg.segment.quality import (  # noqa: E402
     judge,
     share_at_risk,
 )
-from lvseg.segment.segmenter import Segmenter  # noqa: E402
+from lvseg.segment.segmenter import Segmenter
 
 DEFAULT_SHIFTS = "gamma 0.5,noise 8%,rotated 90°,heart off-centre,wide field of view,single slice"
 

@@ -8,7 +8,7 @@ figure on the picture comes from ``frames.csv`` and ``summary.json`` as predict 
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/quality_figure.py [--model EXPORT] [--input DIR [DIR ...]]
+    .venv/bin/python -m benchmarks.quality_figure [--model EXPORT] [--input DIR [DIR ...]]
         [--out docs/images/quality-control.png] [--frames 8]
 
 Without ``--model`` it exports the default recipe's fold-0 cross-validation run
@@ -29,9 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lvseg.deploy.predict import predict  # noqa: E402
+from lvseg.deploy.predict import predict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DICOM = REPO_ROOT.parent / "shared" / "data" / "sunnybrook-dicom"

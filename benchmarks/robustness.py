@@ -12,7 +12,7 @@ lost. Exits 1 otherwise, listing the first offenders.
 Run from the project root, as root where the full-disk family should mount its small tmpfs
 (about 4 minutes on 2 CPU cores for the default 2,250 cases)::
 
-    .venv/bin/python benchmarks/robustness.py [--cases-per-family 250] [--workers 2]
+    .venv/bin/python -m benchmarks.robustness [--cases-per-family 250] [--workers 2]
 """
 
 from __future__ import annotations
@@ -26,11 +26,7 @@ import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from fuzzing import FAMILIES, Materials, can_mount, make_case, run_case  # noqa: E402
+from tests.fuzzing import FAMILIES, Materials, can_mount, make_case, run_case
 
 KINDS = ("clean", "accepted", "traceback", "hang")
 

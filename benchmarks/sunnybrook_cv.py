@@ -26,7 +26,7 @@ with before the robustness work, ``robust`` the one that became the default. A c
 
 Run from the project root (LVNet: about 13 minutes a fold on 2 CPU cores; the U-Net about 30)::
 
-    .venv/bin/python benchmarks/sunnybrook_cv.py [--recipes default,baseline,robust]
+    .venv/bin/python -m benchmarks.sunnybrook_cv [--recipes default,baseline,robust]
         [--models lvnet,unet,dli-fcn] [--folds 0,1,2,3,4]
         [--crops located,centre,located+tta,located+all]
         [--runs DIR [--reuse]] [--json results.json]
@@ -48,14 +48,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lvseg import layout  # noqa: E402
-from lvseg.config import TrainConfig  # noqa: E402
-from lvseg.evaluate import clinical, summary  # noqa: E402
-from lvseg.evaluate.run import evaluate  # noqa: E402
-from lvseg.runs.store import RunStore  # noqa: E402
-from lvseg.train.engine import train  # noqa: E402
+from lvseg import layout
+from lvseg.config import TrainConfig
+from lvseg.evaluate import clinical, summary
+from lvseg.evaluate.run import evaluate
+from lvseg.runs.store import RunStore
+from lvseg.train.engine import train
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sunnybrook-png"
 RECIPES = Path(__file__).resolve().parent / "recipes"

@@ -1,5 +1,4 @@
-"""Timing helper shared by the benchmark scripts (run as ``python benchmarks/NAME.py``, which
-puts this folder on ``sys.path``)."""
+"""Timing helper shared by the benchmark scripts."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ Each model gets warm-up steps, then the median of several timed repeats.
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/train_throughput.py [--batch 16] [--size 128] [--threads 2]
+    .venv/bin/python -m benchmarks.train_throughput [--batch 16] [--size 128] [--threads 2]
 """
 
 from __future__ import annotations
@@ -15,18 +15,13 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from timing import wall_times  # noqa: E402
-
-from lvseg.data.augment import Augmenter  # noqa: E402
-from lvseg.model.registry import build_model, model_names, size_report  # noqa: E402
-from lvseg.train.losses import segmentation_loss  # noqa: E402
+from benchmarks.timing import wall_times
+from lvseg.data.augment import Augmenter
+from lvseg.model.registry import build_model, model_names, size_report
+from lvseg.train.losses import segmentation_loss
 
 
 def disc_batch(batch: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
