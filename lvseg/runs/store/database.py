@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, TypeVar
 
 from lvseg import __version__, atomic, layout
 from lvseg.errors import InvalidInputError
@@ -31,6 +31,8 @@ READ_BUSY_TIMEOUT_S = 0.25
 """How long a read-only store waits for a lock: a listing or the dashboard answers within a
 second even when a run's database is held locked (a WAL reader is never blocked by the trainer,
 so a lock means something unusual holds the file)."""
+
+_Store = TypeVar("_Store", bound="RunDatabase")  # what create and open return: typing.Self (3.11+)
 
 
 def json_default(value: Any) -> Any:
@@ -64,8 +66,12 @@ class RunDatabase:
 
     @classmethod
     def create(
-        cls, run_dir: str | Path, config: dict[str, Any], *, meta: dict[str, Any] | None = None
-    ) -> Self:
+        cls: type[_Store],
+        run_dir: str | Path,
+        config: dict[str, Any],
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> _Store:
         """Start a new run in ``run_dir``: write config.json, the schema, meta and "running".
 
         Refuses (:class:`InvalidInputError`) a folder that already holds a run.db; open that
@@ -114,7 +120,7 @@ class RunDatabase:
         return cls.open(run_dir)
 
     @classmethod
-    def open(cls, run_dir: str | Path, *, readonly: bool = False) -> Self:
+    def open(cls: type[_Store], run_dir: str | Path, *, readonly: bool = False) -> _Store:
         """Open an existing run; ``readonly`` readers never block, nor are blocked by, the writer.
 
         A missing folder, a missing run.db or one that is not an lvseg run database raises
@@ -154,7 +160,7 @@ class RunDatabase:
                 self._connection.close()
                 self._connection = None
 
-    def __enter__(self) -> Self:
+    def __enter__(self: _Store) -> _Store:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
