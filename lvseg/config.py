@@ -123,8 +123,6 @@ class RuntimeConfig:
     """Deterministic algorithms and seeded everything: a resumed run equals an uninterrupted one."""
     threads: int = 0
     """CPU threads for PyTorch (0: PyTorch's default)."""
-    workers: int = 0
-    """Reserved: batches are sliced from a memory-mapped cache in the main process."""
 
 
 @dataclass
@@ -239,9 +237,8 @@ class TrainConfig:
         positive("loss.smooth", loss.smooth, strict=False)
         choice("runtime.device", runtime.device, DEVICES)
         choice("runtime.precision", runtime.precision, PRECISIONS)
-        for key in ("threads", "workers"):
-            if getattr(runtime, key) < 0:
-                raise bad(f"runtime.{key}", ">= 0", getattr(runtime, key))
+        if runtime.threads < 0:
+            raise bad("runtime.threads", ">= 0", runtime.threads)
         monitor = self.monitor
         for key in ("interval", "vanishing_steps", "jump_window"):
             if getattr(monitor, key) < 1:
@@ -297,10 +294,18 @@ def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
     return merged
 
 
+# Keys a config once had and no longer has, read and dropped so that the config.json of an older
+# run (and the config inside its checkpoints) still loads: runtime.workers was validated but never
+# used (batches are sliced from a memory-mapped cache in the main process).
+_RETIRED_KEYS: dict[type, frozenset[str]] = {RuntimeConfig: frozenset({"workers"})}
+
+
 def _build(cls: type, data: Any, source: str | None, prefix: str) -> Any:
     """Instantiate dataclass ``cls`` from ``data``, checking keys and scalar types."""
     if not isinstance(data, dict):
         raise InvalidInputError(source, f"{prefix.rstrip('.') or 'config'} must be a table")
+    retired = _RETIRED_KEYS.get(cls, frozenset())
+    data = {key: value for key, value in data.items() if key not in retired}
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     for key in data:

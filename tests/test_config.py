@@ -26,6 +26,17 @@ def test_toml_and_json_give_the_same_config(tmp_path):
     assert TrainConfig.load(saved) == config
 
 
+def test_a_saved_config_with_the_retired_runtime_workers_key_still_loads(tmp_path):
+    # run folders written before runtime.workers was removed hold it in config.json
+    old = TrainConfig().to_dict()
+    old["runtime"]["workers"] = 2
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps(old), encoding="utf-8")
+    config = TrainConfig.load(saved)
+    assert config == TrainConfig()
+    assert "workers" not in config.to_dict()["runtime"]
+
+
 def test_overrides_merge_into_sections_and_replace_model_options():
     base = TrainConfig.from_dict({"model": {"options": {"width": 8, "depth": 3}}})
     merged = base.merged({"optim": {"epochs": 2}, "model": {"options": {"width": 4}}})

@@ -23,8 +23,10 @@ from pathlib import Path
 
 from lvseg import atomic, layout
 from lvseg.errors import InvalidInputError
-from lvseg.runs.store import DAMAGED_SUFFIX, CorruptRunError, RunStore
+from lvseg.runs.store import CorruptRunError, RunStore
 
+DAMAGED_SUFFIX = ".damaged-"
+"""``run.db.damaged-<time>``: where a resume keeps a damaged run database (never deleted)."""
 _RANDOM = r"[a-z0-9_]+"  # tempfile's random part (atomic_path uses mkstemp)
 CHECKPOINT_TEMPORARY = re.compile(rf"^\.[^/]+\.pt\.{_RANDOM}\.tmp$")
 """A partial checkpoint: ``checkpoints/.last.pt.k3j_9x2a.tmp``."""
