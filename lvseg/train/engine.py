@@ -49,7 +49,7 @@ from lvseg import __version__, layout
 from lvseg.config import TrainConfig
 from lvseg.data.augment import AugmentConfig, Augmenter
 from lvseg.data.preprocess import CachedSlices
-from lvseg.errors import InvalidInputError
+from lvseg.errors import InvalidInputError, TrainingError
 from lvseg.model.registry import build_model, config_of, size_report
 from lvseg.monitor.recorder import TrainingMonitor
 from lvseg.runs.checkpoint import (
@@ -76,10 +76,6 @@ KILL_AT_STEP_ENV = "LVSEG_TEST_KILL_AT_STEP"
 DUMP_WEIGHTS_ENV = "LVSEG_TEST_DUMP_WEIGHTS"
 """Test hook: every rank saves its final weights to ``$LVSEG_TEST_DUMP_WEIGHTS/rank<R>.pt``
 (distributed tests compare them; rank 0 alone writes the run itself)."""
-
-
-class TrainingError(InvalidInputError):
-    """A run that cannot go on (diverged, out of memory, nothing to resume): one line, exit 2."""
 
 
 @dataclass
@@ -788,7 +784,7 @@ def _resume_store(
 def _refuse_live_writer(store: RunStore, run_dir: Path) -> None:
     pid = store.meta.get("pid")
     if store.status == "running" and pid != os.getpid() and store.writer_alive():
-        raise TrainingError(
+        raise InvalidInputError(
             run_dir, f"is being trained right now (process {pid}): stop it before resuming"
         )
 

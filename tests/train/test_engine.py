@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lvseg.config import TrainConfig
-from lvseg.errors import InvalidInputError
+from lvseg.errors import InvalidInputError, TrainingError
 from lvseg.runs.checkpoint import load_checkpoint, load_model, resolve_model_path
 from lvseg.runs.store import RunStore
 from lvseg.train import engine, losses
@@ -84,11 +84,34 @@ def test_too_many_nonfinite_steps_stop_the_run_with_one_line(tiny_phantom, tmp_p
 
     monkeypatch.setattr(engine, "segmentation_loss", always_nan)
     config = tiny_config(tiny_phantom, max_nonfinite_steps=3)
-    with pytest.raises(engine.TrainingError, match="3 non-finite steps in a row"):
+    with pytest.raises(TrainingError, match="3 non-finite steps in a row"):
         engine.train(config, tmp_path / "run")
     with RunStore.open(tmp_path / "run", readonly=True) as store:
         assert store.status == "failed"
         assert store.checkpoints() == []
+
+
+def test_the_cli_reports_a_diverged_run_in_one_line(tiny_phantom, tmp_path, monkeypatch):
+    from builders import invoke
+
+    real = losses.segmentation_loss
+
+    def always_nan(*args, **kwargs):
+        parts = real(*args, **kwargs)
+        parts.total = parts.total * float("nan")
+        return parts
+
+    monkeypatch.setattr(engine, "segmentation_loss", always_nan)
+    config = tmp_path / "diverges.toml"
+    config.write_text("[optim]\nmax_nonfinite_steps = 2\n", encoding="utf-8")
+    result = invoke(
+        "train", "--data", tiny_phantom, "--config", config, "--epochs", 1, "--device", "cpu",
+        "--no-monitor", "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert not issubclass(TrainingError, InvalidInputError)  # a failed run, not bad input
+    assert result.exit_code == 2
+    assert "2 non-finite steps in a row" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_early_stopping_stops_and_says_why(tiny_phantom, tmp_path):
