@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lvseg import __version__, layout
-from lvseg.errors import InvalidInputError
+from lvseg.errors import LvsegError
 
 app = typer.Typer(
     help="Train a small, interpretable CNN to segment the left ventricle in cardiac MRI.",
@@ -102,7 +102,7 @@ def clean_errors(function):
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except InvalidInputError as error:
+        except LvsegError as error:
             raise fail(str(error)) from None
         except FileExistsError as error:
             raise fail(f"{error.args[0]} (use --overwrite to replace it)") from None

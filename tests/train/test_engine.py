@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from lvseg.config import TrainConfig
-from lvseg.errors import InvalidInputError
+from lvseg.errors import InvalidInputError, TrainingError
 from lvseg.runs.checkpoint import load_checkpoint, load_model, resolve_model_path
 from lvseg.runs.store import RunStore
-from lvseg.train import engine, losses
+from lvseg.train import engine, loop, losses, setup
 
 
 def tiny_config(data: Path, **optim) -> TrainConfig:
@@ -62,7 +62,7 @@ def test_nonfinite_steps_are_skipped_and_recorded(tiny_phantom, tmp_path, monkey
             parts.total = parts.total * float("nan")
         return parts
 
-    monkeypatch.setattr(engine, "segmentation_loss", sometimes_nan)
+    monkeypatch.setattr(loop, "segmentation_loss", sometimes_nan)
     result = engine.train(tiny_config(tiny_phantom, epochs=1), tmp_path / "run")
     with RunStore.open(tmp_path / "run", readonly=True) as store:
         skipped = [s["step"] for s in store.steps() if s["skipped"]]
@@ -82,13 +82,36 @@ def test_too_many_nonfinite_steps_stop_the_run_with_one_line(tiny_phantom, tmp_p
         parts.total = parts.total * float("nan")
         return parts
 
-    monkeypatch.setattr(engine, "segmentation_loss", always_nan)
+    monkeypatch.setattr(loop, "segmentation_loss", always_nan)
     config = tiny_config(tiny_phantom, max_nonfinite_steps=3)
-    with pytest.raises(engine.TrainingError, match="3 non-finite steps in a row"):
+    with pytest.raises(TrainingError, match="3 non-finite steps in a row"):
         engine.train(config, tmp_path / "run")
     with RunStore.open(tmp_path / "run", readonly=True) as store:
         assert store.status == "failed"
         assert store.checkpoints() == []
+
+
+def test_the_cli_reports_a_diverged_run_in_one_line(tiny_phantom, tmp_path, monkeypatch):
+    from builders import invoke
+
+    real = losses.segmentation_loss
+
+    def always_nan(*args, **kwargs):
+        parts = real(*args, **kwargs)
+        parts.total = parts.total * float("nan")
+        return parts
+
+    monkeypatch.setattr(loop, "segmentation_loss", always_nan)
+    config = tmp_path / "diverges.toml"
+    config.write_text("[optim]\nmax_nonfinite_steps = 2\n", encoding="utf-8")
+    result = invoke(
+        "train", "--data", tiny_phantom, "--config", config, "--epochs", 1, "--device", "cpu",
+        "--no-monitor", "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert not issubclass(TrainingError, InvalidInputError)  # a failed run, not bad input
+    assert result.exit_code == 2
+    assert "2 non-finite steps in a row" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_early_stopping_stops_and_says_why(tiny_phantom, tmp_path):
@@ -119,13 +142,15 @@ def test_steps_per_epoch_matches_the_batches_drawn():
             return rng.integers(-2, 3, size=(count, 2))
 
     for n, batch in [(17, 8), (16, 8), (9, 8), (33, 16)]:
-        indices = np.arange(n)
+        data = type("D", (), {"train_indices": np.arange(n), "train": Cache()})()
+        config = TrainConfig.from_dict(
+            {"seed": 0, "optim": {"batch_size": batch}, "data": {"far_crops": 0.0}}
+        )
         for world in (1, 2):
             context = Context(rank=0, world_size=world)
-            batches = engine.epoch_batches(Cache(), indices, batch, 0, 0, context)
+            batches = loop.epoch_batches(data, config, 1, context)
             assert all(len(b[0]) > 1 for b in batches)
-            data = type("D", (), {"train_indices": indices})()
-            assert engine.steps_per_epoch(data, batch, context) == len(batches)
+            assert loop.steps_per_epoch(data, batch, context) == len(batches)
 
 
 def test_loss_parts_and_dice():
@@ -162,13 +187,13 @@ def test_a_run_initialised_from_another_starts_from_its_weights_exactly(
     tiny_phantom, tiny_run, tmp_path, monkeypatch
 ):
     started: dict[str, torch.Tensor] = {}
-    real = engine.make_optimizer
+    real = setup.make_optimizer
 
     def capture(model, *args, **kwargs):  # the optimiser is made right after the weights load
         started.update({k: v.detach().clone() for k, v in model.state_dict().items()})
         return real(model, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "make_optimizer", capture)
+    monkeypatch.setattr(setup, "make_optimizer", capture)
     config = tiny_config(tiny_phantom, epochs=1).merged({"model": {"init": str(tiny_run)}})
     engine.train(config, tmp_path / "tuned")
     # the run's selected checkpoint, else its best, else its last: as every MODEL argument

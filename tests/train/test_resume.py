@@ -13,15 +13,42 @@ import torch
 
 from lvseg.runs.checkpoint import load_checkpoint
 from lvseg.runs.store import RunStore
-from lvseg.train.engine import KILL_AT_STEP_ENV
 
 ARGS = ["--epochs", "3", "--batch-size", "8", "--deterministic", "--device", "cpu", "--seed", "3"]
 
+KILLED_AFTER_STEP = """
+import dataclasses, os, signal, sys
+from lvseg.cli import app
+from lvseg.train import engine
 
-def lvseg(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+kill_at = int(sys.argv.pop(1))
+real_train = engine.train
+
+def train(*args, progress, **kwargs):
+    # the progress callback sees each step once it is logged: SIGKILL after step kill_at
+    def on_step(step, epoch, metrics):
+        progress.on_step(step, epoch, metrics)
+        if step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    hooks = dataclasses.replace(progress, on_step=on_step)
+    return real_train(*args, progress=hooks, **kwargs)
+
+engine.train = train
+app(prog_name="lvseg")
+"""
+"""``lvseg ARGS`` that kills itself with SIGKILL right after an optimiser step."""
+
+
+def lvseg(*args: str, kill_after_step: int | None = None) -> subprocess.CompletedProcess:
+    start = (
+        ["-m", "lvseg"]
+        if kill_after_step is None
+        else ["-c", KILLED_AFTER_STEP, str(kill_after_step)]
+    )
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "lvseg", *args], capture_output=True, text=True, env=environment
+        [sys.executable, *start, *args], capture_output=True, text=True, env=environment
     )
 
 
@@ -33,9 +60,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tiny_phantom, tmp
     per_epoch = steps // 3
     kill_at = per_epoch + per_epoch // 2 + 1  # in the middle of the second epoch
 
-    killed = lvseg(
-        "train", *data, *ARGS, "--out", str(tmp_path / "cut"), env={KILL_AT_STEP_ENV: str(kill_at)}
-    )
+    killed = lvseg("train", *data, *ARGS, "--out", str(tmp_path / "cut"), kill_after_step=kill_at)
     assert killed.returncode == -signal.SIGKILL
     with RunStore.open(tmp_path / "cut", readonly=True) as store:
         assert store.last_step() == kill_at  # steps past the last checkpoint were logged...
