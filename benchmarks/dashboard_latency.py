@@ -34,13 +34,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "monitor"))
+sys.path.insert(0, str(ROOT / "tests" / "dashboard"))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 from synthetic_run import start_run  # noqa: E402
 
-from lvseg.monitor.launch import start_dashboard  # noqa: E402
-from lvseg.monitor.server import POLL_S  # noqa: E402
+from lvseg.dashboard.launch import start_dashboard  # noqa: E402
+from lvseg.dashboard.server import POLL_S  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

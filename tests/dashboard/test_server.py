@@ -29,10 +29,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synthetic_run import HISTOGRAM_EDGES, picture, write_run
 
+from lvseg.dashboard.launch import TOKEN_ENV, DashboardError, DashboardServer, start_dashboard
+from lvseg.dashboard.readers import bin_centres
+from lvseg.dashboard.server import STATIC_DIR, check_token, create_app, parse_cursors
 from lvseg.errors import InvalidInputError
-from lvseg.monitor.launch import TOKEN_ENV, DashboardError, DashboardServer, start_dashboard
-from lvseg.monitor.readers import bin_centres
-from lvseg.monitor.server import STATIC_DIR, check_token, create_app, parse_cursors
 from lvseg.runs.store import RunStore
 
 TOKEN = "t0k-of-sixteen-characters"
@@ -393,7 +393,7 @@ def test_a_malformed_host_header_is_refused_not_an_error(runs_root: Path, host: 
 
 
 def test_an_internal_error_says_only_that(runs_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lvseg.monitor.server as server
+    import lvseg.dashboard.server as server
 
     monkeypatch.setattr(server, "step_columns", lambda *_: 1 / 0)
     app = create_app(runs_root)
@@ -445,7 +445,7 @@ def test_dashboard_command_and_launcher_refuse_an_empty_token(runs_root: Path) -
     assert_one_line_error(result, SHORT.format(0))
     for value in ("", "short"):
         result = subprocess.run(
-            [sys.executable, "-m", "lvseg.monitor.launch", str(runs_root), "--host", "0.0.0.0"],
+            [sys.executable, "-m", "lvseg.dashboard.launch", str(runs_root), "--host", "0.0.0.0"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -866,10 +866,10 @@ def test_dashboard_modules_never_import_torch(runs_root: Path) -> None:
     code = (
         "import sys\n"
         "from fastapi.testclient import TestClient\n"
-        "import lvseg.monitor\n"
-        "import lvseg.monitor.readers\n"
-        "import lvseg.monitor.launch\n"
-        "from lvseg.monitor.server import create_app\n"
+        "import lvseg.dashboard\n"
+        "import lvseg.dashboard.readers\n"
+        "import lvseg.dashboard.launch\n"
+        "from lvseg.dashboard.server import create_app\n"
         f"client = TestClient(create_app({str(runs_root)!r}), base_url='http://127.0.0.1')\n"
         "assert client.get('/api/runs/alpha').status_code == 200\n"
         "assert client.get('/api/runs/alpha/layers/grad_norm').status_code == 200\n"

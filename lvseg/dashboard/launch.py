@@ -6,17 +6,17 @@
 included), at ``http://127.0.0.1:8765/``; ``lvseg train --dashboard`` takes the same ``--host``,
 ``--port`` and ``--token``. It binds 127.0.0.1 by default; any other address needs a token,
 generated when none is given. A token given (``--token``, or ``$LVSEG_DASHBOARD_TOKEN`` for the
-subprocess) must pass :func:`lvseg.monitor.server.check_token`: at least 16 printable ASCII
+subprocess) must pass :func:`lvseg.dashboard.server.check_token`: at least 16 printable ASCII
 characters, no spaces; an empty or short one is refused, never read as "no token". A port in use
 is a one-line :class:`DashboardError` naming the port and ``--port``. The app itself is
-:func:`lvseg.monitor.server.create_app`.
+:func:`lvseg.dashboard.server.create_app`.
 
 Like the app, this module does not import torch: :func:`start_dashboard` runs the server in a
 subprocess that starts fast and never takes the GIL or a GPU from the trainer.
 
 Run as a program (what :func:`start_dashboard` starts)::
 
-    python -m lvseg.monitor.launch runs --port 8765
+    python -m lvseg.dashboard.launch runs --port 8765
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from typing import Any
 from urllib.parse import quote
 
 from lvseg import layout
+from lvseg.dashboard.readers import Runs
+from lvseg.dashboard.server import POLL_S, check_token, create_app, is_loopback
 from lvseg.errors import InvalidInputError
-from lvseg.monitor.readers import Runs
-from lvseg.monitor.server import POLL_S, check_token, create_app, is_loopback
 from lvseg.runs.store import is_run
 
 DEFAULT_HOST = "127.0.0.1"
@@ -114,7 +114,7 @@ class DashboardServer:
     """A dashboard bound to its address (so the URL is known) and ready to :meth:`run`.
 
     ``host`` other than a loopback address needs a token; one is generated when not given. A
-    token given must pass :func:`~lvseg.monitor.server.check_token` (InvalidInputError if not).
+    token given must pass :func:`~lvseg.dashboard.server.check_token` (InvalidInputError if not).
     """
 
     def __init__(
@@ -259,7 +259,7 @@ def start_dashboard(
 ) -> Dashboard:
     """Serve the dashboard of ``target`` from a subprocess and return once it answers.
 
-    The server runs as ``python -m lvseg.monitor.launch`` so it never competes with training for
+    The server runs as ``python -m lvseg.dashboard.launch`` so it never competes with training for
     the GIL and never imports torch. ``port=0`` picks a free port. A host other than a loopback
     address gets a generated token when none is given. The run need not exist yet: the page shows
     it when it appears. The server runs in its own session (a Ctrl-C in the terminal does not
@@ -267,7 +267,7 @@ def start_dashboard(
     of this process. ``focus`` names the run the page shows first (``?run=NAME`` in the URL),
     waiting for it if it does not exist yet. Raises :class:`DashboardError` when the server
     exits (its own one-line reason, such as a port in use) or does not answer within
-    ``timeout_s``, and InvalidInputError for a token :func:`~lvseg.monitor.server.check_token`
+    ``timeout_s``, and InvalidInputError for a token :func:`~lvseg.dashboard.server.check_token`
     refuses.
     """
     token = check_token(token)
@@ -284,7 +284,7 @@ def start_dashboard(
     command = [
         sys.executable,
         "-m",
-        "lvseg.monitor.launch",
+        "lvseg.dashboard.launch",
         str(Path(target).resolve()),
         "--host",
         host,
@@ -370,9 +370,9 @@ def _exit_with_parent(server: DashboardServer) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lvseg.monitor.launch TARGET [--host H] [--port P]``: serve until stopped."""
+    """``python -m lvseg.dashboard.launch TARGET [--host H] [--port P]``: serve until stopped."""
     parser = argparse.ArgumentParser(
-        prog="python -m lvseg.monitor.launch", description="Serve the lvseg training dashboard."
+        prog="python -m lvseg.dashboard.launch", description="Serve the lvseg training dashboard."
     )
     parser.add_argument("target", type=Path, help="a run directory, or a folder of runs")
     parser.add_argument("--host", default=DEFAULT_HOST)

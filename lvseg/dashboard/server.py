@@ -1,15 +1,15 @@
 """The dashboard's HTTP app: the JSON API, the live stream and the page that draws it.
 
-:func:`create_app` serves the runs of a target (see :class:`~lvseg.monitor.readers.Runs`). The
+:func:`create_app` serves the runs of a target (see :class:`~lvseg.dashboard.readers.Runs`). The
 page (``static/``, drawn with the Plotly bundled in the installed ``plotly`` package) loads each
 run once through the JSON API, then follows a server-sent-event stream that polls the stores about
-twice a second and pushes only what is new. :mod:`lvseg.monitor.launch` runs the app as a server.
+twice a second and pushes only what is new. :mod:`lvseg.dashboard.launch` runs the app as a server.
 
 Why it is built this way:
 
 - **Read-only, from the run store only.** The app serves a fixed list of static files,
-  plotly.min.js and data read through :mod:`lvseg.monitor.readers`, nothing else from disk.
-- **No torch.** Only :mod:`lvseg.monitor.readers`, :mod:`lvseg.runs` and :mod:`lvseg.errors` are
+  plotly.min.js and data read through :mod:`lvseg.dashboard.readers`, nothing else from disk.
+- **No torch.** Only :mod:`lvseg.dashboard.readers`, :mod:`lvseg.runs` and :mod:`lvseg.errors` are
   imported from lvseg, so the server starts fast and never takes a GPU from the trainer.
 - **Safe by default.** Without a token it accepts only requests addressed to a loopback name (no
   DNS rebinding; a malformed Host header is refused too). With a token, every request carries
@@ -18,7 +18,7 @@ Why it is built this way:
   refused, never taken as "no token".
 - **Nothing outside the runs folder.** Run folders, run.db, config.json and selected.json are read
   only where they resolve (symlinks followed) inside the folder served: a link pointing out is an
-  error in the JSON, its target is never read (see :mod:`lvseg.monitor.readers`).
+  error in the JSON, its target is never read (see :mod:`lvseg.dashboard.readers`).
 - **Bad requests are 400, never 500.** Integer parameters (``since``, ``since_id``, the watch
   picture's epoch and slice, the stream's cursors) are whole numbers from 0 to 2**63 - 1; anything
   else is answered 400 with ``{"error": ...}`` naming the parameter, and no traceback is logged.
@@ -64,8 +64,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lvseg.errors import InvalidInputError
-from lvseg.monitor.readers import (
+from lvseg.dashboard.readers import (
     RunNotFound,
     Runs,
     bin_centres,
@@ -82,6 +81,7 @@ from lvseg.monitor.readers import (
     selected_stamp,
     step_columns,
 )
+from lvseg.errors import InvalidInputError
 from lvseg.runs.store import RunStore
 
 POLL_S = 0.5
