@@ -40,7 +40,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 from synthetic_run import start_run  # noqa: E402
 
 from lvseg.dashboard.launch import start_dashboard  # noqa: E402
-from lvseg.dashboard.server import POLL_S  # noqa: E402
+from lvseg.dashboard.stream import POLL_S  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -29,9 +29,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synthetic_run import HISTOGRAM_EDGES, picture, write_run
 
+from lvseg.dashboard.access import check_token
 from lvseg.dashboard.launch import TOKEN_ENV, DashboardError, DashboardServer, start_dashboard
+from lvseg.dashboard.pages import STATIC_DIR
 from lvseg.dashboard.readers import bin_centres
-from lvseg.dashboard.server import STATIC_DIR, check_token, create_app, parse_cursors
+from lvseg.dashboard.server import create_app
+from lvseg.dashboard.stream import parse_cursors
 from lvseg.errors import InvalidInputError
 from lvseg.runs.store import RunStore
 
