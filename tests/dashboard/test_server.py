@@ -31,7 +31,7 @@ from synthetic_run import HISTOGRAM_EDGES, picture, write_run
 
 from lvseg.dashboard.access import check_token
 from lvseg.dashboard.launch import TOKEN_ENV, DashboardError, DashboardServer, start_dashboard
-from lvseg.dashboard.pages import STATIC_DIR
+from lvseg.dashboard.pages import STATIC_DIR, STATIC_FILES
 from lvseg.dashboard.readers import bin_centres
 from lvseg.dashboard.server import create_app
 from lvseg.dashboard.stream import parse_cursors
@@ -212,7 +212,7 @@ def test_index_references_only_local_files_that_exist(client: TestClient) -> Non
             continue
         assert not parts.scheme and not parts.netloc and not url.startswith("/"), url
         assert client.get(f"/{url}").status_code == 200, url
-    for name in ("app.js", "style.css", "index.html"):
+    for name in STATIC_FILES:
         text = (STATIC_DIR / name).read_text(encoding="utf-8")
         assert not re.search(r"https?://|//cdn|@import", text), f"{name} reaches outside"
 
@@ -226,6 +226,25 @@ def test_static_files_and_plotly(client: TestClient) -> None:
     assert "connect-src 'self'" in plotly.headers["content-security-policy"]
     assert client.get("/static/index.html").status_code == 404
     assert client.get("/static/server.py").status_code == 404
+
+
+def test_the_page_is_es_modules_served_as_javascript(client: TestClient) -> None:
+    """index.html loads app.js as a module; it and every module it imports, and theirs, come
+    with a JavaScript MIME type (a browser refuses a module script otherwise), and every module
+    in static/ is part of the page."""
+    assert '<script type="module" src="static/app.js"></script>' in client.get("/").text
+    seen: set[str] = set()
+    wanted = ["app.js"]
+    while wanted:
+        name = wanted.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["content-type"] == "text/javascript; charset=utf-8", name
+        wanted += re.findall(r"\bfrom '\./([\w-]+\.js)'", response.text)
+    assert seen == {path.name for path in STATIC_DIR.glob("*.js")}
 
 
 @pytest.mark.parametrize(
@@ -368,7 +387,12 @@ def test_page_passes_its_token_on_to_its_scripts(runs_root: Path) -> None:
         assert f'src="static/app.js?token={quoted}"' in page
         assert f'href="static/style.css?token={quoted}"' in page
         assert client.get(f"/static/app.js?token={quoted}").status_code == 200
-    script = (STATIC_DIR / "app.js").read_text()
+        # a module's relative imports drop its URL's query: the server adds the token to them
+        for name in ("app.js", "draw.js"):
+            script = client.get(f"/static/{name}?token={quoted}").text
+            imports = re.findall(r"\bfrom '(\./[^']*)'", script)
+            assert imports and all(url.endswith(f".js?token={quoted}") for url in imports)
+    script = (STATIC_DIR / "state.js").read_text()
     assert "location.search" in script and "query.set('token', TOKEN)" in script
 
 
