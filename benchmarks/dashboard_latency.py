@@ -34,9 +34,9 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from lvseg.monitor.launch import start_dashboard
-from lvseg.monitor.server import POLL_S
-from tests.monitor.synthetic_run import start_run
+from lvseg.dashboard.launch import start_dashboard
+from lvseg.dashboard.stream import POLL_S
+from tests.dashboard.synthetic_run import start_run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

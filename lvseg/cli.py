@@ -633,7 +633,7 @@ def train_command(
     main_rank = int(os.environ.get("RANK", "0")) == 0
     server = None
     if dashboard and main_rank:
-        from lvseg.monitor.launch import start_dashboard
+        from lvseg.dashboard.launch import start_dashboard
 
         # The dashboard watches the folder of runs: the new run appears there once it starts.
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -1226,7 +1226,7 @@ def dashboard_command(
     token: DashboardToken = None,
 ) -> None:
     """Serve the live training dashboard of a run, or of the runs in a folder, until Ctrl-C."""
-    from lvseg.monitor.launch import DashboardServer
+    from lvseg.dashboard.launch import DashboardServer
 
     server = DashboardServer(target, host=host, port=port, token=token)
     console.print(

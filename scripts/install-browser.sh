@@ -1,5 +1,5 @@
 #!/bin/sh
-# Install the browser of the dashboard's browser tests (tests/monitor/test_browser.py): Debian's
+# Install the browser of the dashboard's browser tests (tests/dashboard/test_browser.py): Debian's
 # chromium, driven by Playwright (Playwright's own browser download does not work offline).
 # Idempotent and never fails the build: without chromium, the browser tests are skipped.
 

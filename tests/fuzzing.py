@@ -38,10 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-# The builders of the deploy and monitor tests (the oracle model, synthetic runs) are reused as
+# The builders of the deploy and dashboard tests (the oracle model, synthetic runs) are reused as
 # they are; those folders are not packages, so they are put on the path here.
 HERE = Path(__file__).resolve().parent
-for _folder in (HERE, HERE / "deploy", HERE / "monitor"):
+for _folder in (HERE, HERE / "deploy", HERE / "dashboard"):
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
 

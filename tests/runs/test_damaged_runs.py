@@ -14,8 +14,8 @@ import pytest
 import torch
 from builders import invoke
 
+from lvseg.dashboard.readers import Runs
 from lvseg.errors import InvalidInputError
-from lvseg.monitor.readers import Runs
 from lvseg.runs import folder
 from lvseg.runs.checkpoint import Checkpoint
 from lvseg.runs.store import (

@@ -19,7 +19,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from synthetic_run import LiveWriter, write_run
 
-from lvseg.monitor.server import create_app
+from lvseg.dashboard.server import create_app
 
 
 @pytest.fixture

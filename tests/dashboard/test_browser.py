@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import pytest
 from synthetic_run import write_run
 
+from lvseg.dashboard.launch import start_dashboard
 from lvseg.errors import InvalidInputError
 from lvseg.model.registry import build_model
-from lvseg.monitor.launch import start_dashboard
 from lvseg.runs.store import RunStore
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -6,17 +6,17 @@
 included), at ``http://127.0.0.1:8765/``; ``lvseg train --dashboard`` takes the same ``--host``,
 ``--port`` and ``--token``. It binds 127.0.0.1 by default; any other address needs a token,
 generated when none is given. A token given (``--token``, or ``$LVSEG_DASHBOARD_TOKEN`` for the
-subprocess) must pass :func:`lvseg.monitor.server.check_token`: at least 16 printable ASCII
+subprocess) must pass :func:`lvseg.dashboard.access.check_token`: at least 16 printable ASCII
 characters, no spaces; an empty or short one is refused, never read as "no token". A port in use
 is a one-line :class:`DashboardError` naming the port and ``--port``. The app itself is
-:func:`lvseg.monitor.server.create_app`.
+:func:`lvseg.dashboard.server.create_app`.
 
 Like the app, this module does not import torch: :func:`start_dashboard` runs the server in a
 subprocess that starts fast and never takes the GIL or a GPU from the trainer.
 
 Run as a program (what :func:`start_dashboard` starts)::
 
-    python -m lvseg.monitor.launch runs --port 8765
+    python -m lvseg.dashboard.launch runs --port 8765
 """
 
 from __future__ import annotations
@@ -41,9 +41,11 @@ from typing import Any
 from urllib.parse import quote
 
 from lvseg import layout
+from lvseg.dashboard.access import check_token, is_loopback
+from lvseg.dashboard.readers import Runs
+from lvseg.dashboard.server import create_app
+from lvseg.dashboard.stream import POLL_S
 from lvseg.errors import InvalidInputError
-from lvseg.monitor.readers import Runs
-from lvseg.monitor.server import POLL_S, check_token, create_app, is_loopback
 from lvseg.runs.store import is_run
 
 DEFAULT_HOST = "127.0.0.1"
@@ -81,6 +83,15 @@ def check_target(target: str | Path) -> Path:
     return target
 
 
+def _serving_token(host: str, token: str | None) -> str | None:
+    """``token`` if :func:`~lvseg.dashboard.access.check_token` accepts it; without one, a
+    generated token for a host other than loopback, None for loopback."""
+    token = check_token(token)
+    if token is None and not is_loopback(host):
+        token = secrets.token_urlsafe(18)
+    return token
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (port 0: a free one); DashboardError if it is taken
     or not a port number."""
@@ -114,7 +125,7 @@ class DashboardServer:
     """A dashboard bound to its address (so the URL is known) and ready to :meth:`run`.
 
     ``host`` other than a loopback address needs a token; one is generated when not given. A
-    token given must pass :func:`~lvseg.monitor.server.check_token` (InvalidInputError if not).
+    token given must pass :func:`~lvseg.dashboard.access.check_token` (InvalidInputError if not).
     """
 
     def __init__(
@@ -127,11 +138,8 @@ class DashboardServer:
         require_runs: bool = True,
         poll_s: float = POLL_S,
     ) -> None:
-        token = check_token(token)
+        self.token = _serving_token(host, token)
         self.target = check_target(target) if require_runs else Path(target)
-        if token is None and not is_loopback(host):
-            token = secrets.token_urlsafe(18)
-        self.token = token
         self.host = host
         self.socket = bind(host, port)
         self.port = self.socket.getsockname()[1]
@@ -247,6 +255,113 @@ def _drain(stream: Any, lines: queue.Queue | None, tail: deque, echo: _Echo | No
             lines.put(None)
 
 
+def _server_command(target: Path, host: str, port: int, exit_with_parent: bool) -> list[str]:
+    """``python -m lvseg.dashboard.launch`` for ``target``: it prints its URL as JSON once bound
+    and serves a target that has no run yet."""
+    command = [
+        sys.executable,
+        "-m",
+        "lvseg.dashboard.launch",
+        str(Path(target).resolve()),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--announce",
+        "--allow-empty",
+    ]
+    if exit_with_parent:
+        command.append("--exit-with-parent")
+    return command
+
+
+def _server_environment(token: str | None) -> dict[str, str]:
+    """This process's environment with the token in it (never on the command line) and this
+    lvseg first on the path, so that the child serves the same package."""
+    environment = dict(os.environ)
+    environment.pop(TOKEN_ENV, None)
+    if token:
+        environment[TOKEN_ENV] = token
+    package_root = str(Path(__file__).resolve().parents[2])
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [package_root, *filter(None, [environment.get("PYTHONPATH")])]
+    )
+    return environment
+
+
+def _health_url(host: str, port: int) -> str:
+    """Where this machine reaches a server bound to ``host`` (a wildcard address: by loopback)."""
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    probe_host = f"[{probe_host}]" if ":" in probe_host else probe_host
+    return f"http://{probe_host}:{port}/api/health"
+
+
+class _Starting:
+    """A server subprocess until it answers: its stdout carries the announcement, the last lines
+    of its stderr the reason it failed; its stderr is echoed once it is up."""
+
+    def __init__(
+        self, process: subprocess.Popen, target: Path, token: str | None, timeout_s: float
+    ) -> None:
+        self.process = process
+        self.target = target
+        self.token = token
+        self.timeout_s = timeout_s
+        self.lines: queue.Queue = queue.Queue()
+        self.errors: deque = deque(maxlen=20)
+        self.echo = _Echo()
+        stdout = (process.stdout, self.lines, deque(maxlen=5), None)
+        threading.Thread(target=_drain, args=stdout, daemon=True).start()
+        stderr = (process.stderr, None, self.errors, self.echo)
+        threading.Thread(target=_drain, args=stderr, daemon=True).start()
+        self.deadline = time.monotonic() + timeout_s
+
+    def failure(self, why: str) -> DashboardError:
+        """Stop the server; the error to raise, with the server's last words."""
+        Dashboard("", self.token, 0, self.process).stop(timeout_s=2)
+        last = next((line for line in reversed(self.errors) if line.strip()), "")
+        if self.process.returncode == 2 and last.startswith("error: "):
+            # The server's own one-line reason (port in use, bad address): say just that.
+            return DashboardError(last.removeprefix("error: "))
+        detail = f": {last}" if last else ""
+        return DashboardError(f"dashboard server for {self.target} {why}{detail}")
+
+    def announcement(self) -> dict[str, Any]:
+        """The ``{"url", "port"}`` that the server prints once it has bound its port."""
+        while True:
+            wait_s = max(0.0, min(0.5, self.deadline - time.monotonic()))
+            try:
+                line = self.lines.get(timeout=wait_s)
+            except queue.Empty:
+                line = ""
+            if line is None or self.process.poll() is not None:
+                time.sleep(0.1)  # let stderr's last line arrive
+                raise self.failure(f"exited with code {self.process.poll()}")
+            if line.startswith("{"):
+                return json.loads(line)
+            if time.monotonic() > self.deadline:
+                raise self.failure(f"did not start within {self.timeout_s:g} s")
+
+    def wait_until_answering(self, host: str, port: int, url: str) -> None:
+        """Return once ``/api/health`` answers 200 (then echo the server's stderr)."""
+        request = urllib.request.Request(_health_url(host, port))
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    if response.status == 200:
+                        self.echo.start()
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if self.process.poll() is not None:
+                raise self.failure(f"exited with code {self.process.poll()}")
+            if time.monotonic() > self.deadline:
+                raise self.failure(f"did not answer at {url} within {self.timeout_s:g} s")
+            time.sleep(0.1)
+
+
 def start_dashboard(
     target: Path,
     host: str = DEFAULT_HOST,
@@ -259,7 +374,7 @@ def start_dashboard(
 ) -> Dashboard:
     """Serve the dashboard of ``target`` from a subprocess and return once it answers.
 
-    The server runs as ``python -m lvseg.monitor.launch`` so it never competes with training for
+    The server runs as ``python -m lvseg.dashboard.launch`` so it never competes with training for
     the GIL and never imports torch. ``port=0`` picks a free port. A host other than a loopback
     address gets a generated token when none is given. The run need not exist yet: the page shows
     it when it appears. The server runs in its own session (a Ctrl-C in the terminal does not
@@ -267,97 +382,28 @@ def start_dashboard(
     of this process. ``focus`` names the run the page shows first (``?run=NAME`` in the URL),
     waiting for it if it does not exist yet. Raises :class:`DashboardError` when the server
     exits (its own one-line reason, such as a port in use) or does not answer within
-    ``timeout_s``, and InvalidInputError for a token :func:`~lvseg.monitor.server.check_token`
+    ``timeout_s``, and InvalidInputError for a token :func:`~lvseg.dashboard.access.check_token`
     refuses.
     """
-    token = check_token(token)
-    if token is None and not is_loopback(host):
-        token = secrets.token_urlsafe(18)
-    environment = dict(os.environ)
-    environment.pop(TOKEN_ENV, None)
-    if token:
-        environment[TOKEN_ENV] = token
-    package_root = str(Path(__file__).resolve().parents[2])
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [package_root, *filter(None, [environment.get("PYTHONPATH")])]
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "lvseg.monitor.launch",
-        str(Path(target).resolve()),
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--announce",
-        "--allow-empty",
-    ]
-    if exit_with_parent:
-        command.append("--exit-with-parent")
+    token = _serving_token(host, token)
     process = subprocess.Popen(
-        command,
+        _server_command(target, host, port, exit_with_parent),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=environment,
+        env=_server_environment(token),
         # Its own session: a Ctrl-C meant for the trainer does not stop it; stop() does.
         start_new_session=True,
     )
-    lines: queue.Queue = queue.Queue()
-    errors: deque = deque(maxlen=20)
-    threading.Thread(
-        target=_drain, args=(process.stdout, lines, deque(maxlen=5), None), daemon=True
-    ).start()
-    echo = _Echo()
-    threading.Thread(target=_drain, args=(process.stderr, None, errors, echo), daemon=True).start()
-    deadline = time.monotonic() + timeout_s
-
-    def failure(why: str) -> DashboardError:
-        Dashboard("", token, 0, process).stop(timeout_s=2)
-        last = next((line for line in reversed(errors) if line.strip()), "")
-        if process.returncode == 2 and last.startswith("error: "):
-            # The server's own one-line reason (port in use, bad address): say just that.
-            return DashboardError(last.removeprefix("error: "))
-        detail = f": {last}" if last else ""
-        return DashboardError(f"dashboard server for {target} {why}{detail}")
-
-    announced = None
-    while announced is None:
-        try:
-            line = lines.get(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
-        except queue.Empty:
-            line = ""
-        if line is None or process.poll() is not None:
-            time.sleep(0.1)  # let stderr's last line arrive
-            raise failure(f"exited with code {process.poll()}")
-        if line.startswith("{"):
-            announced = json.loads(line)
-        elif time.monotonic() > deadline:
-            raise failure(f"did not start within {timeout_s:g} s")
+    starting = _Starting(process, target, token, timeout_s)
+    announced = starting.announcement()
     url = announced["url"]
     if focus:
         url += f"{'&' if '?' in url else '?'}run={quote(focus, safe='')}"
     dashboard = Dashboard(url, token, int(announced["port"]), process)
-    probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
-    probe_host = f"[{probe_host}]" if ":" in probe_host else probe_host
-    request = urllib.request.Request(f"http://{probe_host}:{dashboard.port}/api/health")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    while True:
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                if response.status == 200:
-                    echo.start()
-                    return dashboard
-        except (urllib.error.URLError, OSError):
-            pass
-        if process.poll() is not None:
-            raise failure(f"exited with code {process.poll()}")
-        if time.monotonic() > deadline:
-            raise failure(f"did not answer at {dashboard.url} within {timeout_s:g} s")
-        time.sleep(0.1)
+    starting.wait_until_answering(host, dashboard.port, dashboard.url)
+    return dashboard
 
 
 def _exit_with_parent(server: DashboardServer) -> None:
@@ -370,9 +416,9 @@ def _exit_with_parent(server: DashboardServer) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lvseg.monitor.launch TARGET [--host H] [--port P]``: serve until stopped."""
+    """``python -m lvseg.dashboard.launch TARGET [--host H] [--port P]``: serve until stopped."""
     parser = argparse.ArgumentParser(
-        prog="python -m lvseg.monitor.launch", description="Serve the lvseg training dashboard."
+        prog="python -m lvseg.dashboard.launch", description="Serve the lvseg training dashboard."
     )
     parser.add_argument("target", type=Path, help="a run directory, or a folder of runs")
     parser.add_argument("--host", default=DEFAULT_HOST)

@@ -29,10 +29,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synthetic_run import HISTOGRAM_EDGES, picture, write_run
 
+from lvseg.dashboard.access import check_token
+from lvseg.dashboard.launch import TOKEN_ENV, DashboardError, DashboardServer, start_dashboard
+from lvseg.dashboard.pages import STATIC_DIR, STATIC_FILES
+from lvseg.dashboard.readers import bin_centres
+from lvseg.dashboard.server import create_app
+from lvseg.dashboard.stream import parse_cursors
 from lvseg.errors import InvalidInputError
-from lvseg.monitor.launch import TOKEN_ENV, DashboardError, DashboardServer, start_dashboard
-from lvseg.monitor.readers import bin_centres
-from lvseg.monitor.server import STATIC_DIR, check_token, create_app, parse_cursors
 from lvseg.runs.store import RunStore
 
 TOKEN = "t0k-of-sixteen-characters"
@@ -209,7 +212,7 @@ def test_index_references_only_local_files_that_exist(client: TestClient) -> Non
             continue
         assert not parts.scheme and not parts.netloc and not url.startswith("/"), url
         assert client.get(f"/{url}").status_code == 200, url
-    for name in ("app.js", "style.css", "index.html"):
+    for name in STATIC_FILES:
         text = (STATIC_DIR / name).read_text(encoding="utf-8")
         assert not re.search(r"https?://|//cdn|@import", text), f"{name} reaches outside"
 
@@ -223,6 +226,25 @@ def test_static_files_and_plotly(client: TestClient) -> None:
     assert "connect-src 'self'" in plotly.headers["content-security-policy"]
     assert client.get("/static/index.html").status_code == 404
     assert client.get("/static/server.py").status_code == 404
+
+
+def test_the_page_is_es_modules_served_as_javascript(client: TestClient) -> None:
+    """index.html loads app.js as a module; it and every module it imports, and theirs, come
+    with a JavaScript MIME type (a browser refuses a module script otherwise), and every module
+    in static/ is part of the page."""
+    assert '<script type="module" src="static/app.js"></script>' in client.get("/").text
+    seen: set[str] = set()
+    wanted = ["app.js"]
+    while wanted:
+        name = wanted.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["content-type"] == "text/javascript; charset=utf-8", name
+        wanted += re.findall(r"\bfrom '\./([\w-]+\.js)'", response.text)
+    assert seen == {path.name for path in STATIC_DIR.glob("*.js")}
 
 
 @pytest.mark.parametrize(
@@ -365,7 +387,12 @@ def test_page_passes_its_token_on_to_its_scripts(runs_root: Path) -> None:
         assert f'src="static/app.js?token={quoted}"' in page
         assert f'href="static/style.css?token={quoted}"' in page
         assert client.get(f"/static/app.js?token={quoted}").status_code == 200
-    script = (STATIC_DIR / "app.js").read_text()
+        # a module's relative imports drop its URL's query: the server adds the token to them
+        for name in ("app.js", "draw.js"):
+            script = client.get(f"/static/{name}?token={quoted}").text
+            imports = re.findall(r"\bfrom '(\./[^']*)'", script)
+            assert imports and all(url.endswith(f".js?token={quoted}") for url in imports)
+    script = (STATIC_DIR / "state.js").read_text()
     assert "location.search" in script and "query.set('token', TOKEN)" in script
 
 
@@ -393,7 +420,7 @@ def test_a_malformed_host_header_is_refused_not_an_error(runs_root: Path, host: 
 
 
 def test_an_internal_error_says_only_that(runs_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lvseg.monitor.server as server
+    import lvseg.dashboard.server as server
 
     monkeypatch.setattr(server, "step_columns", lambda *_: 1 / 0)
     app = create_app(runs_root)
@@ -445,7 +472,7 @@ def test_dashboard_command_and_launcher_refuse_an_empty_token(runs_root: Path) -
     assert_one_line_error(result, SHORT.format(0))
     for value in ("", "short"):
         result = subprocess.run(
-            [sys.executable, "-m", "lvseg.monitor.launch", str(runs_root), "--host", "0.0.0.0"],
+            [sys.executable, "-m", "lvseg.dashboard.launch", str(runs_root), "--host", "0.0.0.0"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -866,10 +893,10 @@ def test_dashboard_modules_never_import_torch(runs_root: Path) -> None:
     code = (
         "import sys\n"
         "from fastapi.testclient import TestClient\n"
-        "import lvseg.monitor\n"
-        "import lvseg.monitor.readers\n"
-        "import lvseg.monitor.launch\n"
-        "from lvseg.monitor.server import create_app\n"
+        "import lvseg.dashboard\n"
+        "import lvseg.dashboard.readers\n"
+        "import lvseg.dashboard.launch\n"
+        "from lvseg.dashboard.server import create_app\n"
         f"client = TestClient(create_app({str(runs_root)!r}), base_url='http://127.0.0.1')\n"
         "assert client.get('/api/runs/alpha').status_code == 200\n"
         "assert client.get('/api/runs/alpha/layers/grad_norm').status_code == 200\n"
