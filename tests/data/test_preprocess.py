@@ -347,7 +347,7 @@ def test_cache_is_reused_and_invalidated(png_dataset, small_plan, tmp_path, monk
         raise AssertionError("cache miss")
 
     with monkeypatch.context() as patch:
-        patch.setattr(pp, "preprocess_record", fail)
+        patch.setattr(pp.cache, "preprocess_record", fail)
         second = pp.build_cache(png_dataset, small_plan, cache_dir)
     assert second.path == first.path and second.key == first.key
     assert (second.path / pp.CACHE_IMAGES).stat().st_mtime_ns == stamp
