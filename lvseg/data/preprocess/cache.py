@@ -19,12 +19,7 @@ import numpy as np
 
 from lvseg.atomic import atomic_directory
 from lvseg.data.preprocess.planning import PREPROCESS_VERSION, PreprocessPlan, ProgressCallback
-from lvseg.data.preprocess.transforms import (
-    Centre,
-    preprocess_record,
-    random_offset,
-    stack_masks,
-)
+from lvseg.data.preprocess.transforms import Centre, preprocess_record, stack_masks
 from lvseg.data.records import Geometry, SliceRecord
 from lvseg.errors import InvalidInputError
 from lvseg.progress import track
@@ -114,18 +109,7 @@ class CachedSlices:
     """
 
     def __init__(self, path: str | Path, *, in_memory: bool = False) -> None:
-        self._open(Path(path), in_memory)
-
-    def __getstate__(self) -> dict[str, Any]:
-        # DataLoader workers started by "spawn" reopen the memory maps instead of copying them.
-        return {"path": str(self.path), "in_memory": self.in_memory}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self._open(Path(state["path"]), state["in_memory"])
-
-    def _open(self, path: Path, in_memory: bool) -> None:
-        self.path = path
-        self.in_memory = in_memory
+        self.path = Path(path)
         try:
             index = json.loads((self.path / CACHE_INDEX).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
@@ -329,51 +313,3 @@ def build_cache(
         }
         (temporary / CACHE_INDEX).write_text(json.dumps(index, indent=1), encoding="utf-8")
     return CachedSlices(folder, in_memory=in_memory)
-
-
-class CachedSliceDataset:
-    """A map-style (torch ``Dataset``-compatible) view of a cache: (image, masks, index).
-
-    ``image`` is a [1, S, S] float32 tensor, ``masks`` [C, S, S] float32 (0/1), ``index`` the
-    position in the cache (``cache.labelled[index]`` says which channels are labelled). With
-    ``jitter`` the crop moves by a random offset drawn from (seed, epoch, index), so an item is
-    the same whatever the worker or order that asks for it; call :meth:`set_epoch` each epoch.
-    """
-
-    def __init__(
-        self,
-        cache: CachedSlices,
-        indices: Sequence[int] | np.ndarray | None = None,
-        *,
-        jitter: bool = True,
-        seed: int = 0,
-    ) -> None:
-        self.cache = cache
-        self.indices = np.arange(len(cache)) if indices is None else np.asarray(indices, np.int64)
-        self.jitter = jitter
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def offset(self, item: int) -> tuple[int, int]:
-        index = int(self.indices[item])
-        if not self.jitter:
-            return 0, 0
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        return random_offset(self.cache.jitter_px, rng)
-
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        import torch
-
-        index = int(self.indices[item])
-        image, masks = self.cache.crop(index, self.offset(item))
-        return (
-            torch.from_numpy(np.ascontiguousarray(image))[None],
-            torch.from_numpy(np.ascontiguousarray(masks)).float(),
-            index,
-        )

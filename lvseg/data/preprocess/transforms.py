@@ -87,14 +87,6 @@ def normalise_intensity(
     return ((clipped - mean) / (std if std > 1e-6 else 1.0)).astype(np.float32)
 
 
-def random_offset(jitter_px: int, rng: np.random.Generator) -> tuple[int, int]:
-    """A uniform integer offset in [-jitter_px, jitter_px] per axis."""
-    if jitter_px <= 0:
-        return 0, 0
-    row, col = rng.integers(-jitter_px, jitter_px + 1, size=2)
-    return int(row), int(col)
-
-
 def preprocess_record(
     record: SliceRecord,
     plan: PreprocessPlan,
