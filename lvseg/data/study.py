@@ -151,10 +151,6 @@ class CineStudy:
         """(rows, cols) of every frame."""
         return int(self.images.shape[2]), int(self.images.shape[3])
 
-    def frame_key(self, slice_index: int, phase_index: int) -> str:
-        """``s{slice}/p{phase}``, the tail of :attr:`SliceRecord.key`."""
-        return f"s{slice_index}/p{phase_index}"
-
     def to_nifti(self, volume: np.ndarray) -> nib.Nifti1Image:
         """A (slices, phases, rows, cols) volume as a NIfTI image in the source's geometry.
 
