@@ -64,6 +64,7 @@ import numpy as np
 from lvseg.data.dicom import (
     SliceTags,
     dicom_pixels,
+    dicom_ras_affine,
     finite_number,
     is_dicom_file,
     positive_int,
@@ -98,7 +99,6 @@ GAP_FACTOR = 1.5
 """A gap between neighbouring slices this many times the usual one gets a note: a slice is
 likely missing, and volumes (summed over the slices present) come out too small."""
 SHORT_AXIS_DESCRIPTION = re.compile(r"(?<![a-z])(?:sax?(?![a-z])|short)", re.IGNORECASE)
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 NOT_AN_INPUT = "not a DICOM folder, NIfTI file or image file"
 _TIME_UNIT_MS = {"sec": 1000.0, "msec": 1.0, "usec": 0.001}
 
@@ -729,19 +729,13 @@ def _dicom_affine(
     notes: list[str] = []
     if spacing is None:
         notes.append("no PixelSpacing: 1 mm assumed in the NIfTI affine")
-    row_direction = np.asarray(first.orientation[:3])
-    col_direction = np.asarray(first.orientation[3:])
     origin = np.asarray(first.image_position)
     last = slices[-1].image_position
     if len(slices) > 1 and last is not None:
         step = (np.asarray(last) - origin) / (len(slices) - 1)
     else:
         step = first.normal * (first.slice_thickness or 1.0)
-    lps = np.eye(4)
-    lps[:3, 0] = row_direction * col_spacing  # voxel x = column index, along the row direction
-    lps[:3, 1] = col_direction * row_spacing  # voxel y = row index
-    lps[:3, 2] = step
-    lps[:3, 3] = origin
+    affine = dicom_ras_affine(first.orientation, origin, (row_spacing, col_spacing), step)
     off_grid = max(
         (
             float(np.linalg.norm(np.asarray(f.image_position) - origin - k * step))
@@ -762,7 +756,7 @@ def _dicom_affine(
         notes.append(
             "ImageOrientationPatient differs between slices: the NIfTI affine uses the first's"
         )
-    return LPS_TO_RAS @ lps, notes
+    return affine, notes
 
 
 def _read_dicom_file(path: Path) -> CineStudy:
