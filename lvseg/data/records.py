@@ -29,7 +29,9 @@ MYOCARDIUM = "myocardium"
 """LV myocardium: filled epicardial contour minus filled endocardial contour."""
 RV = "rv"
 """Right-ventricular blood pool."""
-STRUCTURES = (LV, MYOCARDIUM, RV)
+MASK_STRUCTURES = (LV, MYOCARDIUM, RV)
+"""Every structure a record's masks may hold (each source labels some or all), in the channel
+order of stacked masks."""
 
 ED = "ED"
 ES = "ES"
@@ -84,7 +86,7 @@ class SliceRecord:
 
     @property
     def structures(self) -> tuple[str, ...]:
-        return tuple(name for name in STRUCTURES if name in self.masks)
+        return tuple(name for name in MASK_STRUCTURES if name in self.masks)
 
     @property
     def key(self) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lvseg.data.preprocess.regions import bounding_box, heart_centre, heart_mask, image_centre
-from lvseg.data.records import STRUCTURES, SliceRecord
+from lvseg.data.records import MASK_STRUCTURES, SliceRecord
 from lvseg.errors import InvalidInputError
 from lvseg.progress import track
 
@@ -177,7 +177,7 @@ class _Tally:
     highs: list[float] = field(default_factory=list)
     shapes: dict[str, int] = field(default_factory=dict)
     areas: dict[str, tuple[list[float], list[float]]] = field(
-        default_factory=lambda: {s: _mm_and_px() for s in STRUCTURES}
+        default_factory=lambda: {s: _mm_and_px() for s in MASK_STRUCTURES}
     )
     extent: tuple[list[float], list[float]] = field(default_factory=_mm_and_px)
     offset: tuple[list[float], list[float]] = field(default_factory=_mm_and_px)
@@ -257,7 +257,7 @@ def fingerprint(
         n_patients=len({r.patient_id for r in records}),
         group_counts=_counts([r.group for r in records]),
         phase_counts=_counts([r.phase for r in records]),
-        structure_counts={s: sum(s in r.masks for r in records) for s in STRUCTURES},
+        structure_counts={s: sum(s in r.masks for r in records) for s in MASK_STRUCTURES},
         spacing_known=len(spacings),
         spacing_unknown=len(records) - len(spacings),
         spacing_median_mm=_pair(np.median(spacings, axis=0)) if len(spacings) else None,
@@ -271,7 +271,7 @@ def fingerprint(
         ),
         per_image_low=Stats.of(tally.lows),
         per_image_high=Stats.of(tally.highs),
-        area={s: Measured.of(*tally.areas[s]) for s in STRUCTURES if any(tally.areas[s])},
+        area={s: Measured.of(*tally.areas[s]) for s in MASK_STRUCTURES if any(tally.areas[s])},
         heart_extent=Measured.of(*tally.extent),
         heart_offset=Measured.of(*tally.offset),
         centre_crop_extent=Measured.of(*tally.centre_extent),
@@ -300,7 +300,7 @@ class PreprocessPlan:
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
     normalisation: str = "clip_zscore"
     image_order: int = 3
-    structures: tuple[str, ...] = STRUCTURES
+    structures: tuple[str, ...] = MASK_STRUCTURES
     assumed_spacing_mm: tuple[float, float] | None = None
     """The spacing given to records that store none (PNG folders), in training and inference."""
     reach_px: int = 0

@@ -16,7 +16,7 @@ import scipy.ndimage as ndi
 
 from lvseg.data.preprocess.planning import PreprocessPlan
 from lvseg.data.preprocess.regions import crop_box_at, crop_padded, heart_centre, image_centre
-from lvseg.data.records import STRUCTURES, Geometry, SliceRecord
+from lvseg.data.records import MASK_STRUCTURES, Geometry, SliceRecord
 
 Centre = Literal["heart", "image"]
 
@@ -141,7 +141,7 @@ def crop_record(prepared: SliceRecord, box: tuple[int, int, int, int]) -> SliceR
 
 
 def stack_masks(
-    record: SliceRecord, structures: Sequence[str] = STRUCTURES
+    record: SliceRecord, structures: Sequence[str] = MASK_STRUCTURES
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masks as one uint8 (C, H, W) array in ``structures`` order, and which are labelled (C,).
 
