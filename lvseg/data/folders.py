@@ -158,7 +158,7 @@ def _read_pair(
         masks=masks,
         patient_id=patient_id,
         source=str(image_file),
-        geometry=Geometry(original_shape=image.shape, pixel_spacing_mm=pixel_spacing_mm),
+        geometry=Geometry(original_shape=image.shape, source_pixel_spacing_mm=pixel_spacing_mm),
         slice_index=slice_index,
         phase_index=phase_index,
         pixel_spacing_mm=pixel_spacing_mm,

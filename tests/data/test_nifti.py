@@ -149,7 +149,7 @@ def test_acdc_geometry_spacing_and_transposition(tmp_path):
     assert record.slice_thickness_mm == record.slice_spacing_mm == ZOOMS[2]
     assert record.slice_position_mm == pytest.approx(ORIGIN[2] + 1 * ZOOMS[2])
     assert record.geometry.original_shape == (Y, X)
-    assert record.geometry.pixel_spacing_mm == (ZOOMS[1], ZOOMS[0])
+    assert record.geometry.source_pixel_spacing_mm == (ZOOMS[1], ZOOMS[0])
     assert record.geometry.volume_index == 1
     assert record.geometry.affine.shape == (4, 4)
     np.testing.assert_allclose(record.geometry.affine[:3, 3], ORIGIN)

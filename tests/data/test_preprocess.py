@@ -48,7 +48,7 @@ def make_record(
         masks=masks,
         patient_id=patient,
         source=f"{patient}-{slice_index}",
-        geometry=Geometry(original_shape=shape, pixel_spacing_mm=spacing),
+        geometry=Geometry(original_shape=shape, source_pixel_spacing_mm=spacing),
         slice_index=slice_index,
         phase_index=0,
         pixel_spacing_mm=spacing,

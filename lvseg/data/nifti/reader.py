@@ -158,7 +158,7 @@ def _read_pair(pair: Pair, mapping: dict[int, str] | None, info: CaseInfo) -> li
                     source=str(pair.image),
                     geometry=Geometry(
                         original_shape=(int(pixels.shape[0]), int(pixels.shape[1])),
-                        pixel_spacing_mm=spacing,
+                        source_pixel_spacing_mm=spacing,
                         affine=affine.copy(),
                         volume_index=k,
                     ),

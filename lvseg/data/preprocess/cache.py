@@ -164,7 +164,7 @@ class CachedSlices:
         spacing = entry["pixel_spacing_mm"]
         return Geometry(
             original_shape=tuple(entry["original_shape"]),
-            pixel_spacing_mm=tuple(spacing) if spacing is not None else None,
+            source_pixel_spacing_mm=tuple(spacing) if spacing is not None else None,
             volume_index=entry["volume_index"],
             zoom=tuple(entry["zoom"]),
             crop_box=self.crop_box(index, offset),

@@ -112,9 +112,8 @@ def with_spacing(record: SliceRecord, spacing_mm: tuple[float, float] | None) ->
     if record.pixel_spacing_mm is not None or spacing_mm is None:
         return record
     spacing = (float(spacing_mm[0]), float(spacing_mm[1]))
-    return record.replace(
-        pixel_spacing_mm=spacing, geometry=replace(record.geometry, pixel_spacing_mm=spacing)
-    )
+    geometry = replace(record.geometry, source_pixel_spacing_mm=spacing)
+    return record.replace(pixel_spacing_mm=spacing, geometry=geometry)
 
 
 def resample_and_normalise(record: SliceRecord, plan: PreprocessPlan) -> SliceRecord:
