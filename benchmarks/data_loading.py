@@ -2,7 +2,8 @@
 
 Run from the repository root: ``.venv/bin/python -m benchmarks.data_loading``. It reads the
 Sunnybrook PNGs from ``../shared/data/sunnybrook-png`` (``--data`` to change), caches them in a
-temporary folder, and prints one table. Every figure uses 2 torch threads. Each stage is run
+temporary folder, and prints one table. The caches and epochs are those ``lvseg train`` builds
+and draws (:func:`lvseg.train.data.prepare`). Every figure uses 2 torch threads. Each stage is run
 several times and the best time is reported (as ``timeit`` does): on a shared laptop or VM the
 slower runs measure the neighbours. "Cold" means no lvseg cache; the operating system's file
 cache is warm after the first run.
@@ -19,17 +20,104 @@ import numpy as np
 import torch
 
 from benchmarks.timing import best_seconds
+from lvseg.config import DataConfig
 from lvseg.data.augment import AugmentConfig, Augmenter
 from lvseg.data.folders import read
-from lvseg.data.preprocess import (
-    CachedSliceDataset,
-    build_cache,
-    fingerprint,
-    plan_preprocessing,
-)
+from lvseg.data.load import labelled_dataset
+from lvseg.data.preprocess import build_cache, fingerprint, plan_preprocessing
+from lvseg.train.data import TrainingData, prepare
 
 THREADS = 2
 BATCH = 32
+SEED = 0
+
+Row = tuple[str, int, float]
+
+
+def training_epoch(data: TrainingData, far_crops: float, epoch: int) -> None:
+    """One epoch as ``lvseg train`` draws it (the loop's ``epoch_batches``): a seeded permutation
+    of the training slices, jittered crop offsets with a share of far crops, each batch sliced
+    from the memory-mapped cache."""
+    rng = np.random.default_rng([SEED, epoch])
+    order = rng.permutation(data.train_indices)
+    offsets = data.train.random_offsets(len(order), rng)
+    data.train.far_offsets(offsets, far_crops, rng)
+    for start in range(0, len(order), BATCH):
+        batch = data.train.batch(order[start : start + BATCH], offsets[start : start + BATCH])
+        batch.images.sum()
+
+
+def cold_rows(data: Path, config: DataConfig, folder: Path, repeats: int) -> list[Row]:
+    """Decode, plan and cache from nothing (no lvseg cache; the OS file cache is warm)."""
+    dataset = read(data)
+    n = len(dataset)
+    plan = prepare(config, SEED, cache_root=folder / "plan").plan  # the plan training uses
+    decode = best_seconds(lambda: read(data), repeats, warm_up=False)
+    plan_time = best_seconds(lambda: plan_preprocessing(fingerprint(dataset)), repeats)
+    write = best_seconds(
+        lambda: build_cache(dataset, plan, folder / "native", rebuild=True), repeats
+    )
+    # The resampling path: the same slices given 1.33 mm pixels, resampled to 1.0 mm.
+    spaced = read(data, pixel_spacing_mm=(1.33, 1.33))
+    resampled_plan = plan_preprocessing(fingerprint(spaced), target_spacing_mm=(1.0, 1.0))
+    resample = best_seconds(
+        lambda: build_cache(spaced, resampled_plan, folder / "mm", rebuild=True),
+        repeats,
+        warm_up=False,
+    )
+    roots = iter(range(repeats + 1))
+    whole = best_seconds(
+        lambda: prepare(config, SEED, cache_root=folder / f"prepare-{next(roots)}"),
+        repeats,
+        warm_up=False,
+    )
+    return [
+        ("cold: decode PNG (folders.read)", n, decode),
+        ("cold: fingerprint + plan", n, plan_time),
+        ("cold: preprocess + write cache", n, write),
+        ("cold: total", n, decode + plan_time + write),
+        ("cold: preprocess + cache, 1.33 -> 1.0 mm", n, resample),
+        ("cold: train.data.prepare (read, split, plan, cache train + val)", n, whole),
+    ]
+
+
+def warm_rows(data: TrainingData, config: DataConfig, repeats: int) -> list[Row]:
+    """The caches found again, and epochs sliced from them."""
+    records = data.split.apply(labelled_dataset(config.path, config.format))["train"].records
+    root = data.train.path.parent
+    assert build_cache(records, data.plan, root).key == data.train.key  # found, not rebuilt
+    find = best_seconds(lambda: build_cache(records, data.plan, root), 3)
+    rows = [("warm: find + open the training cache", len(records), find)]
+    n_train = len(data.train_indices)
+    epochs = iter(range(10**6))
+    seconds = best_seconds(lambda: training_epoch(data, config.far_crops, next(epochs)), repeats)
+    far = f"jitter + {config.far_crops:.0%} far crops"
+    rows.append((f"warm training epoch, batches of {BATCH}, {far}", n_train, seconds))
+    if data.val is not None:
+        val = data.val
+
+        def validation_epoch() -> None:
+            for batch in val.batches(BATCH, shuffle=False, jitter=False):
+                batch.images.sum()
+
+        seconds = best_seconds(validation_epoch, repeats)
+        rows.append((f"warm validation epoch, batches of {BATCH}", len(val), seconds))
+    return rows
+
+
+def augment_rows(data: TrainingData, repeats: int) -> list[Row]:
+    """Augmentation on crop-sized batches."""
+    batch = data.train.batch(data.train_indices[:BATCH])
+    every = AugmentConfig(p_affine=1, p_elastic=1, p_bias_field=1, p_gamma=1, p_blur=1, p_noise=1)
+    rows = []
+    for name, config in (("default", AugmentConfig()), ("every transform, p=1", every)):
+        augmenter = Augmenter(config)
+        torch.manual_seed(0)
+        seconds = best_seconds(
+            lambda augmenter=augmenter: augmenter(batch.images, batch.masks), repeats * 5
+        )
+        rows.append((f"augment batch {BATCH}, {name}", BATCH, seconds))
+    return rows
 
 
 def main() -> int:
@@ -42,84 +130,17 @@ def main() -> int:
         print(f"skipped: no data at {data} (run from the repository root)", file=sys.stderr)
         return 0
     torch.set_num_threads(THREADS)
-    rows: list[tuple[str, int, float]] = []
-
+    config = DataConfig(path=str(data), format="folders")
     with tempfile.TemporaryDirectory() as folder:
-        cache_dir = Path(folder)
-
-        # Cold: decode PNGs, fingerprint, plan, preprocess and write the cache.
-        dataset = read(data)
-        plan = plan_preprocessing(fingerprint(dataset))
-        n = len(dataset)
-        cold = args.repeats
-        decode = best_seconds(lambda: read(data), cold, warm_up=False)
-        plan_time = best_seconds(lambda: plan_preprocessing(fingerprint(dataset)), cold)
-        write = best_seconds(
-            lambda: build_cache(dataset, plan, cache_dir / "native", rebuild=True), cold
-        )
-        rows += [
-            ("cold: decode PNG (folders.read)", n, decode),
-            ("cold: fingerprint + plan", n, plan_time),
-            ("cold: preprocess + write cache", n, write),
-            ("cold: total", n, decode + plan_time + write),
-        ]
-
-        # The resampling path: the same slices given 1.33 mm pixels, resampled to 1.0 mm.
-        spaced = read(data, pixel_spacing_mm=(1.33, 1.33))
-        resampled_plan = plan_preprocessing(fingerprint(spaced), target_spacing_mm=(1.0, 1.0))
-        seconds = best_seconds(
-            lambda: build_cache(spaced, resampled_plan, cache_dir / "mm", rebuild=True),
-            cold,
-            warm_up=False,
-        )
-        rows.append(("cold: preprocess + cache, 1.33 -> 1.0 mm", n, seconds))
-        cache = build_cache(dataset, plan, cache_dir / "native")
-
-        # Warm: the cache is found (key from file stamps) and opened.
-        seconds = best_seconds(lambda: build_cache(dataset, plan, cache_dir / "native"), 3)
-        rows.append(("warm: find + open cache", n, seconds))
-
-        def epoch(jitter: bool) -> None:
-            for batch in cache.batches(BATCH, shuffle=True, jitter=jitter, seed=0):
-                batch.images.sum()
-
-        for jitter in (False, True):
-            seconds = best_seconds(lambda jitter=jitter: epoch(jitter), args.repeats)
-            rows.append((f"warm epoch, batches of {BATCH}, jitter={jitter}", n, seconds))
-
-        dataset_view = CachedSliceDataset(cache, jitter=True)
-        loader = torch.utils.data.DataLoader(dataset_view, batch_size=BATCH, shuffle=True)
-        seconds = best_seconds(lambda: [b[0].sum() for b in loader], args.repeats)
-        rows.append((f"warm epoch, DataLoader(workers=0), batch {BATCH}", n, seconds))
-
-        # Augmentation on crop-sized batches.
-        batch = next(cache.batches(BATCH, seed=0))
-        for name, config in (
-            ("default", AugmentConfig()),
-            (
-                "every transform, p=1",
-                AugmentConfig(
-                    p_affine=1,
-                    p_elastic=1,
-                    p_bias_field=1,
-                    p_gamma=1,
-                    p_blur=1,
-                    p_noise=1,
-                ),
-            ),
-        ):
-            augmenter = Augmenter(config)
-            torch.manual_seed(0)
-            seconds = best_seconds(
-                lambda augmenter=augmenter: augmenter(batch.images, batch.masks),
-                args.repeats * 5,
-            )
-            rows.append((f"augment batch {BATCH}, {name}", BATCH, seconds))
-
-    size = plan.crop_size
+        rows = cold_rows(data, config, Path(folder), args.repeats)
+        prepared = prepare(config, SEED, cache_root=Path(folder) / "warm")
+        rows += warm_rows(prepared, config, args.repeats)
+        rows += augment_rows(prepared, args.repeats)
+    plan = prepared.plan
     print(
-        f"lvseg data loading: {n} Sunnybrook PNG slices, crop {size} px, jitter "
-        f"{plan.jitter_px} px, torch threads {torch.get_num_threads()}, numpy {np.__version__}"
+        f"lvseg data loading: {rows[0][1]} Sunnybrook PNG slices, crop {plan.crop_size} px, "
+        f"jitter {plan.jitter_px} px, far-crop reach {plan.reach_px} px, torch threads "
+        f"{torch.get_num_threads()}, numpy {np.__version__}"
     )
     width = max(len(name) for name, _, _ in rows)
     print(f"{'stage':<{width}}  {'slices':>6}  {'seconds':>8}  {'slices/s':>9}")

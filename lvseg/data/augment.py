@@ -145,11 +145,6 @@ class AugmentConfig:
         return cls._off(geometric=False, intensity=True, **changes)
 
     @classmethod
-    def intensity_only(cls, **changes: Any) -> AugmentConfig:
-        """A config with every geometric transform off."""
-        return cls._off(geometric=True, intensity=False, **changes)
-
-    @classmethod
     def none(cls) -> AugmentConfig:
         """Every transform off: the identity (validation, inference)."""
         return cls._off(geometric=True, intensity=True)

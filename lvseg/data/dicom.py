@@ -12,6 +12,7 @@ numbers.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,9 @@ import numpy as np
 from lvseg.errors import InvalidInputError
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+"""DICOM patient coordinates are LPS (x to the patient's left, y to the back); NIfTI's world is
+RAS+ (x to the right, y to the front): the same axes with x and y negated."""
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -170,3 +174,27 @@ class SliceTags:
 def pixel_spacing(dicom) -> tuple[float, float] | None:
     spacing = tuple_of_floats(tag(dicom, "PixelSpacing"), 2)
     return spacing if spacing and min(spacing) > 0 else None
+
+
+def dicom_ras_affine(
+    orientation: Sequence[float],
+    first_position_mm: Sequence[float],
+    pixel_spacing_mm: tuple[float, float],
+    slice_step_mm: Sequence[float] | np.ndarray,
+) -> np.ndarray:
+    """The 4x4 voxel-to-world matrix, RAS+ in mm (the NIfTI convention), of a DICOM stack's
+    volume indexed ``[col, row, slice]``.
+
+    ``orientation`` is the ImageOrientationPatient (row direction r, then column direction c),
+    ``first_position_mm`` the first slice's ImagePositionPatient (IPP), ``pixel_spacing_mm`` the
+    PixelSpacing (row spacing dr, column spacing dc) and ``slice_step_mm`` the LPS vector from one
+    slice to the next: ``LPS(col, row, k) = IPP + col * dc * r + row * dr * c + k * step``,
+    turned into RAS+ by :data:`LPS_TO_RAS`.
+    """
+    orientation = np.asarray(orientation, float)
+    lps = np.eye(4)
+    lps[:3, 0] = orientation[:3] * pixel_spacing_mm[1]  # voxel x = column, along the row direction
+    lps[:3, 1] = orientation[3:] * pixel_spacing_mm[0]  # voxel y = row, along the column direction
+    lps[:3, 2] = slice_step_mm
+    lps[:3, 3] = first_position_mm
+    return LPS_TO_RAS @ lps

@@ -28,6 +28,7 @@ export works in millimetres and meets other scanners' images at the size it lear
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,21 +89,13 @@ def read(
     if not image_files:
         raise InvalidInputError(images_root, "no image files found")
 
+    options = _PairOptions(pattern, phases_per_slice, label_values, pixel_spacing_mm)
     records: list[SliceRecord] = []
     skipped: list[Skipped] = []
     for image_file in track(image_files, f"Reading {root.name}"):
         try:
-            records.append(
-                _read_pair(
-                    image_file,
-                    labels_root,
-                    labels_root / image_file.relative_to(images_root),
-                    pattern,
-                    phases_per_slice,
-                    label_values,
-                    pixel_spacing_mm,
-                )
-            )
+            mask_file = labels_root / image_file.relative_to(images_root)
+            records.append(_read_pair(image_file, mask_file, labels_root, options))
         except InvalidInputError as error:
             if not skip_invalid:
                 raise
@@ -113,15 +106,20 @@ def read(
     return Dataset(label_ed_es_by_area(records), format="folders", root=str(root), skipped=skipped)
 
 
+@dataclass(frozen=True)
+class _PairOptions:
+    """How :func:`read` turns every image/mask pair into a record (its options, checked)."""
+
+    pattern: re.Pattern
+    phases_per_slice: int
+    label_values: dict[int, str] | None
+    pixel_spacing_mm: tuple[float, float] | None
+
+
 def _read_pair(
-    image_file: Path,
-    labels_root: Path,
-    mask_file: Path,
-    pattern: re.Pattern,
-    phases_per_slice: int,
-    label_values: dict[int, str] | None,
-    pixel_spacing_mm: tuple[float, float] | None,
+    image_file: Path, mask_file: Path, labels_root: Path, options: _PairOptions
 ) -> SliceRecord:
+    pattern, label_values = options.pattern, options.label_values
     fields = match_name(pattern.pattern, image_file.name)
     if fields is None or "patient" not in fields:
         raise InvalidInputError(
@@ -149,9 +147,10 @@ def _read_pair(
         instance = _name_number(fields, "instance", image_file)
         if instance < 1:
             raise InvalidInputError(image_file, "the name's instance is 0; instances count from 1")
-        slice_index, phase_index = divmod(instance - 1, phases_per_slice)
+        slice_index, phase_index = divmod(instance - 1, options.phases_per_slice)
     patient_id = fields["patient"]
     group = SUNNYBROOK_GROUP.match(patient_id)
+    pixel_spacing_mm = options.pixel_spacing_mm
     if pixel_spacing_mm is None and group:
         pixel_spacing_mm = SUNNYBROOK_SPACING_MM
     return SliceRecord(
@@ -159,7 +158,7 @@ def _read_pair(
         masks=masks,
         patient_id=patient_id,
         source=str(image_file),
-        geometry=Geometry(original_shape=image.shape, pixel_spacing_mm=pixel_spacing_mm),
+        geometry=Geometry(original_shape=image.shape, source_pixel_spacing_mm=pixel_spacing_mm),
         slice_index=slice_index,
         phase_index=phase_index,
         pixel_spacing_mm=pixel_spacing_mm,

@@ -65,7 +65,7 @@ def read_single_slice(path: str | Path) -> SliceRecord:
             image=image,
             masks={},
             source=str(path),
-            geometry=Geometry(original_shape=image.shape, pixel_spacing_mm=spacing),
+            geometry=Geometry(original_shape=image.shape, source_pixel_spacing_mm=spacing),
             pixel_spacing_mm=spacing,
             **identity,
         )

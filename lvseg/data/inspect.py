@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lvseg import atomic
-from lvseg.data.records import LV, MYOCARDIUM, STRUCTURES, Dataset, SliceRecord
+from lvseg.data.records import LV, MASK_STRUCTURES, MYOCARDIUM, Dataset, SliceRecord
 
 STRUCTURE_COLOURS = {"lv": "#ff3b30", "myocardium": "#34c759", "rv": "#0a84ff"}
 
@@ -40,7 +40,9 @@ def summarise(dataset: Dataset, intensity_sample: int = 64) -> dict[str, Any]:
         "format": dataset.format,
         "patients": len(by_patient),
         "slices": len(dataset),
-        "slices_per_structure": {s: structure_counts[s] for s in STRUCTURES if structure_counts[s]},
+        "slices_per_structure": {
+            s: structure_counts[s] for s in MASK_STRUCTURES if structure_counts[s]
+        },
         "phases": {
             "ED": sum(r.phase == "ED" for r in dataset),
             "ES": sum(r.phase == "ES" for r in dataset),
@@ -63,7 +65,7 @@ def summarise(dataset: Dataset, intensity_sample: int = 64) -> dict[str, Any]:
                 "phases": sorted({r.phase or str(r.phase_index) for r in records}),
                 "structures": {
                     s: sum(s in r.masks for r in records)
-                    for s in STRUCTURES
+                    for s in MASK_STRUCTURES
                     if any(s in r.masks for r in records)
                 },
             }
@@ -163,7 +165,7 @@ def write_montage(dataset: Dataset, path: str | Path, count: int = 24, columns: 
             color="white",
             bbox={"facecolor": "black", "alpha": 0.55, "pad": 1.5, "linewidth": 0},
         )
-    present = [s for s in STRUCTURES if any(s in r.masks for r in records)]
+    present = [s for s in MASK_STRUCTURES if any(s in r.masks for r in records)]
     figure.legend(
         handles=[Line2D([], [], color=STRUCTURE_COLOURS[s], label=s) for s in present],
         loc="lower center",

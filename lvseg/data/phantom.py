@@ -1345,7 +1345,7 @@ def patient_records(
                     source=f"{prefix}/{patient.patient_id}/{patient.instance_number(s, phase)}",
                     geometry=Geometry(
                         original_shape=patient.shape,
-                        pixel_spacing_mm=patient.pixel_spacing_mm,
+                        source_pixel_spacing_mm=patient.pixel_spacing_mm,
                         image_position_mm=patient.image_positions_mm[s],
                         image_orientation=patient.image_orientation,
                         affine=affine,

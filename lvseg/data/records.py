@@ -29,7 +29,9 @@ MYOCARDIUM = "myocardium"
 """LV myocardium: filled epicardial contour minus filled endocardial contour."""
 RV = "rv"
 """Right-ventricular blood pool."""
-STRUCTURES = (LV, MYOCARDIUM, RV)
+MASK_STRUCTURES = (LV, MYOCARDIUM, RV)
+"""Every structure a record's masks may hold (each source labels some or all), in the channel
+order of stacked masks."""
 
 ED = "ED"
 ES = "ES"
@@ -39,13 +41,14 @@ ES = "ES"
 class Geometry:
     """Where the slice's pixels sit in the source, so predictions can be mapped back.
 
-    ``original_shape`` and ``pixel_spacing_mm`` describe the image as read from the source; the
-    preprocessing fills ``zoom`` (resampling factor per axis, new/old) and ``crop_box``
-    (row0, row1, col0, col1 in resampled pixels) when it changes the image.
+    ``original_shape`` and ``source_pixel_spacing_mm`` describe the image as read from the source
+    (resampling changes :attr:`SliceRecord.pixel_spacing_mm`, never these); the preprocessing
+    fills ``zoom`` (resampling factor per axis, new/old) and ``crop_box`` (row0, row1, col0, col1
+    in resampled pixels) when it changes the image.
     """
 
     original_shape: tuple[int, int]
-    pixel_spacing_mm: tuple[float, float] | None = None
+    source_pixel_spacing_mm: tuple[float, float] | None = None
     image_position_mm: tuple[float, float, float] | None = None
     image_orientation: tuple[float, float, float, float, float, float] | None = None
     affine: np.ndarray | None = None
@@ -61,8 +64,8 @@ class SliceRecord:
 
     ``image`` is float32 (rows, cols) in source intensity units; ``masks`` maps structure names
     (:data:`LV`, :data:`MYOCARDIUM`, :data:`RV`) to boolean arrays of the same shape, for the
-    structures the source labels on this slice only. ``pixel_spacing_mm`` is (row, col) spacing,
-    None where the source does not store it.
+    structures the source labels on this slice only. ``pixel_spacing_mm`` is the (row, col) spacing
+    of ``image`` as it is now (after any resampling), None where the source does not store it.
     """
 
     image: np.ndarray
@@ -84,7 +87,7 @@ class SliceRecord:
 
     @property
     def structures(self) -> tuple[str, ...]:
-        return tuple(name for name in STRUCTURES if name in self.masks)
+        return tuple(name for name in MASK_STRUCTURES if name in self.masks)
 
     @property
     def key(self) -> str:

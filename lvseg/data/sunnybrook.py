@@ -299,7 +299,7 @@ def _read_instance(patient: _Patient, instance: int) -> SliceRecord:
         source=str(image_file),
         geometry=Geometry(
             original_shape=image.shape,
-            pixel_spacing_mm=spacing,
+            source_pixel_spacing_mm=spacing,
             image_position_mm=place.image_position,
             image_orientation=place.orientation,
         ),

@@ -105,7 +105,8 @@ def study_records(study: CineStudy) -> list[SliceRecord]:
             patient_id=study.patient_id,
             source=study.sources[s][p],
             geometry=Geometry(
-                original_shape=study.images.shape[2:], pixel_spacing_mm=study.pixel_spacing_mm
+                original_shape=study.images.shape[2:],
+                source_pixel_spacing_mm=study.pixel_spacing_mm,
             ),
             slice_index=s,
             phase_index=p,

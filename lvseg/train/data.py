@@ -29,7 +29,7 @@ from lvseg.data.preprocess import (
 from lvseg.data.records import LV
 from lvseg.data.splits import Split, split_for
 
-STRUCTURES = (LV,)
+TRAINED_STRUCTURES = (LV,)
 """What the network segments: the LV blood pool (class 1); everything else is background."""
 
 
@@ -69,7 +69,7 @@ def prepare(config: DataConfig, seed: int, *, cache_root: Path | None = None) ->
         target_spacing_mm=None if spacing is None else (spacing, spacing),
     )
     reach = plan.crop_size // 2 if config.far_crops > 0 else 0
-    plan = replace(plan, structures=STRUCTURES, assumed_spacing_mm=assumed, reach_px=reach)
+    plan = replace(plan, structures=TRAINED_STRUCTURES, assumed_spacing_mm=assumed, reach_px=reach)
     if reach:
         plan.notes.append(f"far crops: {config.far_crops:.0%} of training crops up to {reach} px")
     if assumed is not None:

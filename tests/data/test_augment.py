@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from lvseg.data.augment import AugmentConfig, Augmenter
+from lvseg.data.augment import GEOMETRIC_PROBABILITIES, AugmentConfig, Augmenter
 
 
 def discs(batch: int = 4, size: int = 64, channels: int = 3) -> torch.Tensor:
@@ -76,7 +76,8 @@ def test_geometric_transforms_keep_image_and_masks_aligned():
 def test_intensity_transforms_do_not_move_masks():
     masks = discs()
     images = images_like(masks)
-    config = AugmentConfig.intensity_only(p_bias_field=1.0, p_gamma=1.0, p_blur=1.0, p_noise=1.0)
+    geometric_off = {name: 0.0 for name in GEOMETRIC_PROBABILITIES}
+    config = AugmentConfig(**geometric_off, p_bias_field=1.0, p_gamma=1.0, p_blur=1.0, p_noise=1.0)
     out_images, out_masks = Augmenter(config)(images, masks)
     assert torch.equal(out_masks, masks)
     assert not torch.allclose(out_images, images)

@@ -15,7 +15,7 @@ def test_real_png_counts(png_dataset):
     assert all(r.structures == (LV,) and r.masks[LV].any() for r in png_dataset)
     # The PNGs store no spacing; Sunnybrook patients get their scans' 1.33 mm by name.
     assert {r.pixel_spacing_mm for r in png_dataset} == {folders.SUNNYBROOK_SPACING_MM}
-    assert {r.geometry.pixel_spacing_mm for r in png_dataset} == {(1.33, 1.33)}
+    assert {r.geometry.source_pixel_spacing_mm for r in png_dataset} == {(1.33, 1.33)}
     assert png_dataset.skipped == []
 
 

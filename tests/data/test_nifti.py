@@ -149,7 +149,7 @@ def test_acdc_geometry_spacing_and_transposition(tmp_path):
     assert record.slice_thickness_mm == record.slice_spacing_mm == ZOOMS[2]
     assert record.slice_position_mm == pytest.approx(ORIGIN[2] + 1 * ZOOMS[2])
     assert record.geometry.original_shape == (Y, X)
-    assert record.geometry.pixel_spacing_mm == (ZOOMS[1], ZOOMS[0])
+    assert record.geometry.source_pixel_spacing_mm == (ZOOMS[1], ZOOMS[0])
     assert record.geometry.volume_index == 1
     assert record.geometry.affine.shape == (4, 4)
     np.testing.assert_allclose(record.geometry.affine[:3, 3], ORIGIN)
@@ -229,7 +229,7 @@ def test_mnms_csv_above_the_folder_read(tmp_path):
 
 def test_only_labelled_frames_of_a_4d_image_are_read(tmp_path):
     write_mnms(tmp_path)
-    with mock.patch.object(nifti, "read_frame", wraps=nifti.read_frame) as read_frame:
+    with mock.patch.object(nifti.reader, "read_frame", wraps=nifti.read_frame) as read_frame:
         nifti.read(tmp_path)
     assert [c.args[2] for c in read_frame.call_args_list] == [0, 3]
 
@@ -446,7 +446,7 @@ def test_non_finite_intensities(tmp_path):
 
 def test_oversized_header_is_refused_before_reading(tmp_path):
     acdc_pair(tmp_path, cine_image((X, Y, Z)), heart_labels(ACDC_LABEL))
-    with mock.patch.object(nifti, "MAX_VOLUME_BYTES", 100):
+    with mock.patch.object(nifti.volumes, "MAX_VOLUME_BYTES", 100):
         with pytest.raises(InvalidInputError, match="over the 100 limit"):
             nifti.read(tmp_path)
 
@@ -558,7 +558,7 @@ def test_corrupted_headers_raise_only_invalid_input(edits, target, compress):
     suffix = ".nii.gz" if compress else ".nii"
     with (
         tempfile.TemporaryDirectory() as folder,
-        mock.patch.object(nifti, "MAX_VOLUME_BYTES", 32 * 1024**2),
+        mock.patch.object(nifti.volumes, "MAX_VOLUME_BYTES", 32 * 1024**2),
     ):
         root = Path(folder)
         for name, payload in (("", data["image"]), ("_gt", data["labels"])):

@@ -226,7 +226,7 @@ def test_phantom_dataset_records_are_complete() -> None:
     for record in dataset:
         assert set(record.masks) == {LV, MYOCARDIUM, RV} and record.masks[LV].any()
         assert record.image.shape == record.masks[LV].shape == record.geometry.original_shape
-        assert record.pixel_spacing_mm == record.geometry.pixel_spacing_mm
+        assert record.pixel_spacing_mm == record.geometry.source_pixel_spacing_mm
         assert record.slice_thickness_mm and record.slice_spacing_mm >= record.slice_thickness_mm
         assert record.slice_position_mm is not None and record.group in phantom.GROUPS
         assert record.geometry.affine.shape == (4, 4)

@@ -156,7 +156,6 @@ def test_slices_ascend_and_phases_follow_trigger_time(tmp_path, gap_mm, series_p
         for p in range(4):
             assert header(study.sources[s][p]).InstanceNumber == study.instance_numbers[s, p]
     assert study.notes == []
-    assert study.frame_key(2, 3) == "s2/p3"
     if series_per_slice:  # the description of the first of the three series
         assert study.series_description in {"sax cine 0", "sax cine 1", "sax cine 2"}
     else:
