@@ -291,13 +291,15 @@ def test_an_acquisition_setting_changes_the_images_and_keeps_the_anatomy() -> No
     moved = phantom.generate_patient(
         2, phases=[0], downscale=4, acquisition={"heart_offset_mm": (-60.0, 80.0)}
     )
-    wanted = np.array([anatomy.rows / 2 - 0.5 - 60 / anatomy.spacing, anatomy.cols / 2 - 0.5])
-    wanted[1] += 80 / anatomy.spacing
-    shift = (wanted - np.array(anatomy.heart_px)) / 4  # in pixels of the downscaled images
+    plane = anatomy.plane
+    wanted = np.array([plane.rows / 2 - 0.5 - 60 / plane.spacing, plane.cols / 2 - 0.5])
+    wanted[1] += 80 / plane.spacing
+    shift = (wanted - np.array(plane.heart_px)) / 4  # in pixels of the downscaled images
     centroid = [np.argwhere(p.lv[0]).mean(axis=0)[1:] for p in (drawn, moved)]  # (row, col)
     np.testing.assert_allclose(centroid[1] - centroid[0], shift, atol=0.5)
     # fixing settings to their drawn values changes nothing
-    fixed = {"fov_kind": anatomy.fov_kind, "noise": anatomy.noise, "gamma": anatomy.gamma}
+    scanner = anatomy.scanner
+    fixed = {"fov_kind": scanner.fov_kind, "noise": scanner.noise, "gamma": anatomy.contrast.gamma}
     same = phantom.generate_patient(2, phases=[0], downscale=4, acquisition=fixed)
     assert np.array_equal(same.images, drawn.images)
 

@@ -1,35 +1,24 @@
-"""Generating patients: anatomy, images and labels, as records or a dataset."""
+"""Generating one patient: draw the anatomy, render every frame, label it, place it in the scanner.
+
+Every synthetic patient is drawn from NumPy generators seeded with ``(seed, patient index)``, so
+patient *k* is the same whatever the number of patients, and the same seed writes the same bytes.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from lvseg.data import contours
-from lvseg.data.phantom.anatomy import (
-    GROUPS,
-    check_contrast,
-    checked_acquisition,
-    sample_anatomy,
-    with_random_contrast,
-)
-from lvseg.data.phantom.heart import angles_at, boundary_radii, heart_state
+from lvseg.data.phantom.anatomy import GROUPS, Anatomy, sample_anatomy
+from lvseg.data.phantom.kspace import make_optics
+from lvseg.data.phantom.labels import FrameLabels, label_frame, outline
+from lvseg.data.phantom.overrides import check_contrast, with_acquisition, with_random_contrast
 from lvseg.data.phantom.patient import PHASES, PhantomPatient
-from lvseg.data.phantom.render import (
-    CONTOUR_POINTS,
-    acquire,
-    contour_polygon,
-    heart_pixel,
-    make_optics,
-    paint_heart,
-    pixel_grid,
-    slice_scene,
-)
-from lvseg.data.records import ED, ES, LV, MYOCARDIUM, RV, Dataset, Geometry, SliceRecord
+from lvseg.data.phantom.render import frame_image, make_frame
+from lvseg.data.phantom.scene import Grid, pixel_grid, slice_scene
 from lvseg.errors import InvalidInputError
 
 PHANTOM_VERSION = "2"
@@ -56,11 +45,54 @@ def generate_patient(
     images do not depend on which others are rendered. ``downscale`` divides the matrix and
     multiplies the pixel spacing (same anatomy, fewer pixels: for fast tests). ``group`` overrides
     the group ``GROUPS[index % 4]``. ``acquisition`` fixes some of the patient's acquisition
-    draws (keys of :data:`ACQUISITION`); the anatomy and everything else stay as drawn.
+    draws (keys of :data:`~lvseg.data.phantom.overrides.ACQUISITION`); the anatomy and everything
+    else stay as drawn.
     """
     check_int("index", index, 0, MAX_PATIENTS - 1)
     check_int("seed", seed, 0, 2**63 - 1)
     check_int("downscale", downscale, 1, 8)
+    anat = _drawn_anatomy(index, seed, group, contrast, acquisition)
+    phase_indices = _phase_indices(phases, anat.motion.es_phase)
+    grid = pixel_grid(anat.plane, downscale)
+    cine = _render(anat, grid, phase_indices, (seed, index))
+    image_positions, slice_positions = _world_positions(anat, grid)
+    rr_ms = 60000.0 / anat.subject.heart_rate_bpm
+    number = index + 1
+    return PhantomPatient(
+        index=index,
+        seed=seed,
+        patient_id=f"PH{number:05d}01",
+        original_id=f"PH-{anat.group}-{number:02d}",
+        group=anat.group,
+        images=cine.images,
+        lv=cine.lv,
+        myocardium=cine.myocardium,
+        rv=cine.rv,
+        phase_indices=phase_indices,
+        endocardium=cine.endocardium,
+        epicardium=cine.epicardium,
+        pixel_spacing_mm=(grid.spacing, grid.spacing),
+        slice_thickness_mm=anat.plane.thickness,
+        slice_spacing_mm=anat.plane.slice_spacing,
+        slice_positions_mm=slice_positions,
+        image_positions_mm=image_positions,
+        image_orientation=tuple(round(float(c), 6) for c in anat.stack.orientation[:2].ravel()),
+        trigger_times_ms=tuple(round(p * rr_ms / PHASES, 2) for p in range(PHASES)),
+        heart_rate_bpm=anat.subject.heart_rate_bpm,
+        ed_phase=0,
+        es_phase=anat.motion.es_phase,
+        ejection_fraction=round(anat.motion.ef, 3),
+        height_cm=anat.subject.height_cm,
+        weight_kg=anat.subject.weight_kg,
+        downscale=downscale,
+    )
+
+
+def _drawn_anatomy(
+    index: int, seed: int, group: str | None, contrast: str, acquisition: dict[str, Any] | None
+) -> Anatomy:
+    """The patient's anatomy (stream ``[seed, index, 0]``), with its contrast and acquisition
+    changed as asked (a random contrast draws from its own stream, ``[seed, index, 2]``)."""
     group = GROUPS[index % len(GROUPS)] if group is None else group
     if group not in GROUPS:
         raise InvalidInputError(None, f"unknown group {group!r}; choose one of {', '.join(GROUPS)}")
@@ -69,212 +101,97 @@ def generate_patient(
     if contrast == "random":
         anat = with_random_contrast(anat, np.random.default_rng([seed, index, 2]))
     if acquisition:
-        settings = checked_acquisition(acquisition)
-        offset = settings.pop("heart_offset_mm", None)
-        anat = replace(anat, **settings)
-        if offset is not None:
-            centre = (anat.rows / 2 - 0.5, anat.cols / 2 - 0.5)
-            anat = replace(
-                anat,
-                heart_px=(
-                    centre[0] + offset[0] / anat.spacing,
-                    centre[1] + offset[1] / anat.spacing,
-                ),
-            )
+        anat = with_acquisition(anat, acquisition)
+    return anat
+
+
+def _phase_indices(phases: Sequence[int] | str | None, es_phase: int) -> tuple[int, ...]:
     if phases is None:
-        phase_indices = tuple(range(PHASES))
-    elif isinstance(phases, str):
+        return tuple(range(PHASES))
+    if isinstance(phases, str):
         if phases not in LABELLED_PHASES:
             raise InvalidInputError(
                 None, f"phases must be a list, 'ed_es' or 'all', got {phases!r}"
             )
-        phase_indices = (0, anat.es_phase) if phases == "ed_es" else tuple(range(PHASES))
-    else:
-        phase_indices = tuple(sorted({int(p) for p in phases}))
-        if not phase_indices or not all(0 <= p < PHASES for p in phase_indices):
-            raise InvalidInputError(None, f"phases must be indices in 0..{PHASES - 1}")
+        return (0, es_phase) if phases == "ed_es" else tuple(range(PHASES))
+    phase_indices = tuple(sorted({int(p) for p in phases}))
+    if not phase_indices or not all(0 <= p < PHASES for p in phase_indices):
+        raise InvalidInputError(None, f"phases must be indices in 0..{PHASES - 1}")
+    return phase_indices
 
-    rows, cols = anat.rows // downscale, anat.cols // downscale
-    spacing = round(anat.spacing * downscale, 4)
-    grid = pixel_grid(anat, rows, cols, spacing, downscale)
-    optics = make_optics(anat, rows, cols)
-    slices = len(anat.z_slices)
-    shape = (len(phase_indices), slices, rows, cols)
-    images = np.zeros(shape, np.float32)
-    lv = np.zeros(shape, bool)
-    myocardium = np.zeros(shape, bool)
-    rv = np.zeros(shape, bool)
-    endocardium: dict[tuple[int, int], np.ndarray] = {}
-    epicardium: dict[tuple[int, int], np.ndarray] = {}
-    contour_theta = np.linspace(-math.pi, math.pi, CONTOUR_POINTS, endpoint=False)
-    contour_angles = angles_at(anat, contour_theta)
 
-    for s, z in enumerate(anat.z_slices):
-        scene = slice_scene(anat, grid, float(z), np.random.default_rng([seed, index, 1, s]))
-        base = scene.background**anat.gamma * scene.gain
-        for i, phase in enumerate(phase_indices):
-            state = heart_state(anat, float(z), phase)
-            obj = base.copy()
-            window_radii = boundary_radii(anat, state, scene.angles)
-            heart = 0.5 * paint_heart(anat, scene, state, window_radii, spacing)
-            # slice profile: the slice also sees the heart a third of its thickness either side
-            for offset in (-anat.thickness / 3, anat.thickness / 3):
-                side = heart_state(anat, float(z) + offset, phase)
-                side_radii = boundary_radii(anat, side, scene.angles)
-                heart += 0.25 * paint_heart(anat, scene, side, side_radii, spacing)
-            obj[scene.window] = np.maximum(heart, 0.0) ** anat.gamma * scene.gain[scene.window]
-            images[i, s] = acquire(
-                anat, optics, obj, np.random.default_rng([seed, index, 2, s, phase])
-            )
-            if not state.epi_present:
-                continue
-            radii = boundary_radii(anat, state, contour_angles)
-            epi_points = contour_polygon(
-                anat, radii["epi"], contour_theta, scene.centre, spacing, downscale
-            )
-            epi_mask = contours.fill_contour(epi_points, (rows, cols))
-            if state.lv_present:
-                endo_points = contour_polygon(
-                    anat, radii["endo"], contour_theta, scene.centre, spacing, downscale
-                )
-                lv[i, s] = contours.fill_contour(endo_points, (rows, cols))
-                endocardium[(phase, s)] = endo_points
-            epicardium[(phase, s)] = epi_points
-            myocardium[i, s] = epi_mask & ~lv[i, s]
-            rv_window = (scene.rho < window_radii["rv_cavity"]) & (window_radii["rv_width"] > 0.3)
-            rv[i, s][scene.window] = rv_window & ~epi_mask[scene.window]
+@dataclass
+class _Cine:
+    """The rendered frames of one patient, ``[phase, slice, rows, cols]``, and their contours."""
 
-    orientation = anat.orientation
-    heart_row, heart_col = heart_pixel(anat, downscale)
+    images: np.ndarray
+    lv: np.ndarray
+    myocardium: np.ndarray
+    rv: np.ndarray
+    endocardium: dict[tuple[int, int], np.ndarray]  # (phase, slice) -> (x, y) polygon
+    epicardium: dict[tuple[int, int], np.ndarray]
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int, int, int]) -> _Cine:
+        masks = (np.zeros(shape, bool) for _ in range(3))
+        return cls(np.zeros(shape, np.float32), *masks, {}, {})
+
+    def add_labels(self, row: int, s: int, phase: int, labels: FrameLabels) -> None:
+        """The labels of phase ``phase`` (row ``row`` of the phase axis) at slice ``s``."""
+        self.lv[row, s] = labels.lv
+        self.myocardium[row, s] = labels.myocardium
+        self.rv[row, s] = labels.rv
+        if labels.endocardium is not None:
+            self.endocardium[(phase, s)] = labels.endocardium
+        self.epicardium[(phase, s)] = labels.epicardium
+
+
+def _render(
+    anat: Anatomy, grid: Grid, phase_indices: tuple[int, ...], stream: tuple[int, int]
+) -> _Cine:
+    """Every slice at every phase: images and labels. Slice ``s`` draws its scene from
+    ``[seed, index, 1, s]`` and each frame its k-space noise from ``[seed, index, 2, s, phase]``
+    (``stream`` is ``(seed, index)``), so a frame does not depend on which others are rendered."""
+    optics = make_optics(anat.scanner, *grid.shape)
+    contour = outline(anat)
+    slices = len(anat.stack.z_slices)
+    cine = _Cine.empty((len(phase_indices), slices, *grid.shape))
+    for s, z in enumerate(anat.stack.z_slices):
+        scene = slice_scene(anat, grid, float(z), np.random.default_rng([*stream, 1, s]))
+        for row, phase in enumerate(phase_indices):
+            frame = make_frame(anat, scene, phase)
+            noise = np.random.default_rng([*stream, 2, s, phase])
+            cine.images[row, s] = frame_image(anat, optics, frame, noise)
+            labels = label_frame(anat, grid, contour, frame)
+            if labels is not None:
+                cine.add_labels(row, s, phase, labels)
+    return cine
+
+
+def _world_positions(
+    anat: Anatomy, grid: Grid
+) -> tuple[tuple[tuple[float, float, float], ...], tuple[float, ...]]:
+    """The DICOM ImagePositionPatient (top-left pixel, LPS mm) and slice position of every
+    slice."""
+    orientation = anat.stack.orientation
+    heart_row, heart_col = grid.heart_px
     # the heart's world point lies in the plane of slice position 0, so that
     # SliceLocation = ImagePositionPatient . normal = the slice position
-    heart_world = anat.heart_world - (anat.heart_world @ orientation[2]) * orientation[2]
+    heart_world = anat.stack.heart_world
+    heart_world = heart_world - (heart_world @ orientation[2]) * orientation[2]
     positions = []
     slice_positions = []
-    for z in anat.z_slices:
-        slice_position = round(anat.position_offset + float(z), 3)
+    for z in anat.stack.z_slices:
+        slice_position = round(anat.stack.position_offset + float(z), 3)
         corner = (
             heart_world
-            - heart_col * spacing * orientation[0]
-            - heart_row * spacing * orientation[1]
+            - heart_col * grid.spacing * orientation[0]
+            - heart_row * grid.spacing * orientation[1]
             + slice_position * orientation[2]
         )
         positions.append(tuple(round(float(c), 4) for c in corner))
         slice_positions.append(slice_position)
-    rr_ms = 60000.0 / anat.heart_rate
-    number = index + 1
-    return PhantomPatient(
-        index=index,
-        seed=seed,
-        patient_id=f"PH{number:05d}01",
-        original_id=f"PH-{group}-{number:02d}",
-        group=group,
-        images=images,
-        lv=lv,
-        myocardium=myocardium,
-        rv=rv,
-        phase_indices=phase_indices,
-        endocardium=endocardium,
-        epicardium=epicardium,
-        pixel_spacing_mm=(spacing, spacing),
-        slice_thickness_mm=anat.thickness,
-        slice_spacing_mm=anat.slice_spacing,
-        slice_positions_mm=tuple(slice_positions),
-        image_positions_mm=tuple(positions),
-        image_orientation=tuple(round(float(c), 6) for c in orientation[:2].ravel()),
-        trigger_times_ms=tuple(round(p * rr_ms / PHASES, 2) for p in range(PHASES)),
-        heart_rate_bpm=anat.heart_rate,
-        ed_phase=0,
-        es_phase=anat.es_phase,
-        ejection_fraction=round(anat.ef, 3),
-        height_cm=anat.height,
-        weight_kg=anat.weight,
-        downscale=downscale,
-    )
-
-
-def patient_records(
-    patient: PhantomPatient, labelled_phases: str = "ed_es", source_prefix: str | None = None
-) -> list[SliceRecord]:
-    """The patient's labelled slices as records: every slice with an LV at the chosen phases.
-
-    ``labelled_phases`` is ``"ed_es"`` (the two phases Sunnybrook contours) or ``"all"`` (those
-    of the 20 that were rendered). Records hold LV, myocardium and RV masks (RV may be empty).
-    """
-    if labelled_phases not in LABELLED_PHASES:
-        raise InvalidInputError(
-            None,
-            f"labelled_phases must be one of {', '.join(LABELLED_PHASES)}, got {labelled_phases!r}",
-        )
-    wanted = (
-        [p for p in (patient.ed_phase, patient.es_phase) if p in patient.phase_indices]
-        if labelled_phases == "ed_es"
-        else list(patient.phase_indices)
-    )
-    prefix = source_prefix or f"phantom(seed={patient.seed})"
-    affine = patient.affine()
-    records = []
-    for s in range(patient.slices):
-        for phase in wanted:
-            if (phase, s) not in patient.endocardium:
-                continue
-            i = patient.row(phase)
-            name = {patient.ed_phase: ED, patient.es_phase: ES}.get(phase)
-            records.append(
-                SliceRecord(
-                    image=patient.images[i, s],
-                    masks={
-                        LV: patient.lv[i, s],
-                        MYOCARDIUM: patient.myocardium[i, s],
-                        RV: patient.rv[i, s],
-                    },
-                    patient_id=patient.original_id,
-                    source=f"{prefix}/{patient.patient_id}/{patient.instance_number(s, phase)}",
-                    geometry=Geometry(
-                        original_shape=patient.shape,
-                        pixel_spacing_mm=patient.pixel_spacing_mm,
-                        image_position_mm=patient.image_positions_mm[s],
-                        image_orientation=patient.image_orientation,
-                        affine=affine,
-                        volume_index=s,
-                    ),
-                    slice_index=s,
-                    slice_position_mm=patient.slice_positions_mm[s],
-                    phase_index=phase,
-                    phase=name,
-                    pixel_spacing_mm=patient.pixel_spacing_mm,
-                    slice_thickness_mm=patient.slice_thickness_mm,
-                    slice_spacing_mm=patient.slice_spacing_mm,
-                    group=patient.group,
-                )
-            )
-    return records
-
-
-def phantom_dataset(
-    patients: int = DEFAULT_PATIENTS,
-    seed: int = DEFAULT_SEED,
-    labelled_phases: str = "ed_es",
-    *,
-    downscale: int = 1,
-) -> Dataset:
-    """An in-memory phantom of ``patients`` synthetic patients as a :class:`Dataset`.
-
-    >>> dataset = phantom_dataset(patients=2, seed=0, downscale=4)
-    >>> sorted({r.phase for r in dataset}), dataset.patients
-    (['ED', 'ES'], ['PH-HF-I-02', 'PH-N-01'])
-    """
-    check_int("patients", patients, 1, MAX_PATIENTS)
-    if labelled_phases not in LABELLED_PHASES:
-        raise InvalidInputError(
-            None,
-            f"labelled_phases must be one of {', '.join(LABELLED_PHASES)}, got {labelled_phases!r}",
-        )
-    records: list[SliceRecord] = []
-    for index in range(patients):
-        patient = generate_patient(index, seed, phases=labelled_phases, downscale=downscale)
-        records.extend(patient_records(patient, labelled_phases))
-    return Dataset(records=records, format="phantom", root=f"phantom(seed={seed})")
+    return tuple(positions), tuple(slice_positions)
 
 
 def check_int(name: str, value: object, low: int, high: int) -> None:

@@ -11,7 +11,6 @@ import numpy as np
 
 from lvseg import atomic
 from lvseg.data import contours
-from lvseg.data.phantom.anatomy import check_contrast
 from lvseg.data.phantom.generate import (
     DEFAULT_PATIENTS,
     DEFAULT_SEED,
@@ -20,6 +19,7 @@ from lvseg.data.phantom.generate import (
     check_int,
     generate_patient,
 )
+from lvseg.data.phantom.overrides import check_contrast
 from lvseg.data.phantom.patient import PHASES, PhantomPatient
 from lvseg.data.records import LV, MYOCARDIUM, RV
 from lvseg.errors import InvalidInputError
