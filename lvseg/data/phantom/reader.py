@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,26 +53,38 @@ def read(path: str | Path, skip_invalid: bool = False, **options: Any) -> Datase
 
     name = "sunnybrook" if manifest["format"] == "dicom" else "nifti"
     module = reader(name)
-    parameters = inspect.signature(module.read).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        unknown = sorted(set(options) - set(parameters))
-        if unknown:
-            raise InvalidInputError(
-                root, f"the {name} reader of this phantom takes no option {', '.join(unknown)}"
-            )
+    _check_options(module.read, name, root, options)
     inner = module.read(root, skip_invalid=skip_invalid, **options)
-    # One id and group per patient whatever the format: the original id, e.g. "PH-N-01".
+    names = _original_ids(manifest)
+    records = []
+    for record in inner:
+        patient_id, group = names.get(record.patient_id, (record.patient_id, record.group))
+        records.append(record.replace(patient_id=patient_id, group=group or record.group))
+    return Dataset(records=records, format="phantom", root=str(root), skipped=list(inner.skipped))
+
+
+def _check_options(read: Callable[..., Dataset], name: str, root: Path, options: dict) -> None:
+    """Refuse an option the format's reader does not take (unless it takes ``**options``)."""
+    parameters = inspect.signature(read).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(options) - set(parameters))
+    if unknown:
+        raise InvalidInputError(
+            root, f"the {name} reader of this phantom takes no option {', '.join(unknown)}"
+        )
+
+
+def _original_ids(manifest: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+    """Every id a patient goes by (DICOM, original, NIfTI) -> (its original id, its group): one
+    id and group per patient whatever the format, e.g. "PH-N-01"."""
     names: dict[str, tuple[str, str | None]] = {}
     for entry in manifest["patients"]:
         if isinstance(entry, dict) and "original_id" in entry:
             for key in ("patient_id", "original_id", "nifti_id"):
                 if key in entry:
                     names[str(entry[key])] = (str(entry["original_id"]), entry.get("group"))
-    records = []
-    for record in inner:
-        patient_id, group = names.get(record.patient_id, (record.patient_id, record.group))
-        records.append(record.replace(patient_id=patient_id, group=group or record.group))
-    return Dataset(records=records, format="phantom", root=str(root), skipped=list(inner.skipped))
+    return names
 
 
 def default_phantom_dir(

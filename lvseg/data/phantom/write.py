@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from lvseg.data.phantom.overrides import check_contrast
 from lvseg.data.phantom.patient import PHASES, PhantomPatient
 from lvseg.data.records import LV, MYOCARDIUM, RV
 from lvseg.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset as DicomDataset
 
 ACDC_GROUPS = {"N": "NOR", "HF-I": "MINF", "HF-NI": "DCM", "HYP": "HCM"}
 """Phantom group -> the ACDC ``Group:`` written in NIfTI ``Info.cfg``."""
@@ -128,84 +131,93 @@ def _uid(patient: PhantomPatient, *parts: object) -> str:
 
 def write_dicom_patient(patient: PhantomPatient, folder: Path) -> None:
     """One patient's cine as DICOM files, and its ED/ES contours, in the Sunnybrook layout."""
-    from pydicom.dataset import Dataset as DicomDataset
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import (
-        PYDICOM_IMPLEMENTATION_UID,
-        ExplicitVRLittleEndian,
-        MRImageStorage,
-    )
-
     dicom_folder = folder / "dicoms" / patient.patient_id
     dicom_folder.mkdir(parents=True)
-    study_uid, series_uid = _uid(patient, "study"), _uid(patient, "series")
-    frame_uid = _uid(patient, "frame-of-reference")
-    rows, cols = patient.shape
-    rr_ms = 60000.0 / patient.heart_rate_bpm
+    uids = {name: _uid(patient, name) for name in ("study", "series", "frame-of-reference")}
     for s in range(patient.slices):
         for phase in patient.phase_indices:
             number = patient.instance_number(s, phase)
-            sop_uid = _uid(patient, "instance", number)
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = MRImageStorage
-            meta.MediaStorageSOPInstanceUID = sop_uid
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-            meta.ImplementationVersionName = "LVSEG_PHANTOM"
-            ds = DicomDataset()
-            ds.file_meta = meta
-            ds.SpecificCharacterSet = "ISO_IR 100"
-            ds.ImageType = ["DERIVED", "SECONDARY", "CARDIAC"]
-            ds.SOPClassUID = MRImageStorage
-            ds.SOPInstanceUID = sop_uid
-            ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20000101"
-            ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
-            ds.Modality = "MR"
-            ds.Manufacturer = "lvseg"
-            ds.StudyDescription = "lvseg synthetic cardiac MRI"
-            ds.SeriesDescription = SERIES_DESCRIPTION
-            ds.PatientName = patient.patient_id
-            ds.PatientID = patient.patient_id
-            ds.PatientBirthDate = ""
-            ds.PatientSex = ""
-            ds.PatientSize = f"{patient.height_cm / 100:.2f}"
-            ds.PatientWeight = f"{patient.weight_kg:.1f}"
-            ds.ScanningSequence = "GR"
-            ds.SequenceVariant = "SS"
-            ds.MRAcquisitionType = "2D"
-            ds.SliceThickness = _ds(patient.slice_thickness_mm)
-            ds.SpacingBetweenSlices = _ds(patient.slice_spacing_mm)
-            ds.MagneticFieldStrength = "1.5"
-            ds.TriggerTime = _ds(patient.trigger_times_ms[phase])
-            ds.NominalInterval = str(int(round(rr_ms)))
-            ds.HeartRate = str(patient.heart_rate_bpm)
-            ds.CardiacNumberOfImages = str(PHASES)
-            ds.StudyInstanceUID = study_uid
-            ds.SeriesInstanceUID = series_uid
-            ds.StudyID = "1"
-            ds.SeriesNumber = "1"
-            ds.AcquisitionNumber = "1"
-            ds.InstanceNumber = str(number)
-            ds.ImagePositionPatient = [_ds(c) for c in patient.image_positions_mm[s]]
-            ds.ImageOrientationPatient = [_ds(c) for c in patient.image_orientation]
-            ds.FrameOfReferenceUID = frame_uid
-            ds.ImagesInAcquisition = str(patient.slices * PHASES)
-            ds.SliceLocation = _ds(patient.slice_positions_mm[s])
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.Rows, ds.Columns = rows, cols
-            ds.PixelSpacing = [_ds(c) for c in patient.pixel_spacing_mm]
-            ds.BitsAllocated = 16
-            ds.BitsStored = 16
-            ds.HighBit = 15
-            ds.PixelRepresentation = 1
-            pixels = patient.images[patient.row(phase), s].astype("<i2")
-            ds.WindowCenter = _ds(float(np.percentile(pixels, 99)) / 2 + 1)
-            ds.WindowWidth = _ds(float(np.percentile(pixels, 99)) + 2)
-            ds.PixelData = pixels.tobytes()
+            ds = _dicom_instance(patient, uids, number)
+            _set_image(ds, patient, s, phase)
             ds.save_as(dicom_folder / f"{number}.dcm", enforce_file_format=True)
+    _write_contours(patient, folder / "contourfiles" / patient.original_id)
 
-    contour_folder = folder / "contourfiles" / patient.original_id
+
+def _dicom_instance(patient: PhantomPatient, uids: dict[str, str], number: int) -> DicomDataset:
+    """A DICOM MR image of the series with everything but the slice and phase's own tags
+    (pydicom writes the elements in tag order, whatever the order they are set in)."""
+    from pydicom.dataset import Dataset as DicomDataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, MRImageStorage
+
+    sop_uid = _uid(patient, "instance", number)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "LVSEG_PHANTOM"
+    ds = DicomDataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["DERIVED", "SECONDARY", "CARDIAC"]
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20000101"
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
+    ds.Modality = "MR"
+    ds.Manufacturer = "lvseg"
+    ds.StudyDescription = "lvseg synthetic cardiac MRI"
+    ds.SeriesDescription = SERIES_DESCRIPTION
+    ds.PatientName = patient.patient_id
+    ds.PatientID = patient.patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.PatientSize = f"{patient.height_cm / 100:.2f}"
+    ds.PatientWeight = f"{patient.weight_kg:.1f}"
+    ds.ScanningSequence = "GR"
+    ds.SequenceVariant = "SS"
+    ds.MRAcquisitionType = "2D"
+    ds.SliceThickness = _ds(patient.slice_thickness_mm)
+    ds.SpacingBetweenSlices = _ds(patient.slice_spacing_mm)
+    ds.MagneticFieldStrength = "1.5"
+    ds.NominalInterval = str(int(round(60000.0 / patient.heart_rate_bpm)))
+    ds.HeartRate = str(patient.heart_rate_bpm)
+    ds.CardiacNumberOfImages = str(PHASES)
+    ds.StudyInstanceUID = uids["study"]
+    ds.SeriesInstanceUID = uids["series"]
+    ds.StudyID = "1"
+    ds.SeriesNumber = "1"
+    ds.AcquisitionNumber = "1"
+    ds.InstanceNumber = str(number)
+    ds.ImageOrientationPatient = [_ds(c) for c in patient.image_orientation]
+    ds.FrameOfReferenceUID = uids["frame-of-reference"]
+    ds.ImagesInAcquisition = str(patient.slices * PHASES)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = patient.shape
+    ds.PixelSpacing = [_ds(c) for c in patient.pixel_spacing_mm]
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    return ds
+
+
+def _set_image(ds: DicomDataset, patient: PhantomPatient, s: int, phase: int) -> None:
+    """The tags of slice ``s`` at ``phase``: its time, place, window and pixels."""
+    ds.TriggerTime = _ds(patient.trigger_times_ms[phase])
+    ds.ImagePositionPatient = [_ds(c) for c in patient.image_positions_mm[s]]
+    ds.SliceLocation = _ds(patient.slice_positions_mm[s])
+    pixels = patient.images[patient.row(phase), s].astype("<i2")
+    ds.WindowCenter = _ds(float(np.percentile(pixels, 99)) / 2 + 1)
+    ds.WindowWidth = _ds(float(np.percentile(pixels, 99)) + 2)
+    ds.PixelData = pixels.tobytes()
+
+
+def _write_contours(patient: PhantomPatient, contour_folder: Path) -> None:
+    """The ED and ES endocardium (i) and epicardium (o) of every slice with an LV, as
+    Sunnybrook contour files named after the image's instance number."""
     for phase in (patient.ed_phase, patient.es_phase):
         for s in range(patient.slices):
             if (phase, s) not in patient.endocardium:
