@@ -261,6 +261,7 @@ def sample_anatomy(rng: np.random.Generator, group: str) -> Anatomy:
     tissues = _sample_tissues(rng)
     thorax = _with_organ_values(thorax, tissues)
     clutter = sample_clutter(rng, lv.long_axis)
+    # the slice stack's parts come at three points of the stream: orientation, slices, placement
     orientation = _sax_orientation(rng)
     z_slices = _slice_positions(rng, lv.long_axis, plane.slice_spacing)
     contrast = Contrast(tissues, gamma=rng.uniform(0.75, 1.3), texture=rng.uniform(0.04, 0.12))

@@ -86,7 +86,11 @@ class PhantomPatient:
 
 
 def nifti_affine(patient: PhantomPatient) -> np.ndarray:
-    """RAS+ affine of volumes indexed [col, row, slice], from the DICOM (LPS) geometry."""
+    """RAS+ affine of volumes indexed [col, row, slice], from the DICOM (LPS) geometry.
+
+    The phantom's one DICOM-to-NIfTI conversion (records and NIfTI files both use it), kept in
+    this function so that a shared one in :mod:`lvseg.data` can replace it.
+    """
     orientation = np.asarray(patient.image_orientation, float)
     row_dir, col_dir = orientation[:3], orientation[3:]
     normal = np.cross(row_dir, col_dir)
