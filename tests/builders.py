@@ -171,6 +171,7 @@ def off_centre_phantom(root: Path, patients: int = 2, downscale: int = 4) -> Pat
     import dataclasses
 
     from lvseg.data import phantom
+    from lvseg.data.phantom.write import write_dicom_patient
 
     lines = ["patient_id,original_id,group"]
     for index in range(patients):
@@ -199,7 +200,7 @@ def off_centre_phantom(root: Path, patients: int = 2, downscale: int = 4) -> Pat
             slice_positions_mm=tuple(patient.slice_positions_mm[s] for s in keep),
             image_positions_mm=tuple(patient.image_positions_mm[s] for s in keep),
         )
-        phantom._write_dicom_patient(patient, root)
+        write_dicom_patient(patient, root)
         lines.append(f"{patient.patient_id},{patient.original_id},{patient.group}")
     (root / "link.csv").write_text("\n".join(lines) + "\n")
     return root

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +75,20 @@ def load_dataset(
     else:
         name = format
     module = reader(name)
-    accepted = inspect.signature(module.read).parameters
-    for option in options:
-        if option not in accepted:
-            flag = "--" + option.replace("_", "-")
-            raise InvalidInputError(None, f"option {flag} does not apply to the {name} format")
+    unknown = unknown_options(module.read, options)
+    if unknown:
+        flag = "--" + unknown[0].replace("_", "-")
+        raise InvalidInputError(None, f"option {flag} does not apply to the {name} format")
     return module.read(path, skip_invalid=skip_invalid, **options)
+
+
+def unknown_options(read: Callable[..., Dataset], options: dict[str, Any]) -> list[str]:
+    """The ``options`` a reader's ``read`` does not take, in order; none where it takes
+    ``**options`` (the phantom's, which hands them to the reader of its format, which checks)."""
+    parameters = inspect.signature(read).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return []
+    return [option for option in options if option not in parameters]
 
 
 def labelled_dataset(path: str | Path, format: str = "auto", structure: str = LV) -> Dataset:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from lvseg.data import contours, phantom
+from lvseg.data.phantom.anatomy import sample_anatomy
 from lvseg.data.records import ED, ES, LV, MYOCARDIUM, RV
 from lvseg.errors import InvalidInputError
 
@@ -286,17 +287,19 @@ def test_an_acquisition_setting_changes_the_images_and_keeps_the_anatomy() -> No
     turned = phantom.generate_patient(2, phases=[0], downscale=4, acquisition={"rotation": 1.0})
     assert not np.array_equal(turned.lv, drawn.lv)
     # the heart (and the thorax with it) moved to 60 mm above and 80 mm right of the centre
-    anatomy = phantom._sample_anatomy(np.random.default_rng([phantom.DEFAULT_SEED, 2, 0]), "HF-NI")
+    anatomy = sample_anatomy(np.random.default_rng([phantom.DEFAULT_SEED, 2, 0]), "HF-NI")
     moved = phantom.generate_patient(
         2, phases=[0], downscale=4, acquisition={"heart_offset_mm": (-60.0, 80.0)}
     )
-    wanted = np.array([anatomy.rows / 2 - 0.5 - 60 / anatomy.spacing, anatomy.cols / 2 - 0.5])
-    wanted[1] += 80 / anatomy.spacing
-    shift = (wanted - np.array(anatomy.heart_px)) / 4  # in pixels of the downscaled images
+    plane = anatomy.plane
+    wanted = np.array([plane.rows / 2 - 0.5 - 60 / plane.spacing, plane.cols / 2 - 0.5])
+    wanted[1] += 80 / plane.spacing
+    shift = (wanted - np.array(plane.heart_px)) / 4  # in pixels of the downscaled images
     centroid = [np.argwhere(p.lv[0]).mean(axis=0)[1:] for p in (drawn, moved)]  # (row, col)
     np.testing.assert_allclose(centroid[1] - centroid[0], shift, atol=0.5)
     # fixing settings to their drawn values changes nothing
-    fixed = {"fov_kind": anatomy.fov_kind, "noise": anatomy.noise, "gamma": anatomy.gamma}
+    scanner = anatomy.scanner
+    fixed = {"fov_kind": scanner.fov_kind, "noise": scanner.noise, "gamma": anatomy.contrast.gamma}
     same = phantom.generate_patient(2, phases=[0], downscale=4, acquisition=fixed)
     assert np.array_equal(same.images, drawn.images)
 
@@ -537,6 +540,6 @@ def test_literal_phantom_path_reads_the_default(monkeypatch, tmp_path: Path) -> 
 
     monkeypatch.setenv("LVSEG_CACHE_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(phantom, "DEFAULT_PATIENTS", 1)
+    monkeypatch.setattr("lvseg.data.phantom.reader.DEFAULT_PATIENTS", 1)
     dataset = load_dataset("phantom", format="phantom")
     assert dataset.format == "phantom" and len(dataset.patients) == 1
