@@ -1,66 +1,36 @@
-"""The choices the commands offer, as enums Typer shows and checks."""
+"""The choices the commands offer, as enums Typer shows and checks.
+
+Built from the package's own tuples where their module is light (:mod:`lvseg.config`). The others
+are written out here, because their owners import torch (model registry, explanations, selection,
+export) or take a second or more to import (segmenter, evaluation, phantom), and the command line
+must start fast, and without torch in the lean install (``lvseg[infer]``);
+``tests/test_cli_choices.py`` checks each against its owner.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 
-
-class Format(str, Enum):
-    auto = "auto"
-    sunnybrook = "sunnybrook"
-    folders = "folders"
-    nifti = "nifti"
-    phantom = "phantom"
+from lvseg.config import DEVICES, PRECISIONS
 
 
-class PhantomFormat(str, Enum):
-    dicom = "dicom"
-    nifti = "nifti"
+def choice(name: str, values: Sequence[str]) -> type[Enum]:
+    """A ``str`` enum of ``values``; a member's name is its value with ``-`` as ``_``."""
+    return Enum(name, [(value.replace("-", "_"), value) for value in values], type=str)
 
 
-class PhantomContrast(str, Enum):
-    ssfp = "ssfp"
-    random = "random"
+Device = choice("Device", DEVICES)
+Precision = choice("Precision", PRECISIONS)
 
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-
-
-class Prefer(str, Enum):
-    smallest = "smallest"
-    fastest = "fastest"
-    dice = "dice"
-
-
-class ExplainMethod(str, Enum):
-    cam = "cam"
-    gradcam = "gradcam"
-
-
-class EvaluateSplit(str, Enum):
-    held_out = "held-out"
-    all = "all"
-
-
-class Crop(str, Enum):
-    """Mirrors :data:`lvseg.segment.segmenter.CROPS` (a test checks that they agree)."""
-
-    located = "located"
-    centre = "centre"
-
-
-class ExportFormat(str, Enum):
-    onnx = "onnx"
-    ort = "ort"
-    torchscript = "torchscript"
+# The readers' names (lvseg.data.load.FORMATS), real formats first (that tuple is in the order
+# auto-detection tries them).
+Format = choice("Format", ("auto", "sunnybrook", "folders", "nifti", "phantom"))
+PhantomFormat = choice("PhantomFormat", ("dicom", "nifti"))  # lvseg.data.phantom.FORMATS
+PhantomContrast = choice("PhantomContrast", ("ssfp", "random"))  # lvseg.data.phantom.CONTRASTS
+MODEL_NAMES = ("lvnet", "unet", "dli-fcn")  # lvseg.model.registry.model_names()
+Prefer = choice("Prefer", ("smallest", "fastest", "dice"))  # lvseg.train.select.PREFERENCES
+ExplainMethod = choice("ExplainMethod", ("cam", "gradcam"))  # lvseg.explain.cam.METHODS
+EvaluateSplit = choice("EvaluateSplit", ("held-out", "all"))  # lvseg.evaluate.run.SPLITS
+Crop = choice("Crop", ("located", "centre"))  # lvseg.segment.segmenter.CROPS
+ExportFormat = choice("ExportFormat", ("onnx", "ort", "torchscript"))  # lvseg.deploy.export.FORMATS

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lvseg.cli.choices import Device, Format, Precision, Prefer
+from lvseg.cli.choices import MODEL_NAMES, Device, Format, Precision, Prefer
 from lvseg.cli.common import (
     DASHBOARD_HOST,
     DASHBOARD_PORT,
@@ -23,6 +23,8 @@ from lvseg.cli.common import (
     fail,
 )
 
+MODEL_LIST = ", ".join(MODEL_NAMES)
+
 model_app = typer.Typer(help="The networks: sizes and costs.", no_args_is_help=True)
 runs_app = typer.Typer(help="Training runs: list them, show one.", no_args_is_help=True)
 
@@ -30,7 +32,7 @@ runs_app = typer.Typer(help="Training runs: list them, show one.", no_args_is_he
 @model_app.command("info")
 @clean_errors
 def model_info(
-    name: Annotated[str, typer.Argument(help="Registered model name (lvnet, unet, dli-fcn).")],
+    name: Annotated[str, typer.Argument(help=f"Registered model name ({MODEL_LIST}).")],
     input_size: Annotated[int, typer.Option(help="Square input side for the MAC count.")] = 128,
 ) -> None:
     """Print a model's parameters, fp32 size and multiply-accumulates per image."""
@@ -51,7 +53,7 @@ def train_command(
         str | None, typer.Option(help="Dataset folder, or 'phantom' (default: the phantom).")
     ] = None,
     format: Annotated[Format | None, typer.Option("--format", "-f", help="Input format.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model name (lvnet, unet, dli-fcn).")] = None,
+    model: Annotated[str | None, typer.Option(help=f"Model name ({MODEL_LIST}).")] = None,
     init: Annotated[
         Path | None,
         typer.Option(
