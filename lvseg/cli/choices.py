@@ -4,7 +4,7 @@ Built from the package's own tuples where their module is light (:mod:`lvseg.con
 are written out here, because their owners import torch (model registry, explanations, selection,
 export) or take a second or more to import (segmenter, evaluation, phantom), and the command line
 must start fast, and without torch in the lean install (``lvseg[infer]``);
-``tests/test_cli_choices.py`` checks each against its owner.
+``tests/test_cli_options.py`` checks each against its owner.
 """
 
 from __future__ import annotations

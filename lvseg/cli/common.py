@@ -11,7 +11,10 @@ import contextlib
 import errno
 import functools
 import sqlite3
-from typing import Annotated
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +29,7 @@ error_console = Console(stderr=True)
 # Options several commands share
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Input format.")]
+OverwriteOption = Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")]
 
 DASHBOARD_HOST = "127.0.0.1"
 DASHBOARD_PORT = 8765
@@ -41,6 +45,29 @@ DashboardToken = Annotated[
         "generated for a non-local host."
     ),
 ]
+
+
+def given_options(options: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:
+    """The settings of the options the user gave, nested by their dotted keys.
+
+    ``keys`` maps an option's name to the key it sets (``"lr"`` to ``"optim.lr"``); an option
+    left at None was not given and sets nothing. Enums give their value, paths their text.
+
+    >>> given_options({"lr": 0.1, "seed": None}, {"lr": "optim.lr", "seed": "seed"})
+    {'optim': {'lr': 0.1}}
+    """
+    settings: dict[str, Any] = {}
+    for option, key in keys.items():
+        value = options[option]
+        if value is None:
+            continue
+        *sections, name = key.split(".")
+        target = settings
+        for section in sections:
+            target = target.setdefault(section, {})
+        value = value.value if isinstance(value, Enum) else value
+        target[name] = str(value) if isinstance(value, Path) else value
+    return settings
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -151,9 +178,17 @@ def slice_progress(label: str):
         bar.stop()
 
 
+# The number formats of the printed summaries, kept apart until one shared formatting helper
+# takes them over.
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def _number(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _row_number(row: dict[str, Any], name: str) -> str:
+    return "-" if row.get(name) is None else f"{row[name]:.3f}"

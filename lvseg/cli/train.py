@@ -3,7 +3,8 @@ look at runs and at the networks' sizes."""
 
 from __future__ import annotations
 
-from enum import Enum
+import os
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +22,9 @@ from lvseg.cli.common import (
     console,
     error_console,
     fail,
+    given_options,
 )
+from lvseg.config import TrainConfig
 
 MODEL_LIST = ", ".join(MODEL_NAMES)
 
@@ -47,154 +50,150 @@ def model_info(
     console.print(table)
 
 
+DataOption = Annotated[
+    str | None, typer.Option(help="Dataset folder, or 'phantom' (default: the phantom).")
+]
+TrainFormatOption = Annotated[Format | None, typer.Option("--format", "-f", help="Input format.")]
+ModelOption = Annotated[str | None, typer.Option(help=f"Model name ({MODEL_LIST}).")]
+InitOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Start from the weights of another run or .pt checkpoint of the same model and "
+        "options (fine-tuning, e.g. from a phantom run) instead of from scratch."
+    ),
+]
+EpochsOption = Annotated[int | None, typer.Option(help="Epochs to train.")]
+BatchSizeOption = Annotated[int | None, typer.Option(help="Slices per batch (per process).")]
+LrOption = Annotated[float | None, typer.Option(help="Peak learning rate.")]
+ConfigOption = Annotated[
+    Path | None, typer.Option(help="TOML or JSON config (e.g. a run's config.json).")
+]
+RunOption = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Run directory (default runs/MODEL-TIME).")
+]
+ResumeOption = Annotated[
+    bool,
+    typer.Option(
+        help="Continue the run in --out from its last checkpoint, with its saved config (a "
+        "run with no checkpoint yet starts again from scratch; a damaged run.db is kept "
+        "aside as run.db.damaged-TIME and rebuilt from the checkpoint)."
+    ),
+]
+OverwriteOption = Annotated[
+    bool,
+    typer.Option(
+        help="Replace the run in --out: only a run lvseg wrote (nothing else in the "
+        "folder) that no trainer is writing."
+    ),
+]
+DeviceOption = Annotated[Device | None, typer.Option(help="Where to train.")]
+PrecisionOption = Annotated[
+    Precision | None, typer.Option(help="auto: bf16/fp16 autocast on CUDA, fp32 elsewhere.")
+]
+FoldsOption = Annotated[int | None, typer.Option(help="K for a K-fold patient split.")]
+FoldOption = Annotated[int | None, typer.Option(help="Which fold to train (0..K-1).")]
+ValOption = Annotated[float | None, typer.Option(help="Share of patients for validation.")]
+ExcludeOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated patient ids kept out of training and validation entirely "
+        "(e.g. the patients of an external test)."
+    ),
+]
+PixelSpacingOption = Annotated[
+    float | None,
+    typer.Option(
+        help="In-plane spacing in mm of images that store none (PNG folders); saved in the "
+        "plan, so the model works in mm (Sunnybrook exports get 1.33 mm by name)."
+    ),
+]
+SeedOption = Annotated[int | None, typer.Option(help="Random seed.")]
+DeterministicOption = Annotated[
+    bool | None, typer.Option(help="Deterministic algorithms (exact resume).")
+]
+CompileOption = Annotated[bool | None, typer.Option(help="torch.compile the model.")]
+MonitorOption = Annotated[
+    bool | None,
+    typer.Option(help="Per-layer probes, alerts and watch slices (on by default)."),
+]
+TensorboardOption = Annotated[
+    bool | None, typer.Option(help="Also write TensorBoard event files to RUN/tensorboard.")
+]
+DashboardOption = Annotated[
+    bool, typer.Option(help="Serve the live dashboard beside training and print its URL.")
+]
+
+TRAIN_CONFIG = {
+    "data": "data.path",
+    "format": "data.format",
+    "folds": "data.folds",
+    "fold": "data.fold",
+    "val": "data.val_fraction",
+    "pixel_spacing": "data.pixel_spacing_mm",
+    "exclude_patients": "data.exclude_patients",
+    "model": "model.name",
+    "init": "model.init",
+    "epochs": "optim.epochs",
+    "batch_size": "optim.batch_size",
+    "lr": "optim.lr",
+    "device": "runtime.device",
+    "precision": "runtime.precision",
+    "deterministic": "runtime.deterministic",
+    "compile": "runtime.compile",
+    "monitor": "monitor.enabled",
+    "tensorboard": "monitor.tensorboard",
+    "seed": "seed",
+}
+"""The options of ``lvseg train`` that set a config value, each with the dotted key it sets."""
+
+
 @clean_errors
 def train_command(
-    data: Annotated[
-        str | None, typer.Option(help="Dataset folder, or 'phantom' (default: the phantom).")
-    ] = None,
-    format: Annotated[Format | None, typer.Option("--format", "-f", help="Input format.")] = None,
-    model: Annotated[str | None, typer.Option(help=f"Model name ({MODEL_LIST}).")] = None,
-    init: Annotated[
-        Path | None,
-        typer.Option(
-            help="Start from the weights of another run or .pt checkpoint of the same model and "
-            "options (fine-tuning, e.g. from a phantom run) instead of from scratch."
-        ),
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs to train.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Slices per batch (per process).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="TOML or JSON config (e.g. a run's config.json).")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run directory (default runs/MODEL-TIME).")
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            help="Continue the run in --out from its last checkpoint, with its saved config (a "
-            "run with no checkpoint yet starts again from scratch; a damaged run.db is kept "
-            "aside as run.db.damaged-TIME and rebuilt from the checkpoint)."
-        ),
-    ] = False,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Replace the run in --out: only a run lvseg wrote (nothing else in the "
-            "folder) that no trainer is writing."
-        ),
-    ] = False,
-    device: Annotated[Device | None, typer.Option(help="Where to train.")] = None,
-    precision: Annotated[
-        Precision | None, typer.Option(help="auto: bf16/fp16 autocast on CUDA, fp32 elsewhere.")
-    ] = None,
-    folds: Annotated[int | None, typer.Option(help="K for a K-fold patient split.")] = None,
-    fold: Annotated[int | None, typer.Option(help="Which fold to train (0..K-1).")] = None,
-    val: Annotated[float | None, typer.Option(help="Share of patients for validation.")] = None,
-    exclude_patients: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated patient ids kept out of training and validation entirely "
-            "(e.g. the patients of an external test)."
-        ),
-    ] = None,
-    pixel_spacing: Annotated[
-        float | None,
-        typer.Option(
-            help="In-plane spacing in mm of images that store none (PNG folders); saved in the "
-            "plan, so the model works in mm (Sunnybrook exports get 1.33 mm by name)."
-        ),
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    deterministic: Annotated[
-        bool | None, typer.Option(help="Deterministic algorithms (exact resume).")
-    ] = None,
-    compile: Annotated[bool | None, typer.Option(help="torch.compile the model.")] = None,
-    monitor: Annotated[
-        bool | None,
-        typer.Option(help="Per-layer probes, alerts and watch slices (on by default)."),
-    ] = None,
-    tensorboard: Annotated[
-        bool | None, typer.Option(help="Also write TensorBoard event files to RUN/tensorboard.")
-    ] = None,
-    dashboard: Annotated[
-        bool, typer.Option(help="Serve the live dashboard beside training and print its URL.")
-    ] = False,
+    data: DataOption = None,
+    format: TrainFormatOption = None,
+    model: ModelOption = None,
+    init: InitOption = None,
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    lr: LrOption = None,
+    config: ConfigOption = None,
+    out: RunOption = None,
+    resume: ResumeOption = False,
+    overwrite: OverwriteOption = False,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    folds: FoldsOption = None,
+    fold: FoldOption = None,
+    val: ValOption = None,
+    exclude_patients: ExcludeOption = None,
+    pixel_spacing: PixelSpacingOption = None,
+    seed: SeedOption = None,
+    deterministic: DeterministicOption = None,
+    compile: CompileOption = None,
+    monitor: MonitorOption = None,
+    tensorboard: TensorboardOption = None,
+    dashboard: DashboardOption = False,
     host: DashboardHost = DASHBOARD_HOST,
     port: DashboardPort = DASHBOARD_PORT,
     token: DashboardToken = None,
 ) -> None:
     """Train a model from scratch (or, with --init, from another run's weights); without
     --data, on the embedded phantom."""
+    options = dict(locals())  # every option by its name, as TRAIN_CONFIG names them
     if not dashboard and (host != DASHBOARD_HOST or port != DASHBOARD_PORT or token is not None):
         raise fail("--host, --port and --token are options of --dashboard; add --dashboard")
-    from lvseg.config import TrainConfig
     from lvseg.train.console import ConsoleProgress
     from lvseg.train.engine import train
 
-    overrides: dict[str, Any] = {}
-
-    def put(section: str | None, key: str, value: Any) -> None:
-        if value is None:
-            return
-        value = value.value if isinstance(value, Enum) else value
-        target = overrides if section is None else overrides.setdefault(section, {})
-        target[key] = str(value) if isinstance(value, Path) else value
-
-    put("data", "path", data)
-    put("data", "format", format)
-    put("data", "folds", folds)
-    put("data", "fold", fold)
-    put("data", "val_fraction", val)
-    put("data", "pixel_spacing_mm", pixel_spacing)
-    if exclude_patients is not None:
-        put(
-            "data",
-            "exclude_patients",
-            [p.strip() for p in exclude_patients.split(",") if p.strip()],
-        )
-    put("model", "name", model)
-    put("model", "init", init)
-    put("optim", "epochs", epochs)
-    put("optim", "batch_size", batch_size)
-    put("optim", "lr", lr)
-    put("runtime", "device", device)
-    put("runtime", "precision", precision)
-    put("runtime", "deterministic", deterministic)
-    put("runtime", "compile", compile)
-    put("monitor", "enabled", monitor)
-    put("monitor", "tensorboard", tensorboard)
-    put(None, "seed", seed)
-    if resume and overwrite:
-        raise fail("--resume continues a run and --overwrite replaces it: give one of them")
-    if resume:
-        if out is None:
-            raise fail("--resume needs --out RUN_DIRECTORY")
-        if overrides or config is not None:
-            given = ", ".join(sorted(f"{k}" for k in overrides) + (["config"] if config else []))
-            raise fail(f"--resume continues with the run's saved config; drop: {given}")
-        run_config = TrainConfig()
-    else:
-        base = TrainConfig.load(config) if config is not None else TrainConfig()
-        run_config = base.merged(overrides, source="command line")
+    options["exclude_patients"] = _comma_separated(exclude_patients)
+    overrides = given_options(options, TRAIN_CONFIG)
+    run_config = _run_config(overrides, config, resume=resume, overwrite=overwrite, out=out)
     if out is None:
-        from datetime import datetime
-
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{run_config.model.name}-{stamp}"
-    import os
-
-    main_rank = int(os.environ.get("RANK", "0")) == 0
-    server = None
-    if dashboard and main_rank:
-        from lvseg.monitor.launch import start_dashboard
-
-        # The dashboard watches the folder of runs: the new run appears there once it starts.
-        out.parent.mkdir(parents=True, exist_ok=True)
-        server = start_dashboard(out.parent, host=host, port=port, token=token, focus=out.name)
-        error_console.print(f"dashboard: {server.url}", highlight=False, soft_wrap=True)
-    reporter = ConsoleProgress(error_console, rank=int(os.environ.get("RANK", "0")))
+    rank = int(os.environ.get("RANK", "0"))
+    server = _start_dashboard(out, host, port, token) if dashboard and rank == 0 else None
+    reporter = ConsoleProgress(error_console, rank=rank)
     try:
         result = train(
             run_config, out, resume=resume, overwrite=overwrite, progress=reporter.hooks()
@@ -205,29 +204,78 @@ def train_command(
         raise
     finally:
         reporter.stop()
-    if main_rank:
-        best = "-" if result.best_dice is None else f"{result.best_dice:.4f}"
-        console.print(
-            f"{result.status}: {result.epochs} epochs, {result.steps} steps in "
-            f"{result.seconds:.0f} s; best val Dice {best} (epoch {result.best_epoch}); "
-            f"run {result.run_dir}",
+    if rank == 0:
+        _print_training(result)
+    if server is not None:
+        _serve_until_interrupted(server)
+
+
+def _comma_separated(text: str | None) -> list[str] | None:
+    """``"a, b,,c"`` as ``["a", "b", "c"]``; None stays None (the option was not given)."""
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _run_config(
+    overrides: dict[str, Any],
+    config: Path | None,
+    *,
+    resume: bool,
+    overwrite: bool,
+    out: Path | None,
+) -> TrainConfig:
+    """The config to train with: a config file (or the defaults) with the options over it; on
+    --resume the defaults, as the engine continues with the run's saved config."""
+    if resume and overwrite:
+        raise fail("--resume continues a run and --overwrite replaces it: give one of them")
+    if not resume:
+        base = TrainConfig.load(config) if config is not None else TrainConfig()
+        return base.merged(overrides, source="command line")
+    if out is None:
+        raise fail("--resume needs --out RUN_DIRECTORY")
+    if overrides or config is not None:
+        given = ", ".join(sorted(f"{k}" for k in overrides) + (["config"] if config else []))
+        raise fail(f"--resume continues with the run's saved config; drop: {given}")
+    return TrainConfig()
+
+
+def _start_dashboard(out: Path, host: str, port: int, token: str | None):
+    """The live dashboard of the folder of runs: the new run appears there once it starts."""
+    from lvseg.monitor.launch import start_dashboard
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    server = start_dashboard(out.parent, host=host, port=port, token=token, focus=out.name)
+    error_console.print(f"dashboard: {server.url}", highlight=False, soft_wrap=True)
+    return server
+
+
+def _print_training(result) -> None:
+    best = "-" if result.best_dice is None else f"{result.best_dice:.4f}"
+    console.print(
+        f"{result.status}: {result.epochs} epochs, {result.steps} steps in "
+        f"{result.seconds:.0f} s; best val Dice {best} (epoch {result.best_epoch}); "
+        f"run {result.run_dir}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _serve_until_interrupted(server) -> None:
+    """Keep the dashboard serving after training, until Ctrl-C."""
+    # The line is printed inside the try: a Ctrl-C that follows it, however fast, stops the
+    # dashboard and exits 0 (CI once sent one before the process reached the wait).
+    try:
+        error_console.print(
+            f"dashboard still serving at {server.url}; press Ctrl-C to stop it",
             highlight=False,
             soft_wrap=True,
         )
-    if server is not None:
-        # The line is printed inside the try: a Ctrl-C that follows it, however fast, stops the
-        # dashboard and exits 0 (CI once sent one before the process reached the wait).
-        try:
-            error_console.print(
-                f"dashboard still serving at {server.url}; press Ctrl-C to stop it",
-                highlight=False,
-                soft_wrap=True,
-            )
-            server.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.stop()
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 @clean_errors

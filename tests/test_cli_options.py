@@ -1,13 +1,19 @@
 """The command line's choices are the package's: those it writes out (their owners import torch,
-or take long to import) agree with the tuples of the modules that own them."""
+or take long to import) agree with the tuples of the modules that own them. Its options set the
+config keys they name."""
 
 from __future__ import annotations
 
+import doctest
+import inspect
+from functools import reduce
 from importlib import import_module
 
 import pytest
 
-from lvseg.cli import choices
+from lvseg.cli import choices, common
+from lvseg.cli.train import TRAIN_CONFIG, train_command
+from lvseg.config import TrainConfig
 
 
 @pytest.mark.parametrize(
@@ -36,3 +42,15 @@ def test_the_formats_are_the_readers_and_the_models_the_registry_s():
     # The same names; the command line lists the real formats first.
     assert sorted(c.value for c in choices.Format) == sorted(FORMATS)
     assert choices.MODEL_NAMES == tuple(model_names())
+
+
+def test_every_train_option_in_the_table_sets_a_config_key():
+    parameters = inspect.signature(train_command).parameters
+    for option, key in TRAIN_CONFIG.items():
+        assert option in parameters
+        reduce(getattr, key.split("."), TrainConfig())  # an AttributeError names a wrong key
+
+
+def test_given_options_nests_what_was_given():
+    result = doctest.testmod(common)
+    assert result.attempted and not result.failed
