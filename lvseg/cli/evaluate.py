@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from lvseg.cli.choices import Crop, EvaluateSplit, Format
 from lvseg.cli.common import (
     FormatOption,
+    OverwriteOption,
     _number,
     _rate,
     clean_errors,
@@ -20,68 +21,78 @@ from lvseg.cli.common import (
     slice_progress,
 )
 
+TargetsArgument = Annotated[
+    list[Path],
+    typer.Argument(
+        help="MODEL DATA: a run directory, a .pt checkpoint or an exported model (folder or "
+        ".onnx, run by ONNX Runtime as predict runs it), and a dataset. With --compare: "
+        "evaluation folders (or runs evaluated into RUN/evaluation) to put side by side.",
+        show_default=False,
+    ),
+]
+OutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", "-o", help="Folder to write (default: RUN/evaluation, else ./evaluation)."
+    ),
+]
+SplitOption = Annotated[
+    EvaluateSplit,
+    typer.Option(help="held-out: leave out the patients the model trained on; all: score all."),
+]
+CropOption = Annotated[
+    Crop,
+    typer.Option(
+        help="located: crop on the heart located in each patient's stack, as predict does; "
+        "centre: crop at the image centre."
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the summary and per-patient rows as JSON.")
+]
+CompareOption = Annotated[
+    bool, typer.Option("--compare", help="Compare finished evaluations in one table.")
+]
+ExplanationsOption = Annotated[
+    Path | None,
+    typer.Option(help="Add the measures of an 'lvseg explain --metrics' output to the report."),
+]
+LimitOption = Annotated[int | None, typer.Option(help="Score the first N slices.", min=1)]
+TtaOption = Annotated[
+    bool,
+    typer.Option(
+        "--tta",
+        help="Test-time augmentation: average the LV probability over the 8 flips and "
+        "quarter turns of each crop (8x the network's time).",
+    ),
+]
+QualityOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="A quality-control score to judge the slices with (default: the model's, or "
+        "the one lvseg ships; with --tta, its score for test-time augmentation); the report "
+        "says how well it predicted their Dice.",
+    ),
+]
+
 
 @clean_errors
 def evaluate_command(
-    targets: Annotated[
-        list[Path],
-        typer.Argument(
-            help="MODEL DATA: a run directory, a .pt checkpoint or an exported model (folder or "
-            ".onnx, run by ONNX Runtime as predict runs it), and a dataset. With --compare: "
-            "evaluation folders (or runs evaluated into RUN/evaluation) to put side by side.",
-            show_default=False,
-        ),
-    ],
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", "-o", help="Folder to write (default: RUN/evaluation, else ./evaluation)."
-        ),
-    ] = None,
+    targets: TargetsArgument,
+    out: OutOption = None,
     format: FormatOption = Format.auto,
-    split: Annotated[
-        EvaluateSplit,
-        typer.Option(help="held-out: leave out the patients the model trained on; all: score all."),
-    ] = EvaluateSplit.held_out,
-    crop: Annotated[
-        Crop,
-        typer.Option(
-            help="located: crop on the heart located in each patient's stack, as predict does; "
-            "centre: crop at the image centre."
-        ),
-    ] = Crop.located,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the summary and per-patient rows as JSON.")
-    ] = False,
-    compare: Annotated[
-        bool, typer.Option("--compare", help="Compare finished evaluations in one table.")
-    ] = False,
-    explanations: Annotated[
-        Path | None,
-        typer.Option(help="Add the measures of an 'lvseg explain --metrics' output to the report."),
-    ] = None,
-    limit: Annotated[int | None, typer.Option(help="Score the first N slices.", min=1)] = None,
-    tta: Annotated[
-        bool,
-        typer.Option(
-            "--tta",
-            help="Test-time augmentation: average the LV probability over the 8 flips and "
-            "quarter turns of each crop (8x the network's time).",
-        ),
-    ] = False,
-    quality: Annotated[
-        Path | None,
-        typer.Option(
-            help="A quality-control score to judge the slices with (default: the model's, or "
-            "the one lvseg ships; with --tta, its score for test-time augmentation); the report "
-            "says how well it predicted their Dice.",
-        ),
-    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+    split: SplitOption = EvaluateSplit.held_out,
+    crop: CropOption = Crop.located,
+    json_output: JsonOption = False,
+    compare: CompareOption = False,
+    explanations: ExplanationsOption = None,
+    limit: LimitOption = None,
+    tta: TtaOption = False,
+    quality: QualityOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Score a model per slice and per patient (Dice, distances, Sunnybrook measures, volumes
     and EF) on the patients it did not train on; write metrics.json, slices.csv, report.html."""
-    from lvseg.evaluate.report import placement_text
     from lvseg.evaluate.run import compare as compare_evaluations
     from lvseg.evaluate.run import evaluate
 
@@ -107,6 +118,16 @@ def evaluate_command(
     if json_output:
         print(json.dumps({**summary, "per_patient": found["patients"]}, indent=2))
         return
+    _print_scores(found)
+    _print_clinical_and_quality(found)
+    console.print(f"  report: {Path(found['out']) / 'report.html'}", highlight=False)
+
+
+def _print_scores(found: dict[str, Any]) -> None:
+    """What was scored, where the crop went, and the segmentation measures."""
+    from lvseg.evaluate.report import placement_text
+
+    summary = found["summary"]
     units = found["data"]["distance_units"]
     console.print(
         f"{found['model']['name']} on {summary['slices']} slices of {summary['patients']} "
@@ -130,6 +151,10 @@ def evaluate_command(
         f"{_rate(summary['detection_rate'])}",
         highlight=False,
     )
+
+
+def _print_clinical_and_quality(found: dict[str, Any]) -> None:
+    """EF agreement, and how well quality control told the bad slices and EFs apart."""
     clinical = found["clinical"]
     if clinical and clinical["agreement"].get("ef"):
         ef = clinical["agreement"]["ef"]
@@ -154,4 +179,3 @@ def evaluate_command(
                 f"{studies['ef_error_over_5']})",
                 highlight=False,
             )
-    console.print(f"  report: {Path(found['out']) / 'report.html'}", highlight=False)
