@@ -11,9 +11,8 @@ from typing import Annotated
 import typer
 
 from lvseg import __version__
-from lvseg.cli import dashboard, deploy, evaluate, explain, train
+from lvseg.cli import dashboard, data, deploy, evaluate, explain, train
 from lvseg.cli.common import console
-from lvseg.cli.data import data_app
 
 app = typer.Typer(
     help="Train a small, interpretable CNN to segment the left ventricle in cardiac MRI.",
@@ -43,6 +42,6 @@ app.command("evaluate")(evaluate.evaluate_command)
 app.command("export")(deploy.export_command)
 app.command("predict")(deploy.predict_command)
 app.command("dashboard")(dashboard.dashboard_command)
-app.add_typer(data_app, name="data")
+app.add_typer(data.data_app, name="data")
 app.add_typer(train.model_app, name="model")
 app.add_typer(train.runs_app, name="runs")
