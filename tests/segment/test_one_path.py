@@ -110,6 +110,6 @@ def test_the_command_says_which_crop_it_used(exported, study, tmp_path):
 
 
 def test_the_command_line_crops_are_the_segmenters():
-    from lvseg.cli import Crop
+    from lvseg.cli.choices import Crop
 
     assert tuple(c.value for c in Crop) == CROPS
