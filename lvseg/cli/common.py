@@ -31,21 +31,6 @@ error_console = Console(stderr=True)
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Input format.")]
 OverwriteOption = Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")]
 
-DASHBOARD_HOST = "127.0.0.1"
-DASHBOARD_PORT = 8765
-"""The dashboard's defaults (lvseg.dashboard.launch's), here so the CLI loads without fastapi."""
-DashboardHost = Annotated[
-    str, typer.Option(help="Address to listen on; any but 127.0.0.1 needs a token.")
-]
-DashboardPort = Annotated[int, typer.Option(help="Port to listen on (0: any free port).")]
-DashboardToken = Annotated[
-    str | None,
-    typer.Option(
-        help="Access token every request must carry (16+ printable characters, no spaces); "
-        "generated for a non-local host."
-    ),
-]
-
 
 def given_options(options: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:
     """The settings of the options the user gave, nested by their dotted keys.

@@ -7,15 +7,24 @@ from typing import Annotated
 
 import typer
 
-from lvseg.cli.common import (
-    DASHBOARD_HOST,
-    DASHBOARD_PORT,
-    DashboardHost,
-    DashboardPort,
-    DashboardToken,
-    clean_errors,
-    console,
-)
+from lvseg.cli.common import clean_errors, console
+
+# The options of the dashboard, which train --dashboard shares.
+
+DASHBOARD_HOST = "127.0.0.1"
+DASHBOARD_PORT = 8765
+"""The dashboard's defaults (lvseg.dashboard.launch's), here so the CLI loads without fastapi."""
+DashboardHost = Annotated[
+    str, typer.Option(help="Address to listen on; any but 127.0.0.1 needs a token.")
+]
+DashboardPort = Annotated[int, typer.Option(help="Port to listen on (0: any free port).")]
+DashboardToken = Annotated[
+    str | None,
+    typer.Option(
+        help="Access token every request must carry (16+ printable characters, no spaces); "
+        "generated for a non-local host."
+    ),
+]
 
 
 @clean_errors

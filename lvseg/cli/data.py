@@ -41,19 +41,17 @@ LabelsOption = Annotated[
 ]
 
 
-def read_options(name_pattern: str | None, labels: str | None) -> dict[str, Any]:
-    """The reader-specific options the user actually gave."""
+def load(
+    path: Path, format: Format, skip_invalid: bool, name_pattern: str | None, labels: str | None
+):
+    """The dataset at ``path``, read with the reader options the user actually gave."""
+    from lvseg.data.load import load_dataset
+
     options: dict[str, Any] = {}
     if name_pattern is not None:
         options["name_pattern"] = name_pattern
     if labels is not None:
         options["labels"] = labels
-    return options
-
-
-def load(path: Path, format: Format, skip_invalid: bool, **options: Any):
-    from lvseg.data.load import load_dataset
-
     return load_dataset(path, format.value, skip_invalid=skip_invalid, **options)
 
 
@@ -73,7 +71,7 @@ def data_inspect(
     """Summarise a dataset: patients, slices, structures, phases, spacing, intensities."""
     from lvseg.data.inspect import summarise, write_montage
 
-    dataset = load(path, format, skip_invalid, **read_options(name_pattern, labels))
+    dataset = load(path, format, skip_invalid, name_pattern, labels)
     summary = summarise(dataset)
     if out is not None:
         summary["montage"] = str(write_montage(dataset, out))
@@ -241,7 +239,7 @@ def data_split(
     """Make a patient-level split (or k folds), stratified by pathology group."""
     from lvseg.data.splits import kfold, patient_groups, split_patients
 
-    dataset = load(path, format, skip_invalid, **read_options(name_pattern, labels))
+    dataset = load(path, format, skip_invalid, name_pattern, labels)
     groups = patient_groups(dataset)
     if folds is None:
         splits = {out: split_patients(groups, val_fraction=val, test_fraction=test, seed=seed)}
@@ -275,7 +273,7 @@ def data_plan(
     from lvseg import atomic
     from lvseg.data.preprocess import fingerprint, plan_preprocessing
 
-    dataset = load(path, format, skip_invalid, **read_options(name_pattern, labels))
+    dataset = load(path, format, skip_invalid, name_pattern, labels)
     print_ = fingerprint(dataset.records)
     plan = plan_preprocessing(print_)
     result = {"fingerprint": print_.to_dict(), "plan": plan.to_dict()}

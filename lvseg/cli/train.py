@@ -12,17 +12,13 @@ import typer
 from rich.table import Table
 
 from lvseg.cli.choices import MODEL_NAMES, Device, Format, Precision, Prefer
-from lvseg.cli.common import (
+from lvseg.cli.common import clean_errors, console, error_console, fail, given_options
+from lvseg.cli.dashboard import (
     DASHBOARD_HOST,
     DASHBOARD_PORT,
     DashboardHost,
     DashboardPort,
     DashboardToken,
-    clean_errors,
-    console,
-    error_console,
-    fail,
-    given_options,
 )
 from lvseg.config import TrainConfig
 

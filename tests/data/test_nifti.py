@@ -229,7 +229,7 @@ def test_mnms_csv_above_the_folder_read(tmp_path):
 
 def test_only_labelled_frames_of_a_4d_image_are_read(tmp_path):
     write_mnms(tmp_path)
-    with mock.patch.object(nifti.reader, "read_frame", wraps=nifti.read_frame) as read_frame:
+    with mock.patch.object(nifti.volumes, "read_frame", wraps=nifti.read_frame) as read_frame:
         nifti.read(tmp_path)
     assert [c.args[2] for c in read_frame.call_args_list] == [0, 3]
 

@@ -24,11 +24,13 @@ from lvseg.data.nifti.layouts import (
 from lvseg.data.nifti.reader import read
 from lvseg.data.nifti.volumes import (
     MAX_VOLUME_BYTES,
+    NiftiVolume,
     load_nifti,
     mm_per_unit_of,
     nifti_affine,
     nifti_shape,
     nifti_zooms,
+    open_volume,
     read_frame,
     slice_positions_of,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "PRESETS",
     "STRUCTURE_ALIASES",
     "LabelSpec",
+    "NiftiVolume",
     "format_labels",
     "label_mapping",
     "load_nifti",
@@ -49,6 +52,7 @@ __all__ = [
     "nifti_affine",
     "nifti_shape",
     "nifti_zooms",
+    "open_volume",
     "parse_labels",
     "read",
     "read_frame",

@@ -29,17 +29,7 @@ import numpy as np
 from lvseg.data.nifti.labels import IGNORE, PRESETS, LabelSpec, label_mapping
 from lvseg.data.nifti.layouts import GT, Pair, Problem, find_pairs, find_single, tables_in
 from lvseg.data.nifti.metadata import CaseInfo, Metadata
-from lvseg.data.nifti.volumes import (
-    format_shape,
-    load_nifti,
-    mm_per_unit_of,
-    nifti_affine,
-    nifti_shape,
-    nifti_zooms,
-    read_frame,
-    read_labels,
-    slice_positions_of,
-)
+from lvseg.data.nifti.volumes import format_shape, load_nifti, nifti_shape, open_volume, read_labels
 from lvseg.data.records import ED, ES, Dataset, Geometry, SliceRecord
 from lvseg.errors import InvalidInputError, Skipped
 from lvseg.progress import track
@@ -116,17 +106,15 @@ def _read_pair(pair: Pair, mapping: dict[int, str] | None, info: CaseInfo) -> li
                 "'lv=3,myocardium=2,rv=1'",
             )
         mapping = PRESETS["acdc" if pair.layout == "acdc" else "mnms"]
-    image = load_nifti(pair.image)
+    image = open_volume(pair.image)
     label = load_nifti(pair.label)
-    shape, label_shape = nifti_shape(image, pair.image), nifti_shape(label, pair.label)
+    shape, label_shape = image.shape, nifti_shape(label, pair.label)
     if shape != label_shape:
         raise InvalidInputError(
             pair.label,
             f"label volume is {format_shape(label_shape)}, image is {format_shape(shape)}",
         )
-    zooms = nifti_zooms(image, pair.image)
-    affine = nifti_affine(image, pair.image)
-    positions = slice_positions_of(affine * mm_per_unit_of(image), shape[2], zooms[2])
+    zooms, affine, positions = image.zooms, image.affine, image.slice_positions_mm
     label_volume = read_labels(label, pair.label, mapping)
     structures = {value: name for value, name in mapping.items() if name != IGNORE}
     labelled = np.isin(label_volume, list(structures)).any(axis=(0, 1))  # (Z,) or (Z, T)
@@ -138,7 +126,7 @@ def _read_pair(pair: Pair, mapping: dict[int, str] | None, info: CaseInfo) -> li
         if slices.size == 0:
             continue
         # A 3D image is read whole, once; a 4D one a frame at a time, labelled frames only.
-        volume = read_frame(image, pair.image, frame, shape)
+        volume = image.frame(frame)
         labels_now = label_volume if frame is None else label_volume[..., frame]
         phase_index = pair.phase_index if frame is None else frame
         phase = pair.phase or _phase_of(phase_index, info)

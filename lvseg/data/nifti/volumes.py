@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -164,3 +165,36 @@ def read_frame(
     if data.dtype.kind not in "biuf":
         raise InvalidInputError(path, f"unsupported voxel data type {data.dtype}")
     return data.reshape(shape[:3])
+
+
+@dataclass
+class NiftiVolume:
+    """An image volume opened and its header checked: what training and prediction both read."""
+
+    image: nib.Nifti1Image
+    path: Path
+    shape: tuple[int, ...]
+    zooms: tuple[float, float, float]
+    """Voxel spacing in mm."""
+    affine: np.ndarray
+    """The voxel-to-world matrix as stored (in the header's unit)."""
+    affine_mm: np.ndarray
+    """The same with its rows scaled to mm."""
+    slice_positions_mm: list[float]
+
+    def frame(self, frame: int | None) -> np.ndarray:
+        """The whole 3D volume (``frame=None``) or one frame of a 4D one; see :func:`read_frame`."""
+        return read_frame(self.image, self.path, frame, self.shape)
+
+
+def open_volume(path: Path) -> NiftiVolume:
+    """Load the image at ``path`` and read its geometry, each step's failure an
+    :class:`InvalidInputError`; no voxel data is read yet."""
+    image = load_nifti(path)
+    shape = nifti_shape(image, path)
+    zooms = nifti_zooms(image, path)
+    affine = nifti_affine(image, path)
+    affine_mm = affine.copy()
+    affine_mm[:3] *= mm_per_unit_of(image)
+    positions = slice_positions_of(affine_mm, shape[2], zooms[2])
+    return NiftiVolume(image, path, shape, zooms, affine, affine_mm, positions)

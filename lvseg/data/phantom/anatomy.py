@@ -19,38 +19,18 @@ GROUPS = ("N", "HF-I", "HF-NI", "HYP")
 EF), ``HF-I`` dilated with an akinetic thinned infarct sector, ``HYP`` thick wall (sometimes
 asymmetric septal) and small cavity. Patient *k* is in group ``GROUPS[k % 4]`` so every split can
 be stratified."""
-GROUP_ANATOMY = {
+_MEASURES = ("lv_radius", "wall", "ef", "long_axis", "descent")
+_RANGES = {
     # uniform ranges: ED endocardial radius at the equator (mm), ED wall thickness (mm), ejection
     # fraction, long axis base->endocardial apex (mm), systolic descent of the base (mm)
-    "N": {
-        "lv_radius": (22, 28),
-        "wall": (8, 11.5),
-        "ef": (0.55, 0.70),
-        "long_axis": (75, 92),
-        "descent": (8, 14),
-    },
-    "HF-NI": {
-        "lv_radius": (29, 38),
-        "wall": (6, 8.5),
-        "ef": (0.12, 0.35),
-        "long_axis": (85, 105),
-        "descent": (3, 8),
-    },
-    "HF-I": {
-        "lv_radius": (27, 36),
-        "wall": (7, 10),
-        "ef": (0.18, 0.40),
-        "long_axis": (82, 102),
-        "descent": (4, 9),
-    },
-    "HYP": {
-        "lv_radius": (17, 25),
-        "wall": (13, 18),
-        "ef": (0.55, 0.78),
-        "long_axis": (70, 88),
-        "descent": (6, 10),
-    },
-}
+    #         lv_radius wall        ef            long_axis   descent
+    "N":     ((22, 28), (8, 11.5),  (0.55, 0.70), (75, 92),   (8, 14)),
+    "HF-NI": ((29, 38), (6, 8.5),   (0.12, 0.35), (85, 105),  (3, 8)),
+    "HF-I":  ((27, 36), (7, 10),    (0.18, 0.40), (82, 102),  (4, 9)),
+    "HYP":   ((17, 25), (13, 18),   (0.55, 0.78), (70, 88),   (6, 10)),
+}  # fmt: skip
+GROUP_ANATOMY = {group: dict(zip(_MEASURES, row, strict=True)) for group, row in _RANGES.items()}
+"""Each group's ranges by measure: ``GROUP_ANATOMY["N"]["ef"] == (0.55, 0.70)``."""
 
 
 # --------------------------------------------------------------------------------------------

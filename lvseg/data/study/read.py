@@ -25,16 +25,7 @@ import numpy as np
 from lvseg.data.dicom import is_dicom_file
 from lvseg.data.files import walk
 from lvseg.data.folders import DEFAULT_PATTERN, IMAGE_SUFFIXES, load_grey, match_name
-from lvseg.data.nifti import (
-    load_nifti,
-    mm_per_unit_of,
-    nifti_affine,
-    nifti_shape,
-    nifti_zooms,
-    read_frame,
-    slice_positions_of,
-    split_nifti_name,
-)
+from lvseg.data.nifti import open_volume, split_nifti_name
 from lvseg.data.study.cine import CineStudy, safe_name, unique_names
 from lvseg.data.study.dicom_folder import Skips, read_dicom_file, read_dicom_folder
 from lvseg.errors import InvalidInputError, Skipped
@@ -122,20 +113,14 @@ def _named(studies: list[CineStudy]) -> list[CineStudy]:
 
 def _read_nifti(path: Path) -> CineStudy:
     """A 3D or 4D NIfTI file as a study, oriented as :mod:`lvseg.data.nifti` reads training data."""
-    image = load_nifti(path)
-    shape = nifti_shape(image, path)
-    zooms = nifti_zooms(image, path)
-    mm_per_unit = mm_per_unit_of(image)
-    affine = nifti_affine(image, path)
-    affine_mm = affine.copy()
-    affine_mm[:3] *= mm_per_unit
+    volume = open_volume(path)
+    image, shape, zooms = volume.image, volume.shape, volume.zooms
     depth = shape[2]
     phases = shape[3] if len(shape) == 4 else 1
     images = np.empty((depth, phases, shape[1], shape[0]), np.float32)
     frames: list[int | None] = [None] if len(shape) == 3 else list(range(phases))
     for t, frame in enumerate(frames):
-        volume = read_frame(image, path, frame, shape)  # (x, y, z)
-        images[:, t] = volume.transpose(2, 1, 0)
+        images[:, t] = volume.frame(frame).transpose(2, 1, 0)  # (x, y, z) to (z, y, x)
     finite = np.isfinite(images)
     if not finite.all():
         k, t = (int(i) for i in np.argwhere(~finite)[0][:2])
@@ -147,10 +132,10 @@ def _read_nifti(path: Path) -> CineStudy:
         name=safe_name(stem),
         kind="nifti",
         pixel_spacing_mm=(float(zooms[1]), float(zooms[0])),
-        slice_positions_mm=np.array(slice_positions_of(affine_mm, depth, zooms[2]), np.float64),
+        slice_positions_mm=np.array(volume.slice_positions_mm, np.float64),
         slice_thickness_mm=float(zooms[2]),
         trigger_times_ms=_nifti_times(image, depth, phases),
-        affine=affine_mm,
+        affine=volume.affine_mm,
         sources=[[str(path)] * phases for _ in range(depth)],
         instance_numbers=None,
         series_description=None,
