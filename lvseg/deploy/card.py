@@ -17,6 +17,7 @@ from typing import Any
 from lvseg import __version__, atomic, layout
 from lvseg.errors import InvalidInputError
 from lvseg.evaluate.run import load_evaluation
+from lvseg.formatting import number_text
 from lvseg.model.classes import CLASS_NAMES, LV_CLASS
 from lvseg.runs.checkpoint import LoadedModel
 
@@ -128,14 +129,6 @@ def build(
     }
 
 
-def _figure(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def markdown(card: dict[str, Any]) -> str:
     """The card for people."""
     model, pre, train = card["model"], card["preprocessing"], card["training"]
@@ -187,7 +180,7 @@ def markdown(card: dict[str, Any]) -> str:
         )
     metrics = train["checkpoint_metrics"] or {}
     if "val_dice" in metrics:
-        lines.append(f"- validation Dice at this checkpoint: {_figure(metrics['val_dice'])}")
+        lines.append(f"- validation Dice at this checkpoint: {number_text(metrics['val_dice'], 4)}")
     evaluation = card.get("evaluation")
     lines += ["", "## Evaluation"]
     if evaluation:
@@ -198,11 +191,12 @@ def markdown(card: dict[str, Any]) -> str:
             "| slices | patients | Dice mean | Dice median | IoU | HD95 | APD | detection |",
             "|---|---|---|---|---|---|---|---|",
             f"| {evaluation['slices']} | {evaluation['patients']} | "
-            f"{_figure(evaluation['dice_mean'])} | {_figure(evaluation['dice_median'])} | "
-            f"{_figure(evaluation['iou_mean'])} | "
-            f"{_figure(evaluation['hd95_mm_mean'], 2)} {units} | "
-            f"{_figure(evaluation['apd_mm_mean'], 2)} {units} | "
-            f"{_figure(evaluation['detection_rate'], 3)} |",
+            f"{number_text(evaluation['dice_mean'], 4)} | "
+            f"{number_text(evaluation['dice_median'], 4)} | "
+            f"{number_text(evaluation['iou_mean'], 4)} | "
+            f"{number_text(evaluation['hd95_mm_mean'], 2)} {units} | "
+            f"{number_text(evaluation['apd_mm_mean'], 2)} {units} | "
+            f"{number_text(evaluation['detection_rate'], 3)} |",
         ]
     else:
         lines.append(
@@ -216,15 +210,15 @@ def markdown(card: dict[str, Any]) -> str:
         "| variant | file | size | max logit diff vs PyTorch | mask Dice vs PyTorch | "
         "validation Dice | latency, 1 thread |",
         "|---|---|---|---|---|---|---|",
-        f"| pytorch | - | - | - | - | {_figure(checks['validation_dice']['pytorch'])} | "
-        f"{_figure(checks['latency_ms_1_thread'].get('pytorch'), 2)} ms |",
+        f"| pytorch | - | - | - | - | {number_text(checks['validation_dice']['pytorch'], 4)} | "
+        f"{number_text(checks['latency_ms_1_thread'].get('pytorch'), 2)} ms |",
     ]
     if "pytorch tta" in checks["validation_dice"]:
         latency = checks["latency_ms_1_thread"].get("pytorch tta")
         lines.append(
             f"| pytorch + TTA (8 views) | - | - | - | - | "
-            f"{_figure(checks['validation_dice']['pytorch tta'])} | "
-            f"{_figure(latency, 2) + ' ms' if latency is not None else '-'} |"
+            f"{number_text(checks['validation_dice']['pytorch tta'], 4)} | "
+            f"{number_text(latency, 2) + ' ms' if latency is not None else '-'} |"
         )
     for label, file in checks["files"].items():
         parity = checks["parity"][label]
@@ -232,8 +226,8 @@ def markdown(card: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | `{file['file']}` | {file['bytes'] / 1e6:.3f} MB | "
             f"{parity['max_abs_logit_difference']:.3g} | {parity['mask_dice']:.4f} | "
-            f"{_figure(checks['validation_dice'][label])} | "
-            f"{_figure(latency, 2) + ' ms' if latency is not None else '-'} |"
+            f"{number_text(checks['validation_dice'][label], 4)} | "
+            f"{number_text(latency, 2) + ' ms' if latency is not None else '-'} |"
         )
     scorer = checks.get("quality_model")
     lines += [

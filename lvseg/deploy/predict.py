@@ -41,6 +41,7 @@ from lvseg.data.study import CineStudy, iter_studies
 from lvseg.errors import InvalidInputError, Skipped
 from lvseg.evaluate import clinical
 from lvseg.figures import PREDICTION_COLOUR, display_range
+from lvseg.formatting import rounded_or_blank
 from lvseg.jsonsafe import json_safe
 from lvseg.segment.locate import Placement
 from lvseg.segment.onnx import ExportedModel, open_model
@@ -239,12 +240,6 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     return buffer.getvalue()
 
 
-def _number(value: Any, digits: int = 3) -> Any:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    return round(float(value), digits)
-
-
 def _trigger(study: CineStudy, s: int, p: int) -> float | None:
     if study.trigger_times_ms is None:
         return None
@@ -317,13 +312,14 @@ def write_study(
                 None if study.slice_positions_mm is None else float(study.slice_positions_mm[s])
             )
             frame_rows.append(
-                [s, p, _number(position), _number(_trigger(study, s, p)),
+                [s, p, rounded_or_blank(position), rounded_or_blank(_trigger(study, s, p)),
                  _instance(study, s, p), int(found["lv_pixels"][s, p]),
-                 _number(None if areas is None else areas[s, p], 2), contour,
+                 rounded_or_blank(None if areas is None else areas[s, p], 2), contour,
                  study.sources[s][p]]
                 + ([] if quality is None else
-                   [_number(quality.predicted_dice[frame]), _number(quality.dice_low[frame]),
-                    _number(quality.dice_high[frame]), int(flagged)])
+                   [rounded_or_blank(quality.predicted_dice[frame]),
+                    rounded_or_blank(quality.dice_low[frame]),
+                    rounded_or_blank(quality.dice_high[frame]), int(flagged)])
             )  # fmt: skip
     header = ["slice", "phase", "position_mm", "trigger_time_ms", "instance", "lv_pixels"]
     header += ["lv_area_mm2", "contour", "source"]
@@ -336,7 +332,13 @@ def write_study(
         for p, volume in enumerate(volumes):
             times = [_trigger(study, s, p) for s in range(slices)]
             times = [t for t in times if t is not None]
-            rows.append([p, _number(np.median(times) if times else None, 1), _number(volume, 2)])
+            rows.append(
+                [
+                    p,
+                    rounded_or_blank(np.median(times) if times else None, 1),
+                    rounded_or_blank(volume, 2),
+                ]
+            )
         text = _csv(["phase", "trigger_time_ms", "volume_ml"], rows)
         (folder / "volumes.csv").write_text(text, encoding="utf-8")
         _plot_curve(folder / "volume-curve.png", study, found)
@@ -382,7 +384,7 @@ def quality_summary(
         {
             "slice": frame // phases,
             "phase": frame % phases,
-            "predicted_dice": _number(quality.predicted_dice[frame]),
+            "predicted_dice": rounded_or_blank(quality.predicted_dice[frame]),
             "reason": reason,
         }
         for frame, reason in sorted(quality.reasons.items())
@@ -415,10 +417,10 @@ def quality_summary(
     return {
         "flag_below": quality.flag_below,
         "judged_frames": int(judged.size),
-        "mean_predicted_dice": _number(judged.mean()) if judged.size else None,
-        "min_predicted_dice": _number(judged.min()) if judged.size else None,
+        "mean_predicted_dice": rounded_or_blank(judged.mean()) if judged.size else None,
+        "min_predicted_dice": rounded_or_blank(judged.min()) if judged.size else None,
         "flagged_frames": flagged,
-        "volume_share_flagged": {k: _number(v) for k, v in at_risk.items()} or None,
+        "volume_share_flagged": {k: rounded_or_blank(v) for k, v in at_risk.items()} or None,
         "volume_curve_minima": minima
         if volumes is not None and len(volumes) >= CURVE_PHASES
         else None,
@@ -556,7 +558,7 @@ def predict(
                 keys += ["ef_trusted"]
             rows = [
                 [r["study"]["name"], r["study"]["patient_id"], *r["study"]["shape"][:2]]
-                + [_number(r.get(k)) for k in keys[4:8]]
+                + [rounded_or_blank(r.get(k)) for k in keys[4:8]]
                 + ([] if r["quality"] is None else _quality_columns(r["quality"]))
                 for r in results
             ]
