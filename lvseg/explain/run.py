@@ -329,13 +329,7 @@ def explain(
                 )
                 rows.append(
                     {
-                        "key": record.key,
-                        "patient_id": record.patient_id,
-                        "slice_index": record.slice_index,
-                        "phase_index": record.phase_index,
-                        "phase": record.phase,
-                        "source": record.source,
-                        "crop": results[i].placement.scope,
+                        **results[i].row(),
                         "crop_box": list(prepared[i].geometry.crop_box or ()),
                         "panel": name,
                         "reference": reference is not None,
