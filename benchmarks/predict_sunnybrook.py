@@ -108,8 +108,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         scored = {
             crop: {
-                p["patient_id"]: p["dice_mean"]
-                for p in evaluate(model_file, args.data, write=False, crop=crop)["patients"]
+                p.patient_id: p.dice_mean
+                for p in evaluate(model_file, args.data, write=False, crop=crop).patients
             }
             for crop in CROPS
         }

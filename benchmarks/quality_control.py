@@ -133,11 +133,11 @@ def collect(args: argparse.Namespace) -> tuple[list[dict], list[Group]]:
                     else:
                         rows[first + k][mode] = found
                 masks = {r.record.key: r.mask for r in results}
-                clinical = clinical_section(shifted, masks) or {"patients": []}
-                for patient in clinical["patients"]:
-                    predicted, reference = patient["predicted"]["ef"], patient["reference"]["ef"]
+                clinical = clinical_section(shifted, masks)
+                for patient in [] if clinical is None else clinical.patients:
+                    predicted, reference = patient.predicted.ef, patient.reference.ef
                     if predicted is not None and reference is not None:
-                        errors.setdefault(patient["patient_id"], {})[mode] = 100 * abs(
+                        errors.setdefault(patient.patient_id, {})[mode] = 100 * abs(
                             predicted - reference
                         )
             studies = []

@@ -54,6 +54,7 @@ from lvseg import layout  # noqa: E402
 from lvseg.config import TrainConfig  # noqa: E402
 from lvseg.evaluate import clinical, summary  # noqa: E402
 from lvseg.evaluate.run import evaluate  # noqa: E402
+from lvseg.jsonsafe import json_safe  # noqa: E402
 from lvseg.runs.store import RunStore  # noqa: E402
 from lvseg.train.engine import train  # noqa: E402
 
@@ -148,14 +149,16 @@ def cross_validate(
                 tta="tta" in flags,
                 largest_component="all" not in flags,
             )
-            parameters = found["model"]["parameters"]
-            units = found["data"]["distance_units"]
-            scored[crop]["rows"] += [{**row, "fold": fold} for row in found["rows"]]
-            scored[crop]["volumes"] += (found["clinical"] or {}).get("patients", [])
-            scored[crop]["fold_dice"].append(found["summary"]["dice_mean"])
+            parameters = found.model.parameters
+            units = found.data.distance_units
+            scored[crop]["rows"] += [{**row, "fold": fold} for row in found.rows]
+            scored[crop]["volumes"] += (
+                [] if found.clinical is None else json_safe(found.clinical.patients)
+            )
+            scored[crop]["fold_dice"].append(found.summary.dice_mean)
             print(
-                f"{label} {name} fold {fold}, {crop} crop: {found['summary']['slices']} slices, "
-                f"last-epoch Dice {found['summary']['dice_mean']:.4f}, best-epoch "
+                f"{label} {name} fold {fold}, {crop} crop: {found.summary.slices} slices, "
+                f"last-epoch Dice {found.summary.dice_mean:.4f}, best-epoch "
                 f"{best_epoch_dice[-1]:.4f}, "
                 + ("reused" if reused else f"{time.perf_counter() - start:.0f} s"),
                 flush=True,
@@ -172,7 +175,7 @@ def cross_validate(
             "fold_dice": scored[crop]["fold_dice"],
             "per_slice_dice": [r["dice"] for r in rows],
             "rows": rows,
-            "summary": summary.summarise(rows),
+            "summary": json_safe(summary.summarise(rows)),
             "clinical_patients": scored[crop]["volumes"],
             "best_epoch_fold_dice": best_epoch_dice,
             "train_seconds": seconds,
@@ -264,7 +267,7 @@ def main() -> None:
                 )
                 for r in results.values()
             ]
-            print(f"| Dice, {part} {key} ({stats['slices']} slices) | " + " | ".join(cells) + " |")
+            print(f"| Dice, {part} {key} ({stats.slices} slices) | " + " | ".join(cells) + " |")
     cells = []
     for r in results.values():
         pairs = [(p["predicted"]["ef"], p["reference"]["ef"]) for p in r["clinical_patients"]]

@@ -941,6 +941,7 @@ def evaluate_command(
     from lvseg.evaluate.report import placement_text
     from lvseg.evaluate.run import compare as compare_evaluations
     from lvseg.evaluate.run import evaluate
+    from lvseg.jsonsafe import json_safe
 
     if compare:
         found = compare_evaluations(targets, out)
@@ -960,42 +961,44 @@ def evaluate_command(
             model, data, out, explanations=explanations, limit=limit, progress=progress,
             overwrite=overwrite, quality=quality, **choices,
         )  # fmt: skip
-    summary = found["summary"]
+    summary = found.summary
     if json_output:
-        print(json.dumps({**summary, "per_patient": found["patients"]}, indent=2))
+        print(
+            json.dumps({**json_safe(summary), "per_patient": json_safe(found.patients)}, indent=2)
+        )
         return
-    units = found["data"]["distance_units"]
+    units = found.data.distance_units
     console.print(
-        f"{found['model']['name']} on {summary['slices']} slices of {summary['patients']} "
-        f"patients ({found['data']['split_note']})",
+        f"{found.model.name} on {summary.slices} slices of {summary.patients} "
+        f"patients ({found.data.split_note})",
         highlight=False,
         soft_wrap=True,
     )
-    console.print(f"  crop: {placement_text(found['settings'])}", highlight=False)
+    console.print(f"  crop: {placement_text(found.settings.placement)}", highlight=False)
     console.print(
-        f"  Dice {_number(summary['dice_mean'])} (median {_number(summary['dice_median'])}), "
-        f"IoU {_number(summary['iou_mean'])}, pixel accuracy "
-        f"{_rate(summary['pixel_accuracy'])} (all-background: "
-        f"{_rate(summary['background_only_accuracy'])})",
+        f"  Dice {_number(summary.dice_mean)} (median {_number(summary.dice_median)}), "
+        f"IoU {_number(summary.iou_mean)}, pixel accuracy "
+        f"{_rate(summary.pixel_accuracy)} (all-background: "
+        f"{_rate(summary.background_only_accuracy)})",
         highlight=False,
     )
     console.print(
-        f"  HD95 {_number(summary['hd95_mm_mean'], 2)} {units}, APD "
-        f"{_number(summary['apd_mm_mean'], 2)} {units}, good contours "
-        f"{_rate(summary['good_contour_rate_5mm'])} (5 mm) "
-        f"{_rate(summary['good_contour_rate_4mm'])} (4 mm), detected "
-        f"{_rate(summary['detection_rate'])}",
+        f"  HD95 {_number(summary.hd95_mm_mean, 2)} {units}, APD "
+        f"{_number(summary.apd_mm_mean, 2)} {units}, good contours "
+        f"{_rate(summary.good_contour_rate_5mm)} (5 mm) "
+        f"{_rate(summary.good_contour_rate_4mm)} (4 mm), detected "
+        f"{_rate(summary.detection_rate)}",
         highlight=False,
     )
-    clinical = found["clinical"]
-    if clinical and clinical["agreement"].get("ef"):
-        ef = clinical["agreement"]["ef"]
+    clinical = found.clinical
+    if clinical and clinical.agreement.ef:
+        ef = clinical.agreement.ef
         console.print(
-            f"  EF of {ef['n']} patients: bias {100 * ef['bias']:+.1f} points, limits of "
-            f"agreement {100 * ef['loa_low']:+.1f} to {100 * ef['loa_high']:+.1f}",
+            f"  EF of {ef.n} patients: bias {100 * ef.bias:+.1f} points, limits of "
+            f"agreement {100 * ef.loa_low:+.1f} to {100 * ef.loa_high:+.1f}",
             highlight=False,
         )
-    judged = found.get("quality")
+    judged = found.quality
     if judged:
         console.print(
             f"  quality control: {judged['flagged']} slices flagged; AUROC "
@@ -1011,7 +1014,7 @@ def evaluate_command(
                 f"{studies['ef_error_over_5']})",
                 highlight=False,
             )
-    console.print(f"  report: {Path(found['out']) / 'report.html'}", highlight=False)
+    console.print(f"  report: {Path(found.out) / 'report.html'}", highlight=False)
 
 
 class ExportFormat(str, Enum):

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lvseg.data.records import ED, ES, SliceRecord
+from lvseg.evaluate.stacks import ClinicalSection
 from lvseg.segment.quality import (
     EF_REVIEW_SHARE,
     FLAG_BELOW,
@@ -170,7 +171,7 @@ def assess_studies(
     judgement: Judgement,
     records: Sequence[SliceRecord],
     signals: Sequence[dict[str, float]],
-    clinical: dict | None,
+    clinical: ClinicalSection | None,
 ) -> dict | None:
     """How well quality control says which ejection fractions to review (``metrics.json``'s
     ``quality.studies``; None without a patient with both EFs): per patient, the share of the
@@ -181,14 +182,14 @@ def assess_studies(
     from sklearn.metrics import roc_auc_score
 
     errors, risks = [], []
-    for patient in (clinical or {}).get("patients", []):
-        predicted, reference = patient["predicted"]["ef"], patient["reference"]["ef"]
+    for patient in [] if clinical is None else clinical.patients:
+        predicted, reference = patient.predicted.ef, patient.reference.ef
         if predicted is None or reference is None:
             continue
         members = [
             i
             for i, r in enumerate(records)
-            if r.patient_id == patient["patient_id"] and r.phase in (ED, ES)
+            if r.patient_id == patient.patient_id and r.phase in (ED, ES)
         ]
         shares = share_at_risk(
             judgement.flagged[members],

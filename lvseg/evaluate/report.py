@@ -36,6 +36,7 @@ from lvseg.evaluate.page import (
 )
 from lvseg.evaluate.plots import SliceView
 from lvseg.evaluate.report_clinical import clinical_section
+from lvseg.evaluate.results import Placements
 from lvseg.formatting import is_finite_number, number_text, percent_text
 
 __all__ = ["FIGURES_FOLDER", "REPORT_FILE", "SliceView", "placement_text", "write_report"]
@@ -70,18 +71,21 @@ def _suffix(threshold: float) -> str:
 # ------------------------------------------------------------------------------ sections
 
 
-def placement_text(settings: Mapping[str, Any]) -> str:
+def placement_text(placement: Placements) -> str:
     """The crop rule and how many slices each placement got."""
-    placement = settings.get("placement") or {}
-    counts = placement.get("slices_by_placement") or {}
     words = {
         "stack": "located in the patient's stack",
         "slice": "located on the single frame",
         "image": "centred on the image",
     }
-    parts = [f"{n} {words.get(k, k)}" for k, n in counts.items() if n]
-    rule = settings.get("crop", "centre")
-    return rule + (f" (slices: {', '.join(parts)})" if parts else "")
+    parts = [f"{n} {words.get(k, k)}" for k, n in placement.slices_by_placement.items() if n]
+    return placement.crop + (f" (slices: {', '.join(parts)})" if parts else "")
+
+
+def _placement_text(settings: Mapping[str, Any]) -> str:
+    # evaluations written before the segmenter landed all cropped at the image centre
+    counts = (settings.get("placement") or {}).get("slices_by_placement") or {}
+    return placement_text(Placements(settings.get("crop", "centre"), counts))
 
 
 def _header(metrics: Mapping[str, Any]) -> list[str]:
@@ -116,7 +120,7 @@ def _header(metrics: Mapping[str, Any]) -> list[str]:
                 ("distance units", _distance_units(metrics)),
                 ("geometry", settings.get("geometry")),
                 ("prediction", settings.get("prediction")),
-                ("crop", placement_text(settings)),
+                ("crop", _placement_text(settings)),
                 ("created", metrics.get("created")),
                 ("lvseg version", metrics.get("lvseg_version")),
             ]

@@ -184,8 +184,8 @@ def test_the_card_quotes_the_runs_evaluation_of_that_checkpoint(tmp_path, tiny_r
     found = export(run, tmp_path / "out")
     quoted = found["evaluation"]
     assert quoted["file"] == str(run / "evaluation" / "metrics.json")
-    assert quoted["dice_mean"] == scored["summary"]["dice_mean"]
-    assert quoted["slices"] == scored["summary"]["slices"] and quoted["crop"] == "located"
+    assert quoted["dice_mean"] == scored.summary.dice_mean
+    assert quoted["slices"] == scored.summary.slices and quoted["crop"] == "located"
     card_text = (tmp_path / "out" / "model-card.md").read_text()
     assert "| slices | patients | Dice mean |" in card_text and "Crop: located." in card_text
 
