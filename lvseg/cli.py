@@ -827,20 +827,19 @@ def explain_command(
             overwrite=overwrite,
         )
     console.print(
-        f"explained {summary['slices']} slices ({', '.join(summary['explanations'])}): "
-        f"{summary['index']}",
+        f"explained {summary.slices} slices ({', '.join(summary.explanations)}): {summary.index}",
         highlight=False,
         soft_wrap=True,
     )
-    means = summary["means"]
+    means = summary.means
     if means.get("dice") is not None:
         console.print(
             f"  mean Dice {means['dice']:.4f} on {means['slices_with_reference']} slices "
             "with a reference LV",
             highlight=False,
         )
-    if summary["metrics"] is not None:
-        console.print(f"  measures: {summary['metrics']}", highlight=False, soft_wrap=True)
+    if summary.metrics is not None:
+        console.print(f"  measures: {summary.metrics}", highlight=False, soft_wrap=True)
 
         def number(row: dict[str, Any], name: str) -> str:
             return "-" if row.get(name) is None else f"{row[name]:.3f}"
