@@ -1185,36 +1185,36 @@ def predict_command(
             review_below=review_below,
         )
     if json_output:
-        print(json.dumps(found["studies"], indent=2))
+        print(json.dumps(found.studies_json(), indent=2))
         return
-    for study in found["studies"]:
-        shape = study["study"]["shape"]
-        line = f"{study['study']['name']}: {shape[0]} slices x {shape[1]} phases"
-        if study.get("ef") is not None:
+    for study in found.studies:
+        shape = study.study.shape
+        line = f"{study.study.name}: {shape[0]} slices x {shape[1]} phases"
+        if study.ef is not None:
             line += (
-                f"; EDV {study['edv_ml']:.1f} ml (phase {study['ed_phase']}), ESV "
-                f"{study['esv_ml']:.1f} ml (phase {study['es_phase']}), SV {study['sv_ml']:.1f} "
-                f"ml, EF {100 * study['ef']:.1f}%"
+                f"; EDV {study.edv_ml:.1f} ml (phase {study.ed_phase}), ESV "
+                f"{study.esv_ml:.1f} ml (phase {study.es_phase}), SV {study.sv_ml:.1f} "
+                f"ml, EF {100 * study.ef:.1f}%"
             )
-        elif study.get("volume_note"):
-            line += f"; {study['volume_note']}"
-        quality = study.get("quality")
+        elif study.volume_note:
+            line += f"; {study.volume_note}"
+        quality = study.quality
         if quality is not None:
-            flagged = len(quality["flagged_frames"])
+            flagged = len(quality.flagged_frames)
             line += f"; quality: {flagged} frame{'s' if flagged != 1 else ''} flagged"
-            if quality["verdict"]:
-                line += f" ({quality['verdict']})"
+            if quality.verdict:
+                line += f" ({quality.verdict})"
         console.print(line, highlight=False, soft_wrap=True, markup=False)
-        for note in [*study["study"]["notes"], *study["notes"]]:
+        for note in [*study.study.notes, *study.notes]:
             console.print(f"  {note}", highlight=False, soft_wrap=True, markup=False)
-    for item in found["skipped"]:
+    for item in found.skipped:
         console.print(
-            f"skipped {item['path']}: {item['reason']}",
+            f"skipped {item.path}: {item.reason}",
             highlight=False,
             soft_wrap=True,
             markup=False,
         )
-    console.print(f"written: {found['out']}", highlight=False, soft_wrap=True, markup=False)
+    console.print(f"written: {found.out}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("dashboard")

@@ -92,8 +92,8 @@ def test_a_tta_export_says_so_in_its_file_and_card_and_predict_follows_it(
     study = sorted((tiny_phantom / "dicoms").iterdir())[0]
     on = predict(tmp_path / "tta", study, tmp_path / "on")
     off = predict(tmp_path / "tta", study, tmp_path / "off", tta=False)
-    assert on["studies"][0]["model"]["tta"] is True
-    assert off["studies"][0]["model"]["tta"] is False
+    assert on.studies[0].model.tta is True
+    assert off.studies[0].model.tta is False
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
