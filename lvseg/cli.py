@@ -1088,36 +1088,36 @@ def export_command(
         tta=tta,
         quality=quality,
     )
-    checks = found["export_checks"]
+    checks = found.export_checks
     console.print(
-        f"{found['model']['name']} checked on {checks['check_slices']} slices ({checks['checks']})",
+        f"{found.model.name} checked on {checks.check_slices} slices ({checks.checks})",
         highlight=False,
         soft_wrap=True,
     )
     console.print(
-        f"  pytorch: validation Dice {_number(checks['validation_dice']['pytorch'])}, "
-        f"{checks['latency_ms_1_thread']['pytorch']:.2f} ms per slice on 1 thread",
+        f"  pytorch: validation Dice {_number(checks.validation_dice['pytorch'])}, "
+        f"{checks.latency_ms_1_thread['pytorch']:.2f} ms per slice on 1 thread",
         highlight=False,
     )
-    for label, file in checks["files"].items():
-        parity = checks["parity"][label]
-        latency = checks["latency_ms_1_thread"].get(label)
+    for label, file in checks.files.items():
+        parity = checks.parity[label]
+        latency = checks.latency_ms_1_thread.get(label)
         timing = f", {latency:.2f} ms per slice on 1 thread" if latency is not None else ""
         console.print(
             f"  {label}: {file['file']} {file['bytes'] / 1e6:.3f} MB, largest logit difference "
             f"{parity['max_abs_logit_difference']:.2g}, mask Dice vs PyTorch "
             f"{parity['mask_dice']:.4f}, validation Dice "
-            f"{_number(checks['validation_dice'][label])}{timing}",
+            f"{_number(checks.validation_dice[label])}{timing}",
             highlight=False,
             soft_wrap=True,
         )
-    if "onnx int8" in checks["validation_dice"]:
-        drop = checks["validation_dice"]["pytorch"] - checks["validation_dice"]["onnx int8"]
+    if "onnx int8" in checks.validation_dice:
+        drop = checks.validation_dice["pytorch"] - checks.validation_dice["onnx int8"]
         verdict = "within" if drop <= INT8_AIM_DROP else "beyond"
         console.print(
             f"  int8 Dice drop {drop:+.4f} ({verdict} the {INT8_AIM_DROP} aim)", highlight=False
         )
-    console.print(f"  model card: {Path(found['out']) / layout.CARD_MARKDOWN}", highlight=False)
+    console.print(f"  model card: {Path(found.out) / layout.CARD_MARKDOWN}", highlight=False)
 
 
 @app.command("predict")
