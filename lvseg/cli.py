@@ -945,11 +945,11 @@ def evaluate_command(
     if compare:
         found = compare_evaluations(targets, out)
         if json_output:
-            print(json.dumps(found["rows"], indent=2))
+            print(json.dumps(found.rows, indent=2))
         else:
-            console.print(found["markdown"], highlight=False, soft_wrap=True, markup=False)
-        if found["out"]:
-            error_console.print(f"written: {found['out']}", highlight=False, soft_wrap=True)
+            console.print(found.markdown, highlight=False, soft_wrap=True, markup=False)
+        if found.out:
+            error_console.print(f"written: {found.out}", highlight=False, soft_wrap=True)
         return
     if len(targets) != 2:
         raise fail(f"evaluate takes MODEL DATA (got {len(targets)} paths); see lvseg evaluate -h")

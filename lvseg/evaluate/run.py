@@ -66,6 +66,7 @@ from lvseg.segment.segmenter import CROPS, Segmenter, SliceSegmentation
 
 __all__ = [
     "SPLITS",
+    "Comparison",
     "Evaluation",
     "ScoredModel",
     "choose_patients",
@@ -454,7 +455,17 @@ def load_evaluation(path: str | Path) -> dict[str, Any]:
     )
 
 
-def compare(items: Sequence[str | Path], out: str | Path | None = None) -> dict[str, Any]:
+@dataclass
+class Comparison:
+    """Evaluations side by side: one row per model (then the published figures), as a table."""
+
+    rows: list[dict[str, Any]]
+    markdown: str
+    out: str | None
+    """The ``compare.html`` written, None without ``out``."""
+
+
+def compare(items: Sequence[str | Path], out: str | Path | None = None) -> Comparison:
     """Several evaluations side by side with the published figures; writes ``compare.html``
     and ``compare.json`` to ``out`` when given."""
     from lvseg.evaluate.compare import compare_markdown, compare_rows, write_compare
@@ -470,4 +481,4 @@ def compare(items: Sequence[str | Path], out: str | Path | None = None) -> dict[
         evaluations.append((f"{found['model']['name']} ({where.name})", found))
     rows = compare_rows(evaluations)
     written = None if out is None else str(write_compare(Path(out), evaluations))
-    return {"rows": rows, "markdown": compare_markdown(rows), "out": written}
+    return Comparison(rows, compare_markdown(rows), written)
