@@ -49,6 +49,7 @@ from lvseg.data.records import LV, SliceRecord  # noqa: E402
 from lvseg.evaluate.quality import assess, fit_quality_model  # noqa: E402
 from lvseg.evaluate.run import open_scored_model  # noqa: E402
 from lvseg.evaluate.stacks import clinical_section  # noqa: E402
+from lvseg.jsonsafe import json_safe  # noqa: E402
 from lvseg.segment.quality import (  # noqa: E402
     EF_REVIEW_SHARE,
     FLAG_BELOW,
@@ -271,7 +272,7 @@ def analyse(mode: str, rows: list[dict], groups: list[Group], args: argparse.Nam
             judged = Judgement(
                 predicted[part], flagged[part], {}, FLAG_BELOW, failure[part], low[part], high[part]
             )
-            found[fold] = assess(judged, truth[part])
+            found[fold] = json_safe(assess(judged, truth[part]))
         pooled = found[None]
         keys = ("auroc", "auroc_segmented", "spearman", "interval_coverage")
         per_fold = {

@@ -1000,17 +1000,17 @@ def evaluate_command(
     judged = found.quality
     if judged:
         console.print(
-            f"  quality control: {judged['flagged']} slices flagged; AUROC "
-            f"{_number(judged['auroc'])} for Dice < {judged['flag_below']:g}, Spearman "
-            f"{_number(judged['spearman'])}, predicted Dice off by {_number(judged['mae'])}",
+            f"  quality control: {judged.flagged} slices flagged; AUROC "
+            f"{_number(judged.auroc)} for Dice < {judged.flag_below:g}, Spearman "
+            f"{_number(judged.spearman)}, predicted Dice off by {_number(judged.mae)}",
             highlight=False,
         )
-        studies = judged.get("studies")
+        studies = judged.studies
         if studies:
             console.print(
-                f"  EFs for review: {studies['review']} of {studies['studies']} (of those off by "
-                f"more than 5 points: {studies['ef_error_over_5_reviewed']} of "
-                f"{studies['ef_error_over_5']})",
+                f"  EFs for review: {studies.review} of {studies.studies} (of those off by "
+                f"more than 5 points: {studies.ef_error_over_5_reviewed} of "
+                f"{studies.ef_error_over_5})",
                 highlight=False,
             )
     console.print(f"  report: {Path(found.out) / 'report.html'}", highlight=False)

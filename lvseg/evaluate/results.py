@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from lvseg.evaluate.quality import QualityAssessment
 from lvseg.evaluate.stacks import ClinicalSection
 from lvseg.evaluate.summary import Breakdowns, PatientStats, Summary
 from lvseg.jsonsafe import not_in_json
@@ -80,9 +81,8 @@ class Evaluation:
     clinical: ClinicalSection | None
     explanations: dict[str, Any] | None
     """The means of an ``lvseg explain --metrics`` output (``source``, ``means``), if given."""
-    quality: dict[str, Any] | None
-    """How well the quality score predicted the slices' Dice
-    (:func:`lvseg.evaluate.quality.assess`), if there was one."""
+    quality: QualityAssessment | None
+    """How well the quality score predicted the slices' Dice, if there was one."""
     rows: list[dict[str, Any]] = not_in_json(default_factory=list)
     """One per scored slice (``slices.csv``), in input order."""
     out: str | None = not_in_json(default=None)

@@ -42,7 +42,7 @@ from lvseg.data.records import LV, Dataset, SliceRecord
 from lvseg.errors import InvalidInputError
 from lvseg.evaluate import report, stacks, summary
 from lvseg.evaluate.metrics import GOOD_CONTOUR_MM, score_slice
-from lvseg.evaluate.quality import assess, assess_studies
+from lvseg.evaluate.quality import QualityAssessment, assess, assess_studies
 from lvseg.evaluate.results import DataFacts, Evaluation, ModelFacts, Placements, Settings
 from lvseg.evaluate.scope import (
     SPLITS,
@@ -254,7 +254,7 @@ def _judge(
     scored: _Scored,
     clinical: stacks.ClinicalSection | None,
     tta: bool,
-) -> dict[str, Any] | None:
+) -> QualityAssessment | None:
     """Judge every slice with the quality score: the predicted Dice and flag columns join the
     rows; returns how well the score did (``metrics.json``'s ``quality``)."""
     if scorer is None or not scored.rows:
@@ -271,8 +271,8 @@ def _judge(
             row[column] = round(value, 4) if np.isfinite(value) else None
         row["flagged"] = int(judgement.flagged[i])
     judged = assess(judgement, [row["dice"] for row in scored.rows])
-    judged["score"] = {"source": scorer.source, "fitted_on": scorer.fitted_on, "tta": tta}
-    judged["studies"] = assess_studies(judgement, records, signals, clinical)
+    judged.score = {"source": scorer.source, "fitted_on": scorer.fitted_on, "tta": tta}
+    judged.studies = assess_studies(judgement, records, signals, clinical)
     return judged
 
 
@@ -415,7 +415,7 @@ def evaluate(
         breakdowns=summary.breakdowns(rows),
         clinical=clinical,
         explanations=explained,
-        quality=json_safe(judged),
+        quality=judged,
         rows=rows,
         out=str(out) if write else None,
         masks=scored.masks if keep_masks else None,
