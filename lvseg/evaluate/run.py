@@ -5,17 +5,16 @@ One function, :func:`evaluate`, does what the command line asks:
 
 1. load the model (a training run or checkpoint, run by PyTorch; or an exported ONNX model, run
    by ONNX Runtime as ``predict`` runs it) and the dataset's slices with an LV reference;
-2. leave out the patients the model was trained on (``split="held-out"``, the default): the
-   split is read from the checkpoint (or the export's metadata), or rebuilt from the training
-   config saved in it when the data are the ones it trained on. A model is never scored on its
-   own training patients unless ``split="all"`` says so, and the report then says it;
+2. leave out the patients the model was trained on (:mod:`lvseg.evaluate.scope`;
+   ``split="all"`` scores them too, and the report says so);
 3. segment each patient's slices through the one inference path, as ``predict`` does
    (:class:`lvseg.segment.Segmenter`: the model's preprocessing plan, the heart located in the
    patient's stack, or ``crop="centre"``; the LV probability mapped back onto the **source**
    grid and thresholded at 0.5), so every measure is taken against the reference as it was
    drawn, in the source pixel spacing;
 4. score each slice (:mod:`lvseg.evaluate.metrics`), summarise (:mod:`lvseg.evaluate.summary`),
-   add volumes and EF (:mod:`lvseg.evaluate.stacks`);
+   add volumes and EF (:mod:`lvseg.evaluate.stacks`), all in one typed result
+   (:mod:`lvseg.evaluate.results`);
 5. write ``metrics.json``, ``slices.csv`` and ``report.html`` (:mod:`lvseg.evaluate.report`) into
    a folder built beside its place and moved there when complete: a crash leaves nothing
    half-written.
