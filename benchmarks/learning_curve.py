@@ -38,6 +38,7 @@ from lvseg import layout
 from lvseg.config import TrainConfig
 from lvseg.evaluate import summary
 from lvseg.evaluate.run import evaluate
+from lvseg.jsonsafe import json_safe
 from lvseg.runs.checkpoint import load_checkpoint, resolve_model_path
 from lvseg.train.engine import train
 
@@ -76,8 +77,8 @@ def run_arm(args: argparse.Namespace, arm: str, count: int, fold: int) -> tuple[
     # the fold's validation patients only: the same for every k (the real training patients
     # a smaller k leaves out are held out too, so evaluate would score them as well)
     val = set(load_checkpoint(last).split.val)
-    rows = [row for row in found["rows"] if row["patient_id"] in val]
-    return summary.summarise(rows), seconds
+    rows = [row for row in found.rows if row["patient_id"] in val]
+    return json_safe(summary.summarise(rows)), seconds
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ again without training it (``lvseg train --init DIR/RUN`` fine-tunes one on real
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -36,7 +37,9 @@ from benchmarks.sunnybrook_cv import finished, recipe_config, recipe_name
 from lvseg import layout
 from lvseg.data.phantom import write_phantom
 from lvseg.evaluate import summary as summaries
+from lvseg.evaluate.results import Evaluation
 from lvseg.evaluate.run import evaluate
+from lvseg.jsonsafe import json_safe
 from lvseg.runs.checkpoint import resolve_model_path
 from lvseg.train.engine import train
 
@@ -75,10 +78,10 @@ def phantom_run(args: argparse.Namespace) -> tuple[Path, Path, float]:
     return phantom, run, time.perf_counter() - started
 
 
-def groups_of(found: dict) -> dict[str, float]:
+def groups_of(found: Evaluation) -> dict[str, float]:
     """Mean Dice per Sunnybrook pathology group, where the data name them."""
-    by_group = found["breakdowns"].get("group", {})
-    return {g: by_group[g]["dice_mean"] for g in GROUPS if g in by_group}
+    by_group = found.breakdowns.get("group", {})
+    return {g: by_group[g].dice_mean for g in GROUPS if g in by_group}
 
 
 def main() -> None:
@@ -118,12 +121,10 @@ def main() -> None:
     aside = {p.strip() for p in args.set_aside.split(",") if p.strip()}
     if aside:
         found = scored["Sunnybrook PNG"]
-        rows = [r for r in found["rows"] if r["patient_id"] not in aside]
-        scored[f"Sunnybrook PNG without {', '.join(sorted(aside))}"] = {
-            "summary": summaries.summarise(rows),
-            "breakdowns": summaries.breakdowns(rows),
-            "data": found["data"],
-        }
+        rows = [r for r in found.rows if r["patient_id"] not in aside]
+        scored[f"Sunnybrook PNG without {', '.join(sorted(aside))}"] = dataclasses.replace(
+            found, summary=summaries.summarise(rows), breakdowns=summaries.breakdowns(rows)
+        )
     print(
         f"\nLVNet trained on {args.patients} phantom patients only ({args.contrast} contrast, "
         f"{recipe_name(args.recipe)} "
@@ -132,15 +133,15 @@ def main() -> None:
     print("| data | patients | slices | Dice mean | median | " + " | ".join(GROUPS) + " | HD95 |")
     print("|---|---|---|---|---|" + "---|" * len(GROUPS) + "---|")
     for name, found in scored.items():
-        summary = found["summary"]
+        summary = found.summary
         groups = groups_of(found)
         print(
-            f"| {name} | {summary['patients']} | {summary['slices']} | "
-            f"{summary['dice_mean']:.3f} | {summary['dice_median']:.3f} | "
+            f"| {name} | {summary.patients} | {summary.slices} | "
+            f"{summary.dice_mean:.3f} | {summary.dice_median:.3f} | "
             + " | ".join(f"{groups[g]:.3f}" if g in groups else "-" for g in GROUPS)
-            + f" | {summary['hd95_mm_mean']:.1f} {found['data']['distance_units']} |"
+            + f" | {summary.hd95_mm_mean:.1f} {found.data.distance_units} |"
         )
-        results[name] = {"summary": summary, "groups": groups}
+        results[name] = {"summary": json_safe(summary), "groups": groups}
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
 

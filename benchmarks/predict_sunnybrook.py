@@ -108,8 +108,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         scored = {
             crop: {
-                p["patient_id"]: p["dice_mean"]
-                for p in evaluate(model_file, args.data, write=False, crop=crop)["patients"]
+                p.patient_id: p.dice_mean
+                for p in evaluate(model_file, args.data, write=False, crop=crop).patients
             }
             for crop in CROPS
         }
@@ -119,8 +119,8 @@ def main() -> None:
             for patient, records in reference.by_patient().items()
         }
         rows = []
-        for study in found["studies"]:
-            folder = Path(study["folder"])
+        for study in found.studies:
+            folder = Path(study.folder)
             masks = np.asarray(nib.load(str(folder / "masks.nii.gz")).dataobj)
             masks = masks.transpose(2, 3, 1, 0).astype(bool)  # (slices, phases, rows, cols)
             with (folder / "frames.csv").open() as handle:
@@ -128,13 +128,13 @@ def main() -> None:
                     int(r["instance"]): (int(r["slice"]), int(r["phase"]))
                     for r in csv.DictReader(handle)
                 }
-            records = by_study[study["study"]["name"]]
+            records = by_study[study.study.name]
             phases: dict[int, list] = defaultdict(list)
             for record in records:
                 instance = int(Path(record.source).stem)
                 phases[where[instance][1]].append((record, masks[where[instance]]))
-            spacing = tuple(study["study"]["pixel_spacing_mm"])
-            gap = study["study"]["slice_spacing_mm"]
+            spacing = tuple(study.study.pixel_spacing_mm)
+            gap = study.study.slice_spacing_mm
             measured = {}
             for phase, pairs in phases.items():
                 measured[phase] = (
@@ -146,7 +146,7 @@ def main() -> None:
             es = min(measured, key=lambda p: measured[p][1])
             rows.append(
                 {
-                    "study": study["study"]["name"],
+                    "study": study.study.name,
                     "patient": records[0].patient_id,
                     "contoured_slices": {"ed": len(phases[ed]), "es": len(phases[es])},
                     "dice": float(np.mean(measured[ed][2] + measured[es][2])),
@@ -154,7 +154,7 @@ def main() -> None:
                     "centre_distance_px": float(
                         np.hypot(
                             *np.subtract(
-                                study["crop_centre_resampled_px"],
+                                study.crop_centre_resampled_px,
                                 evaluate_centre[records[0].patient_id],
                             )
                         )
@@ -163,20 +163,20 @@ def main() -> None:
                     "ref_esv": measured[es][1],
                     "same_edv": measured[ed][0],
                     "same_esv": measured[es][0],
-                    "auto_edv": study["edv_ml"],
-                    "auto_esv": study["esv_ml"],
-                    "auto_ef": study["ef"],
+                    "auto_edv": study.edv_ml,
+                    "auto_esv": study.esv_ml,
+                    "auto_ef": study.ef,
                     "ref_ed_phase": ed,
                     "ref_es_phase": es,
-                    "auto_ed_phase": study["ed_phase"],
-                    "auto_es_phase": study["es_phase"],
+                    "auto_ed_phase": study.ed_phase,
+                    "auto_es_phase": study.es_phase,
                 }
             )
     for row in rows:
         row["ref_ef"] = clinical.ejection_fraction(row["ref_edv"], row["ref_esv"])
         row["same_ef"] = clinical.ejection_fraction(row["same_edv"], row["same_esv"])
 
-    frames = sum(int(np.prod(s["study"]["shape"][:2])) for s in found["studies"])
+    frames = sum(int(np.prod(s.study.shape[:2])) for s in found.studies)
     print(
         f"lvseg predict on {args.data} ({len(rows)} patients, {frames} frames) in {seconds:.1f} s; "
         f"model {args.run} ({'int8' if args.int8 else 'fp32'} ONNX), trained without these "

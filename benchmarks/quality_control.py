@@ -45,6 +45,7 @@ from lvseg.data.records import LV, SliceRecord
 from lvseg.evaluate.quality import assess, fit_quality_model
 from lvseg.evaluate.run import open_scored_model
 from lvseg.evaluate.stacks import clinical_section
+from lvseg.jsonsafe import json_safe
 from lvseg.segment.quality import (
     EF_REVIEW_SHARE,
     FLAG_BELOW,
@@ -129,11 +130,11 @@ def collect(args: argparse.Namespace) -> tuple[list[dict], list[Group]]:
                     else:
                         rows[first + k][mode] = found
                 masks = {r.record.key: r.mask for r in results}
-                clinical = clinical_section(shifted, masks) or {"patients": []}
-                for patient in clinical["patients"]:
-                    predicted, reference = patient["predicted"]["ef"], patient["reference"]["ef"]
+                clinical = clinical_section(shifted, masks)
+                for patient in [] if clinical is None else clinical.patients:
+                    predicted, reference = patient.predicted.ef, patient.reference.ef
                     if predicted is not None and reference is not None:
-                        errors.setdefault(patient["patient_id"], {})[mode] = 100 * abs(
+                        errors.setdefault(patient.patient_id, {})[mode] = 100 * abs(
                             predicted - reference
                         )
             studies = []
@@ -267,7 +268,7 @@ def analyse(mode: str, rows: list[dict], groups: list[Group], args: argparse.Nam
             judged = Judgement(
                 predicted[part], flagged[part], {}, FLAG_BELOW, failure[part], low[part], high[part]
             )
-            found[fold] = assess(judged, truth[part])
+            found[fold] = json_safe(assess(judged, truth[part]))
         pooled = found[None]
         keys = ("auroc", "auroc_segmented", "spearman", "interval_coverage")
         per_fold = {

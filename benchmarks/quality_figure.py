@@ -110,9 +110,9 @@ def main() -> None:
         rows = []
         for k, source in enumerate(args.input):
             result = predict(args.model, source, Path(scratch) / f"predicted-{k}", tta=False)
-            for study in result["studies"]:
-                print(f"{study['study']['name']}: {study['quality']['verdict']}")
-                rows += frames_of(Path(study["folder"]))
+            for study in result.studies:
+                print(f"{study.study.name}: {study.quality.verdict}")
+                rows += frames_of(Path(study.folder))
         judged = [r for r in rows if r["predicted_dice"] not in ("", None)]
         flagged = sorted(
             (r for r in judged if r["flagged"] == "1"), key=lambda r: float(r["predicted_dice"])

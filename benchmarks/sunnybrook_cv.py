@@ -52,6 +52,7 @@ from lvseg import layout
 from lvseg.config import TrainConfig
 from lvseg.evaluate import clinical, summary
 from lvseg.evaluate.run import evaluate
+from lvseg.jsonsafe import json_safe
 from lvseg.runs.store import RunStore
 from lvseg.train.engine import train
 
@@ -146,14 +147,16 @@ def cross_validate(
                 tta="tta" in flags,
                 largest_component="all" not in flags,
             )
-            parameters = found["model"]["parameters"]
-            units = found["data"]["distance_units"]
-            scored[crop]["rows"] += [{**row, "fold": fold} for row in found["rows"]]
-            scored[crop]["volumes"] += (found["clinical"] or {}).get("patients", [])
-            scored[crop]["fold_dice"].append(found["summary"]["dice_mean"])
+            parameters = found.model.parameters
+            units = found.data.distance_units
+            scored[crop]["rows"] += [{**row, "fold": fold} for row in found.rows]
+            scored[crop]["volumes"] += (
+                [] if found.clinical is None else json_safe(found.clinical.patients)
+            )
+            scored[crop]["fold_dice"].append(found.summary.dice_mean)
             print(
-                f"{label} {name} fold {fold}, {crop} crop: {found['summary']['slices']} slices, "
-                f"last-epoch Dice {found['summary']['dice_mean']:.4f}, best-epoch "
+                f"{label} {name} fold {fold}, {crop} crop: {found.summary.slices} slices, "
+                f"last-epoch Dice {found.summary.dice_mean:.4f}, best-epoch "
                 f"{best_epoch_dice[-1]:.4f}, "
                 + ("reused" if reused else f"{time.perf_counter() - start:.0f} s"),
                 flush=True,
@@ -170,7 +173,7 @@ def cross_validate(
             "fold_dice": scored[crop]["fold_dice"],
             "per_slice_dice": [r["dice"] for r in rows],
             "rows": rows,
-            "summary": summary.summarise(rows),
+            "summary": json_safe(summary.summarise(rows)),
             "clinical_patients": scored[crop]["volumes"],
             "best_epoch_fold_dice": best_epoch_dice,
             "train_seconds": seconds,
@@ -262,7 +265,7 @@ def main() -> None:
                 )
                 for r in results.values()
             ]
-            print(f"| Dice, {part} {key} ({stats['slices']} slices) | " + " | ".join(cells) + " |")
+            print(f"| Dice, {part} {key} ({stats.slices} slices) | " + " | ".join(cells) + " |")
     cells = []
     for r in results.values():
         pairs = [(p["predicted"]["ef"], p["reference"]["ef"]) for p in r["clinical_patients"]]

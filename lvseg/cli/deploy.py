@@ -94,38 +94,38 @@ def export_command(
         quality=quality,
     )
     _print_export_checks(found)
-    console.print(f"  model card: {Path(found['out']) / layout.CARD_MARKDOWN}", highlight=False)
+    console.print(f"  model card: {Path(found.out) / layout.CARD_MARKDOWN}", highlight=False)
 
 
 def _print_export_checks(found: dict[str, Any]) -> None:
     """Each exported file against PyTorch: size, logits, masks, validation Dice and latency."""
     from lvseg.deploy.export import INT8_AIM_DROP
 
-    checks = found["export_checks"]
+    checks = found.export_checks
     console.print(
-        f"{found['model']['name']} checked on {checks['check_slices']} slices ({checks['checks']})",
+        f"{found.model.name} checked on {checks.check_slices} slices ({checks.checks})",
         highlight=False,
         soft_wrap=True,
     )
     console.print(
-        f"  pytorch: validation Dice {_number(checks['validation_dice']['pytorch'])}, "
-        f"{checks['latency_ms_1_thread']['pytorch']:.2f} ms per slice on 1 thread",
+        f"  pytorch: validation Dice {_number(checks.validation_dice['pytorch'])}, "
+        f"{checks.latency_ms_1_thread['pytorch']:.2f} ms per slice on 1 thread",
         highlight=False,
     )
-    for label, file in checks["files"].items():
-        parity = checks["parity"][label]
-        latency = checks["latency_ms_1_thread"].get(label)
+    for label, file in checks.files.items():
+        parity = checks.parity[label]
+        latency = checks.latency_ms_1_thread.get(label)
         timing = f", {latency:.2f} ms per slice on 1 thread" if latency is not None else ""
         console.print(
             f"  {label}: {file['file']} {file['bytes'] / 1e6:.3f} MB, largest logit difference "
             f"{parity['max_abs_logit_difference']:.2g}, mask Dice vs PyTorch "
             f"{parity['mask_dice']:.4f}, validation Dice "
-            f"{_number(checks['validation_dice'][label])}{timing}",
+            f"{_number(checks.validation_dice[label])}{timing}",
             highlight=False,
             soft_wrap=True,
         )
-    if "onnx int8" in checks["validation_dice"]:
-        drop = checks["validation_dice"]["pytorch"] - checks["validation_dice"]["onnx int8"]
+    if "onnx int8" in checks.validation_dice:
+        drop = checks.validation_dice["pytorch"] - checks.validation_dice["onnx int8"]
         verdict = "within" if drop <= INT8_AIM_DROP else "beyond"
         console.print(
             f"  int8 Dice drop {drop:+.4f} ({verdict} the {INT8_AIM_DROP} aim)", highlight=False
@@ -203,38 +203,38 @@ def predict_command(
             review_below=review_below,
         )
     if json_output:
-        print(json.dumps(found["studies"], indent=2))
+        print(json.dumps(found.studies_json(), indent=2))
         return
-    for study in found["studies"]:
+    for study in found.studies:
         console.print(_study_line(study), highlight=False, soft_wrap=True, markup=False)
-        for note in [*study["study"]["notes"], *study["notes"]]:
+        for note in [*study.study.notes, *study.notes]:
             console.print(f"  {note}", highlight=False, soft_wrap=True, markup=False)
-    for item in found["skipped"]:
+    for item in found.skipped:
         console.print(
-            f"skipped {item['path']}: {item['reason']}",
+            f"skipped {item.path}: {item.reason}",
             highlight=False,
             soft_wrap=True,
             markup=False,
         )
-    console.print(f"written: {found['out']}", highlight=False, soft_wrap=True, markup=False)
+    console.print(f"written: {found.out}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _study_line(study: dict[str, Any]) -> str:
     """One study in a line: its shape, volumes and EF (or why none), and what QC flagged."""
-    shape = study["study"]["shape"]
-    line = f"{study['study']['name']}: {shape[0]} slices x {shape[1]} phases"
-    if study.get("ef") is not None:
+    shape = study.study.shape
+    line = f"{study.study.name}: {shape[0]} slices x {shape[1]} phases"
+    if study.ef is not None:
         line += (
-            f"; EDV {study['edv_ml']:.1f} ml (phase {study['ed_phase']}), ESV "
-            f"{study['esv_ml']:.1f} ml (phase {study['es_phase']}), SV {study['sv_ml']:.1f} "
-            f"ml, EF {100 * study['ef']:.1f}%"
+            f"; EDV {study.edv_ml:.1f} ml (phase {study.ed_phase}), ESV "
+            f"{study.esv_ml:.1f} ml (phase {study.es_phase}), SV {study.sv_ml:.1f} "
+            f"ml, EF {100 * study.ef:.1f}%"
         )
-    elif study.get("volume_note"):
-        line += f"; {study['volume_note']}"
-    quality = study.get("quality")
+    elif study.volume_note:
+        line += f"; {study.volume_note}"
+    quality = study.quality
     if quality is not None:
-        flagged = len(quality["flagged_frames"])
+        flagged = len(quality.flagged_frames)
         line += f"; quality: {flagged} frame{'s' if flagged != 1 else ''} flagged"
-        if quality["verdict"]:
-            line += f" ({quality['verdict']})"
+        if quality.verdict:
+            line += f" ({quality.verdict})"
     return line

@@ -95,15 +95,16 @@ def evaluate_command(
     and EF) on the patients it did not train on; write metrics.json, slices.csv, report.html."""
     from lvseg.evaluate.run import compare as compare_evaluations
     from lvseg.evaluate.run import evaluate
+    from lvseg.jsonsafe import json_safe
 
     if compare:
         found = compare_evaluations(targets, out)
         if json_output:
-            print(json.dumps(found["rows"], indent=2))
+            print(json.dumps(found.rows, indent=2))
         else:
-            console.print(found["markdown"], highlight=False, soft_wrap=True, markup=False)
-        if found["out"]:
-            error_console.print(f"written: {found['out']}", highlight=False, soft_wrap=True)
+            console.print(found.markdown, highlight=False, soft_wrap=True, markup=False)
+        if found.out:
+            error_console.print(f"written: {found.out}", highlight=False, soft_wrap=True)
         return
     if len(targets) != 2:
         raise fail(f"evaluate takes MODEL DATA (got {len(targets)} paths); see lvseg evaluate -h")
@@ -114,68 +115,68 @@ def evaluate_command(
             model, data, out, explanations=explanations, limit=limit, progress=progress,
             overwrite=overwrite, quality=quality, **choices,
         )  # fmt: skip
-    summary = found["summary"]
     if json_output:
-        print(json.dumps({**summary, "per_patient": found["patients"]}, indent=2))
+        summary = {**json_safe(found.summary), "per_patient": json_safe(found.patients)}
+        print(json.dumps(summary, indent=2))
         return
     _print_scores(found)
     _print_clinical_and_quality(found)
-    console.print(f"  report: {Path(found['out']) / 'report.html'}", highlight=False)
+    console.print(f"  report: {Path(found.out) / 'report.html'}", highlight=False)
 
 
 def _print_scores(found: dict[str, Any]) -> None:
     """What was scored, where the crop went, and the segmentation measures."""
     from lvseg.evaluate.report import placement_text
 
-    summary = found["summary"]
-    units = found["data"]["distance_units"]
+    summary = found.summary
+    units = found.data.distance_units
     console.print(
-        f"{found['model']['name']} on {summary['slices']} slices of {summary['patients']} "
-        f"patients ({found['data']['split_note']})",
+        f"{found.model.name} on {summary.slices} slices of {summary.patients} "
+        f"patients ({found.data.split_note})",
         highlight=False,
         soft_wrap=True,
     )
-    console.print(f"  crop: {placement_text(found['settings'])}", highlight=False)
+    console.print(f"  crop: {placement_text(found.settings.placement)}", highlight=False)
     console.print(
-        f"  Dice {_number(summary['dice_mean'])} (median {_number(summary['dice_median'])}), "
-        f"IoU {_number(summary['iou_mean'])}, pixel accuracy "
-        f"{_rate(summary['pixel_accuracy'])} (all-background: "
-        f"{_rate(summary['background_only_accuracy'])})",
+        f"  Dice {_number(summary.dice_mean)} (median {_number(summary.dice_median)}), "
+        f"IoU {_number(summary.iou_mean)}, pixel accuracy "
+        f"{_rate(summary.pixel_accuracy)} (all-background: "
+        f"{_rate(summary.background_only_accuracy)})",
         highlight=False,
     )
     console.print(
-        f"  HD95 {_number(summary['hd95_mm_mean'], 2)} {units}, APD "
-        f"{_number(summary['apd_mm_mean'], 2)} {units}, good contours "
-        f"{_rate(summary['good_contour_rate_5mm'])} (5 mm) "
-        f"{_rate(summary['good_contour_rate_4mm'])} (4 mm), detected "
-        f"{_rate(summary['detection_rate'])}",
+        f"  HD95 {_number(summary.hd95_mm_mean, 2)} {units}, APD "
+        f"{_number(summary.apd_mm_mean, 2)} {units}, good contours "
+        f"{_rate(summary.good_contour_rate_5mm)} (5 mm) "
+        f"{_rate(summary.good_contour_rate_4mm)} (4 mm), detected "
+        f"{_rate(summary.detection_rate)}",
         highlight=False,
     )
 
 
 def _print_clinical_and_quality(found: dict[str, Any]) -> None:
     """EF agreement, and how well quality control told the bad slices and EFs apart."""
-    clinical = found["clinical"]
-    if clinical and clinical["agreement"].get("ef"):
-        ef = clinical["agreement"]["ef"]
+    clinical = found.clinical
+    if clinical and clinical.agreement.ef:
+        ef = clinical.agreement.ef
         console.print(
-            f"  EF of {ef['n']} patients: bias {100 * ef['bias']:+.1f} points, limits of "
-            f"agreement {100 * ef['loa_low']:+.1f} to {100 * ef['loa_high']:+.1f}",
+            f"  EF of {ef.n} patients: bias {100 * ef.bias:+.1f} points, limits of "
+            f"agreement {100 * ef.loa_low:+.1f} to {100 * ef.loa_high:+.1f}",
             highlight=False,
         )
-    judged = found.get("quality")
+    judged = found.quality
     if judged:
         console.print(
-            f"  quality control: {judged['flagged']} slices flagged; AUROC "
-            f"{_number(judged['auroc'])} for Dice < {judged['flag_below']:g}, Spearman "
-            f"{_number(judged['spearman'])}, predicted Dice off by {_number(judged['mae'])}",
+            f"  quality control: {judged.flagged} slices flagged; AUROC "
+            f"{_number(judged.auroc)} for Dice < {judged.flag_below:g}, Spearman "
+            f"{_number(judged.spearman)}, predicted Dice off by {_number(judged.mae)}",
             highlight=False,
         )
-        studies = judged.get("studies")
+        studies = judged.studies
         if studies:
             console.print(
-                f"  EFs for review: {studies['review']} of {studies['studies']} (of those off by "
-                f"more than 5 points: {studies['ef_error_over_5_reviewed']} of "
-                f"{studies['ef_error_over_5']})",
+                f"  EFs for review: {studies.review} of {studies.studies} (of those off by "
+                f"more than 5 points: {studies.ef_error_over_5_reviewed} of "
+                f"{studies.ef_error_over_5})",
                 highlight=False,
             )

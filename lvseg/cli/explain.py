@@ -98,20 +98,19 @@ def explain_command(
 def _print_explanation(summary: dict[str, Any]) -> None:
     """What was explained, the mean Dice, and each method's faithfulness measures."""
     console.print(
-        f"explained {summary['slices']} slices ({', '.join(summary['explanations'])}): "
-        f"{summary['index']}",
+        f"explained {summary.slices} slices ({', '.join(summary.explanations)}): {summary.index}",
         highlight=False,
         soft_wrap=True,
     )
-    means = summary["means"]
+    means = summary.means
     if means.get("dice") is not None:
         console.print(
             f"  mean Dice {means['dice']:.4f} on {means['slices_with_reference']} slices "
             "with a reference LV",
             highlight=False,
         )
-    if summary["metrics"] is not None:
-        console.print(f"  measures: {summary['metrics']}", highlight=False, soft_wrap=True)
+    if summary.metrics is not None:
+        console.print(f"  measures: {summary.metrics}", highlight=False, soft_wrap=True)
         for label, row in means["explanations"].items():
             measures = {name: _row_number(row, name) for name in MEASURES}
             console.print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 from lvseg import __version__, atomic, layout
 from lvseg.errors import InvalidInputError
 from lvseg.evaluate.run import load_evaluation
+from lvseg.formatting import number_text
+from lvseg.jsonsafe import json_safe, not_in_json
 from lvseg.model.classes import CLASS_NAMES, LV_CLASS
 from lvseg.runs.checkpoint import LoadedModel
 
@@ -33,6 +36,60 @@ LIMITATIONS = (
     "blood pool, as in the Sunnybrook challenge. Only the LV blood pool is segmented: no "
     "myocardium, so no LV mass."
 )
+
+
+@dataclass
+class ExportChecks:
+    """How every exported variant compares with PyTorch on the check slices, keyed by variant
+    (``"pytorch"``, ``"pytorch tta"``, ``"onnx fp32"``, ``"onnx int8"``, ``"ort fp32"``...)."""
+
+    checks: str
+    """Where the check (and calibration) slices come from."""
+    check_slices: int
+    calibration_slices: int
+    validation_dice: dict[str, float] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``{variant: {"file": name, "bytes": size}}``."""
+    parity: dict[str, dict[str, float]] = field(default_factory=dict)
+    """:func:`lvseg.deploy.export.parity` of each variant against PyTorch."""
+    latency_ms_1_thread: dict[str, float] = field(default_factory=dict)
+    tta: bool = False
+    quality_model: dict[str, Any] | None = None
+    """The embedded quality-control score: its source, frames fitted on and modes."""
+
+
+@dataclass
+class CardModel:
+    """What was exported: the model, its checkpoint, and how."""
+
+    name: str
+    parameters: int
+    checkpoint: str
+    epoch: int | None
+    format: str
+    int8: bool
+    tta: bool
+    members: list[str]
+    """The models of an ensemble (empty for one model)."""
+
+
+@dataclass
+class ModelCard:
+    """``model-card.json``: the exported model, its inputs, preprocessing, training data,
+    evaluation and export checks, and what it is for; and the folder written."""
+
+    lvseg_version: str
+    created: str
+    model: CardModel
+    inputs: dict[str, Any]
+    preprocessing: dict[str, Any]
+    training: dict[str, Any]
+    evaluation: dict[str, Any] | None
+    """The run's ``lvseg evaluate`` summary of this checkpoint, where there is one."""
+    export_checks: ExportChecks
+    intended_use: str
+    limitations: str
+    out: str | None = not_in_json(default=None)
 
 
 def _evaluation(source: Path) -> dict[str, Any] | None:
@@ -60,12 +117,12 @@ def _evaluation(source: Path) -> dict[str, Any] | None:
 
 def build(
     loaded: LoadedModel,
-    results: dict[str, Any],
+    results: ExportChecks,
     *,
     format: str,
     int8: bool,
     members: Sequence[str | Path] = (),
-) -> dict:
+) -> ModelCard:
     """The card's data from the loaded model and the export's checks (``members``: the models
     of an ensemble; its training facts are those of the first, its evaluation is not known)."""
     checkpoint = loaded.checkpoint
@@ -75,26 +132,27 @@ def build(
     plan = loaded.plan
     spacing = plan.target_spacing_mm
     parameters = loaded.parameters
-    return {
-        "lvseg_version": __version__,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": {
-            "name": loaded.name,
-            "parameters": parameters,
-            "checkpoint": str(loaded.source),
-            "epoch": checkpoint.epoch,
-            "format": format,
-            "int8": int8,
-            "tta": bool(results.get("tta")),
-            "members": [str(m) for m in members] if len(members) > 1 else [],
-        },
-        "inputs": {
+    model = CardModel(
+        name=loaded.name,
+        parameters=parameters,
+        checkpoint=str(loaded.source),
+        epoch=checkpoint.epoch,
+        format=format,
+        int8=int8,
+        tta=bool(results.tta),
+        members=[str(m) for m in members] if len(members) > 1 else [],
+    )
+    return ModelCard(
+        lvseg_version=__version__,
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        model=model,
+        inputs={
             "tensor": "image: float32 (batch, 1, height, width); batch and size are dynamic",
             "outputs": f"logits: float32 (batch, {len(CLASS_NAMES)}, height, width); channel "
             f"{LV_CLASS} is the LV blood pool (softmax, then > 0.5)",
             "trained_size": plan.crop_size,
         },
-        "preprocessing": {
+        preprocessing={
             "embedded": "the plan below is stored in the model file's metadata; lvseg predict "
             "applies it (resample, normalise, locate the heart, crop, map back)",
             "target_spacing_mm": None if spacing is None else list(spacing),
@@ -108,7 +166,7 @@ def build(
             "image_interpolation_order": plan.image_order,
             "plan": plan.to_dict(),
         },
-        "training": {
+        training={
             "data": None if data is None else data.path,
             "format": None if data is None else data.format,
             "folds": None if data is None else data.folds,
@@ -121,49 +179,42 @@ def build(
             "initialised_from": None if config is None else config.model.init,
             "checkpoint_metrics": checkpoint.metrics,
         },
-        "evaluation": None if len(members) > 1 else _evaluation(loaded.source),
-        "export_checks": results,
-        "intended_use": INTENDED_USE,
-        "limitations": LIMITATIONS,
-    }
+        evaluation=None if len(members) > 1 else _evaluation(loaded.source),
+        export_checks=results,
+        intended_use=INTENDED_USE,
+        limitations=LIMITATIONS,
+    )
 
 
-def _figure(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def markdown(card: dict[str, Any]) -> str:
-    """The card for people."""
-    model, pre, train = card["model"], card["preprocessing"], card["training"]
-    checks = card["export_checks"]
+def _header(card: ModelCard) -> list[str]:
+    model = card.model
     lines = [
-        f"# Model card: {model['name']} ({model['format']}{', int8' if model['int8'] else ''})",
+        f"# Model card: {model.name} ({model.format}{', int8' if model.int8 else ''})",
         "",
         "> **Not for clinical use.** Research software; not a medical device.",
         "",
-        f"Exported by lvseg {card['lvseg_version']} on {card['created']} from "
-        f"`{model['checkpoint']}`"
-        + (f" (epoch {model['epoch']})" if model["epoch"] is not None else "")
-        + f"; {model['parameters']:,} parameters.",
+        f"Exported by lvseg {card.lvseg_version} on {card.created} from `{model.checkpoint}`"
+        + (f" (epoch {model.epoch})" if model.epoch is not None else "")
+        + f"; {model.parameters:,} parameters.",
         "",
-        *(
-            [
-                f"An ensemble: the mean class probability of {len(model['members'])} models "
-                f"({', '.join(f'`{m}`' for m in model['members'])}); parameters and latency are "
-                "those of all of them together. Training facts below are the first member's.",
-                "",
-            ]
-            if model.get("members")
-            else []
-        ),
+    ]
+    if model.members:
+        lines += [
+            f"An ensemble: the mean class probability of {len(model.members)} models "
+            f"({', '.join(f'`{m}`' for m in model.members)}); parameters and latency are "
+            "those of all of them together. Training facts below are the first member's.",
+            "",
+        ]
+    return lines
+
+
+def _inputs_and_preprocessing(card: ModelCard) -> list[str]:
+    pre = card.preprocessing
+    return [
         "## Inputs and outputs",
-        f"- {card['inputs']['tensor']}",
-        f"- {card['inputs']['outputs']}",
-        f"- trained on {card['inputs']['trained_size']} px square crops",
+        f"- {card.inputs['tensor']}",
+        f"- {card.inputs['outputs']}",
+        f"- trained on {card.inputs['trained_size']} px square crops",
         "",
         "## Preprocessing (embedded in the model file)",
         f"- spacing: {pre['target_spacing_mm'] or pre['spacing_note']} "
@@ -171,6 +222,11 @@ def markdown(card: dict[str, Any]) -> str:
         f"- crop: {pre['crop_size_px']} px around the located heart",
         f"- intensity: {pre['intensity']}",
         "",
+    ]
+
+
+def _training(train: dict[str, Any]) -> list[str]:
+    lines = [
         "## Training data",
         f"- data: `{train['data']}` ({train['format']}); {train['train_patients']} training and "
         f"{train['val_patients']} validation patients (patient-level split"
@@ -187,56 +243,70 @@ def markdown(card: dict[str, Any]) -> str:
         )
     metrics = train["checkpoint_metrics"] or {}
     if "val_dice" in metrics:
-        lines.append(f"- validation Dice at this checkpoint: {_figure(metrics['val_dice'])}")
-    evaluation = card.get("evaluation")
-    lines += ["", "## Evaluation"]
-    if evaluation:
-        units = evaluation.get("distance_units") or "mm"
-        lines += [
-            f"From `{evaluation['file']}` ({evaluation['split']} Crop: {evaluation['crop']}.)",
-            "",
-            "| slices | patients | Dice mean | Dice median | IoU | HD95 | APD | detection |",
-            "|---|---|---|---|---|---|---|---|",
-            f"| {evaluation['slices']} | {evaluation['patients']} | "
-            f"{_figure(evaluation['dice_mean'])} | {_figure(evaluation['dice_median'])} | "
-            f"{_figure(evaluation['iou_mean'])} | "
-            f"{_figure(evaluation['hd95_mm_mean'], 2)} {units} | "
-            f"{_figure(evaluation['apd_mm_mean'], 2)} {units} | "
-            f"{_figure(evaluation['detection_rate'], 3)} |",
-        ]
-    else:
-        lines.append(
+        lines.append(f"- validation Dice at this checkpoint: {number_text(metrics['val_dice'], 4)}")
+    return lines
+
+
+def _evaluation_lines(evaluation: dict[str, Any] | None) -> list[str]:
+    lines = ["", "## Evaluation"]
+    if not evaluation:
+        return lines + [
             "No `lvseg evaluate` output for this checkpoint; run `lvseg evaluate RUN DATA`."
-        )
-    lines += [
+        ]
+    units = evaluation.get("distance_units") or "mm"
+    return lines + [
+        f"From `{evaluation['file']}` ({evaluation['split']} Crop: {evaluation['crop']}.)",
+        "",
+        "| slices | patients | Dice mean | Dice median | IoU | HD95 | APD | detection |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {evaluation['slices']} | {evaluation['patients']} | "
+        f"{number_text(evaluation['dice_mean'], 4)} | "
+        f"{number_text(evaluation['dice_median'], 4)} | "
+        f"{number_text(evaluation['iou_mean'], 4)} | "
+        f"{number_text(evaluation['hd95_mm_mean'], 2)} {units} | "
+        f"{number_text(evaluation['apd_mm_mean'], 2)} {units} | "
+        f"{number_text(evaluation['detection_rate'], 3)} |",
+    ]
+
+
+def _latency(value: float | None) -> str:
+    return number_text(value, 2) + " ms" if value is not None else "-"
+
+
+def _checks(checks: ExportChecks) -> list[str]:
+    """The table of every variant against PyTorch: size, parity, Dice and latency."""
+    latency = checks.latency_ms_1_thread
+    lines = [
         "",
         "## Export checks",
-        f"Checked on {checks['check_slices']} slices ({checks['checks']}).",
+        f"Checked on {checks.check_slices} slices ({checks.checks}).",
         "",
         "| variant | file | size | max logit diff vs PyTorch | mask Dice vs PyTorch | "
         "validation Dice | latency, 1 thread |",
         "|---|---|---|---|---|---|---|",
-        f"| pytorch | - | - | - | - | {_figure(checks['validation_dice']['pytorch'])} | "
-        f"{_figure(checks['latency_ms_1_thread'].get('pytorch'), 2)} ms |",
+        f"| pytorch | - | - | - | - | {number_text(checks.validation_dice['pytorch'], 4)} | "
+        f"{number_text(latency.get('pytorch'), 2)} ms |",
     ]
-    if "pytorch tta" in checks["validation_dice"]:
-        latency = checks["latency_ms_1_thread"].get("pytorch tta")
+    if "pytorch tta" in checks.validation_dice:
         lines.append(
             f"| pytorch + TTA (8 views) | - | - | - | - | "
-            f"{_figure(checks['validation_dice']['pytorch tta'])} | "
-            f"{_figure(latency, 2) + ' ms' if latency is not None else '-'} |"
+            f"{number_text(checks.validation_dice['pytorch tta'], 4)} | "
+            f"{_latency(latency.get('pytorch tta'))} |"
         )
-    for label, file in checks["files"].items():
-        parity = checks["parity"][label]
-        latency = checks["latency_ms_1_thread"].get(label)
+    for label, file in checks.files.items():
+        parity = checks.parity[label]
         lines.append(
             f"| {label} | `{file['file']}` | {file['bytes'] / 1e6:.3f} MB | "
             f"{parity['max_abs_logit_difference']:.3g} | {parity['mask_dice']:.4f} | "
-            f"{_figure(checks['validation_dice'][label])} | "
-            f"{_figure(latency, 2) + ' ms' if latency is not None else '-'} |"
+            f"{number_text(checks.validation_dice[label], 4)} | "
+            f"{_latency(latency.get(label))} |"
         )
-    scorer = checks.get("quality_model")
-    lines += [
+    return lines
+
+
+def _quality_and_tta(card: ModelCard) -> list[str]:
+    scorer = card.export_checks.quality_model
+    lines = [
         "",
         "Quality control: "
         + (
@@ -248,20 +318,29 @@ def markdown(card: dict[str, Any]) -> str:
             else "no quality-control score embedded; `lvseg predict` reports no predicted Dice."
         ),
     ]
-    if model.get("tta"):
+    if card.model.tta:
         lines += [
             "",
             "Exported with test-time augmentation: `lvseg predict` averages the LV probability "
             "over the 8 flips and quarter turns of each crop (8 network runs per slice, as the "
             "TTA row's latency shows; `--no-tta` turns it off).",
         ]
-    lines += ["", "## Intended use", card["intended_use"], "", "## Limitations"]
-    lines += [card["limitations"], ""]
+    return lines
+
+
+def markdown(card: ModelCard) -> str:
+    """The card for people."""
+    lines = _header(card) + _inputs_and_preprocessing(card) + _training(card.training)
+    lines += _evaluation_lines(card.evaluation) + _checks(card.export_checks)
+    lines += _quality_and_tta(card)
+    lines += ["", "## Intended use", card.intended_use, "", "## Limitations"]
+    lines += [card.limitations, ""]
     return "\n".join(lines)
 
 
-def write(folder: Path, card: dict[str, Any]) -> None:
-    atomic.write_text(folder / layout.CARD_JSON, json.dumps(card, indent=1, default=str) + "\n")
+def write(folder: Path, card: ModelCard) -> None:
+    text = json.dumps(json_safe(card), indent=1) + "\n"
+    atomic.write_text(folder / layout.CARD_JSON, text)
     atomic.write_text(folder / layout.CARD_MARKDOWN, markdown(card))
 
 

@@ -52,6 +52,7 @@ from lvseg.data.load import EMBEDDED_PHANTOM, labelled_dataset
 from lvseg.data.records import LV, SliceRecord
 from lvseg.data.splits import split_patients
 from lvseg.deploy import card
+from lvseg.deploy.card import ExportChecks
 from lvseg.deploy.ensemble import load_ensemble
 from lvseg.errors import InvalidInputError
 from lvseg.evaluate.metrics import dice
@@ -360,6 +361,132 @@ def latency_ms(run: Callable[[np.ndarray], object], crop_size: int) -> float:
 # ------------------------------------------------------------------------------ export
 
 
+def _quality_facts(scorer: QualityModel | None) -> dict[str, Any] | None:
+    """The embedded quality score as the card gives it: source, frames fitted on, modes."""
+    if scorer is None:
+        return None
+    modes = [m for m, on in (("plain", False), ("tta", True)) if scorer.for_tta(on)]
+    return {"source": scorer.source, "fitted_on": scorer.fitted_on, "modes": modes}
+
+
+@dataclass
+class _Logits:
+    """A function from crops to logits, as a segmenter network (the traced TorchScript)."""
+
+    logits: Callable[[np.ndarray], np.ndarray]
+    lv_class: int = LV_CLASS
+
+
+@dataclass
+class _Check:
+    """The PyTorch reference, and the checks of every exported variant against it."""
+
+    loaded: LoadedModel
+    network: TorchNetwork
+    checks: Sequence[SliceRecord]
+    results: ExportChecks
+    reference: np.ndarray
+    """PyTorch's logits on ``images``."""
+    images: np.ndarray
+    """The check slices' crops, as the segmenter placed them with PyTorch."""
+    say: ProgressCallback
+
+    @property
+    def plan(self) -> Any:
+        return self.loaded.plan
+
+    def onnx(self, label: str, path: Path) -> None:
+        exported = runtime.open_model(path, threads=None)
+        self.record(label, path, exported)
+        # Closed before the one-thread timing: an all-core session's idle, spinning thread
+        # pool would slow the single thread down (measured: 2-3x on a 2-core machine).
+        del exported
+        single = runtime.open_model(path, threads=1)
+        self.results.latency_ms_1_thread[label] = latency_ms(single.logits, self.plan.crop_size)
+
+    def record(self, label: str, path: Path, network: Network) -> None:
+        """Parity on the reference crops; refused (fp32) when the masks differ; then the
+        validation Dice of the whole inference path run with this variant."""
+        check = parity(self.reference, _run(network.logits, self.images))
+        self.results.parity[label] = check
+        self.results.files[label] = {"file": path.name, "bytes": os.path.getsize(path)}
+        if "int8" not in label and check["mask_dice"] < PARITY_MIN_DICE:
+            raise ExportError(
+                None,
+                f"{label} masks differ from PyTorch's (mask Dice {check['mask_dice']:.4f}, "
+                f"{check['pixels_differing']} pixels; largest logit difference "
+                f"{check['max_abs_logit_difference']:.3g}): export refused",
+            )
+        segmented = segment_checks(network, self.plan, self.checks)
+        self.results.validation_dice[label] = validation_dice(segmented)
+
+
+def _pytorch_check(
+    loaded: LoadedModel, checks: Sequence[SliceRecord], how: str, tta: bool, say: ProgressCallback
+) -> _Check:
+    """PyTorch on the check slices: the reference logits every variant is held to, its
+    validation Dice (and with ``tta`` that of test-time augmentation), its latency."""
+    plan = loaded.plan
+    network = TorchNetwork(loaded.model, source=loaded.source)
+    segmented = segment_checks(network, plan, checks)
+    images = crops(segmented)  # every variant runs on these same crops for parity
+    reference = _run(network.logits, images)
+    results = ExportChecks(checks=how, check_slices=len(checks), calibration_slices=0, tta=tta)
+    results.validation_dice["pytorch"] = validation_dice(segmented)
+    timed = {"pytorch": network.logits}
+    if tta:
+        say("checking test-time augmentation")
+        tta_segmenter = Segmenter(network, plan, tta=True)
+        results.validation_dice["pytorch tta"] = validation_dice(tta_segmenter.segment(checks))
+        timed["pytorch tta"] = tta_segmenter.crop_probability
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for label, run in timed.items():
+            results.latency_ms_1_thread[label] = latency_ms(run, plan.crop_size)
+    finally:
+        torch.set_num_threads(torch_threads)
+    return _Check(loaded, network, checks, results, reference, images, say)
+
+
+def _write_variants(
+    check: _Check,
+    folder: Path,
+    format: str,
+    calibrate: list[SliceRecord] | None,
+    values: dict[str, str],
+) -> None:
+    """The model files of ``format`` into ``folder``, with the metadata ``values``, each
+    checked against PyTorch as it is written; ``calibrate``: the slices to quantise to int8 on
+    (None: no int8)."""
+    loaded, plan, say = check.loaded, check.plan, check.say
+    if format == "torchscript":
+        say("tracing TorchScript")
+        path = folder / layout.TORCHSCRIPT
+        traced = write_torchscript(loaded, path, plan.crop_size, values)
+        scripted = _Logits(lambda b: traced(torch.from_numpy(b)).detach().numpy())
+        check.record("torchscript", path, scripted)
+        return
+    say("exporting ONNX and checking it against PyTorch")
+    onnx_path = folder / layout.ONNX
+    write_onnx(loaded, onnx_path, plan.crop_size, values)
+    check.onnx("onnx fp32", onnx_path)
+    if calibrate is not None:
+        say(f"quantising to int8 (calibration on {len(calibrate)} slices)")
+        int8_path = folder / layout.ONNX_INT8
+        calibration_crops = crops(segment_checks(check.network, plan, calibrate))
+        write_int8(onnx_path, int8_path, calibration_crops, values)
+        check.onnx("onnx int8", int8_path)
+    if format == "ort":
+        say("converting to the ORT format (ONNX Runtime Mobile)")
+        pairs = [(layout.ONNX, layout.ORT, "ort fp32")]
+        if calibrate is not None:
+            pairs.append((layout.ONNX_INT8, layout.ORT_INT8, "ort int8"))
+        for source, target, label in pairs:
+            write_ort(folder / source, folder / target)
+            check.onnx(label, folder / target)
+
+
 def export(
     model_spec: str | Path | Sequence[str | Path],
     out: str | Path,
@@ -371,8 +498,8 @@ def export(
     progress: ProgressCallback | None = None,
     tta: bool = False,
     quality: str | Path | None = None,
-) -> dict[str, Any]:
-    """Export, check and describe a model into the folder ``out``; returns the card's data.
+) -> card.ModelCard:
+    """Export, check and describe a model into the folder ``out``; returns its model card.
 
     ``tta`` marks the export for test-time augmentation: ``predict`` then averages the 8 flips
     and quarter turns of each crop unless told otherwise; the card gives its Dice and cost.
@@ -389,121 +516,17 @@ def export(
     say = progress or (lambda _stage: None)
     say("loading the model and its check slices")
     loaded = load_model(specs[0]) if len(specs) == 1 else load_ensemble(specs)
-    plan = loaded.plan
     calibrate, checks, how = check_slices(loaded, calibration)
     if not checks:
         raise InvalidInputError(None, f"no slice to check the export on ({how})")
-    network = TorchNetwork(loaded.model, source=loaded.source)
-    segmented = segment_checks(network, plan, checks)
-    images = crops(segmented)  # every variant runs on these same crops for parity
-    reference = _run(network.logits, images)
-    results: dict[str, Any] = {
-        "checks": how,
-        "check_slices": len(checks),
-        "calibration_slices": len(calibrate) if int8 else 0,
-        "validation_dice": {"pytorch": validation_dice(segmented)},
-        "files": {},
-        "parity": {},
-        "latency_ms_1_thread": {},
-    }
-    timed = {"pytorch": network.logits}
-    if tta:
-        say("checking test-time augmentation")
-        tta_segmenter = Segmenter(network, plan, tta=True)
-        results["validation_dice"]["pytorch tta"] = validation_dice(tta_segmenter.segment(checks))
-        timed["pytorch tta"] = tta_segmenter.crop_probability
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for label, run in timed.items():
-            results["latency_ms_1_thread"][label] = latency_ms(run, plan.crop_size)
-    finally:
-        torch.set_num_threads(torch_threads)
-    results["tta"] = tta
-    results["quality_model"] = (
-        None
-        if scorer is None
-        else {
-            "source": scorer.source,
-            "fitted_on": scorer.fitted_on,
-            "modes": [m for m, on in (("plain", False), ("tta", True)) if scorer.for_tta(on)],
-        }
-    )
+    check = _pytorch_check(loaded, checks, how, tta, say)
+    check.results.calibration_slices = len(calibrate) if int8 else 0
+    check.results.quality_model = _quality_facts(scorer)
     values = metadata(loaded, "fp32", tta, scorer)
-    check = _Check(results, reference, images, checks, plan)
     with atomic.output_folder(out) as folder:
-        if format == "torchscript":
-            say("tracing TorchScript")
-            path = folder / layout.TORCHSCRIPT
-            traced = write_torchscript(loaded, path, plan.crop_size, values)
-            scripted = _Logits(lambda b: traced(torch.from_numpy(b)).detach().numpy())
-            check.record("torchscript", path, scripted)
-        else:
-            say("exporting ONNX and checking it against PyTorch")
-            onnx_path = folder / layout.ONNX
-            write_onnx(loaded, onnx_path, plan.crop_size, values)
-            check.onnx("onnx fp32", onnx_path)
-            if int8:
-                say(f"quantising to int8 (calibration on {len(calibrate)} slices)")
-                int8_path = folder / layout.ONNX_INT8
-                calibration_crops = crops(segment_checks(network, plan, calibrate))
-                write_int8(onnx_path, int8_path, calibration_crops, values)
-                check.onnx("onnx int8", int8_path)
-            if format == "ort":
-                say("converting to the ORT format (ONNX Runtime Mobile)")
-                pairs = [(layout.ONNX, layout.ORT, "ort fp32")]
-                if int8:
-                    pairs.append((layout.ONNX_INT8, layout.ORT_INT8, "ort int8"))
-                for source, target, label in pairs:
-                    write_ort(folder / source, folder / target)
-                    check.onnx(label, folder / target)
+        _write_variants(check, folder, format, calibrate if int8 else None, values)
         say("writing the model card")
-        found = card.build(loaded, results, format=format, int8=int8, members=specs)
+        found = card.build(loaded, check.results, format=format, int8=int8, members=specs)
         card.write(folder, found)
-    return {**found, "out": str(out)}
-
-
-@dataclass
-class _Logits:
-    """A function from crops to logits, as a segmenter network (the traced TorchScript)."""
-
-    logits: Callable[[np.ndarray], np.ndarray]
-    lv_class: int = LV_CLASS
-
-
-@dataclass
-class _Check:
-    """The checks of every exported variant against the PyTorch reference."""
-
-    results: dict[str, Any]
-    reference: np.ndarray
-    """PyTorch's logits on ``images``."""
-    images: np.ndarray
-    """The check slices' crops, as the segmenter placed them with PyTorch."""
-    checks: Sequence[SliceRecord]
-    plan: Any
-
-    def onnx(self, label: str, path: Path) -> None:
-        exported = runtime.open_model(path, threads=None)
-        self.record(label, path, exported)
-        # Closed before the one-thread timing: an all-core session's idle, spinning thread
-        # pool would slow the single thread down (measured: 2-3x on a 2-core machine).
-        del exported
-        single = runtime.open_model(path, threads=1)
-        self.results["latency_ms_1_thread"][label] = latency_ms(single.logits, self.plan.crop_size)
-
-    def record(self, label: str, path: Path, network: Network) -> None:
-        """Parity on the reference crops; refused (fp32) when the masks differ; then the
-        validation Dice of the whole inference path run with this variant."""
-        check = parity(self.reference, _run(network.logits, self.images))
-        self.results["parity"][label] = check
-        self.results["files"][label] = {"file": path.name, "bytes": os.path.getsize(path)}
-        if "int8" not in label and check["mask_dice"] < PARITY_MIN_DICE:
-            raise ExportError(
-                None,
-                f"{label} masks differ from PyTorch's (mask Dice {check['mask_dice']:.4f}, "
-                f"{check['pixels_differing']} pixels; largest logit difference "
-                f"{check['max_abs_logit_difference']:.3g}): export refused",
-            )
-        segmented = segment_checks(network, self.plan, self.checks)
-        self.results["validation_dice"][label] = validation_dice(segmented)
+    found.out = str(out)
+    return found

@@ -22,27 +22,31 @@ or image files):
 from __future__ import annotations
 
 import csv
-import html
 import io
-import json
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.ndimage as ndi
 
 from lvseg import __version__, atomic
 from lvseg.data.records import Geometry, SliceRecord
 from lvseg.data.study import CineStudy, iter_studies
-from lvseg.errors import InvalidInputError, Skipped
+from lvseg.deploy.outputs import SUMMARY_FILE, review_page, write_study
+from lvseg.deploy.results import (
+    FlaggedFrame,
+    ModelUsed,
+    Prediction,
+    Segmentation,
+    StudyFacts,
+    StudyQuality,
+    StudySummary,
+    StudyVolumes,
+)
+from lvseg.errors import InvalidInputError
 from lvseg.evaluate import clinical
-from lvseg.figures import PREDICTION_COLOUR, display_range
-from lvseg.jsonsafe import json_safe
-from lvseg.segment.locate import Placement
+from lvseg.formatting import rounded_or_blank
 from lvseg.segment.onnx import ExportedModel, open_model
 from lvseg.segment.quality import (
     CURVE_PHASES,
@@ -50,6 +54,7 @@ from lvseg.segment.quality import (
     FLAG_BELOW,
     FrameSignals,
     Judgement,
+    QualityModel,
     curve_minima,
     judge,
     mode_mismatch,
@@ -60,35 +65,13 @@ from lvseg.segment.quality import (
 )
 from lvseg.segment.segmenter import BATCH_SIZE, Segmenter
 
+__all__ = ["SUMMARY_FILE", "Prediction", "StudySummary", "predict", "quality_summary"]
+
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` as frames are segmented."""
 
-CONTOUR_NAME = "s{slice:02d}-p{phase:02d}-icontour-auto.txt"
-"""A frame's contour file, named by its place in the study like its overlay: two series or
-repeated InstanceNumbers can never give two frames one name (frames.csv maps each to its
-instance and source file)."""
 SKIPPED_FILE = "skipped.csv"
-SUMMARY_FILE = "summary.json"
-OUTLINE_RGB = tuple(int(PREDICTION_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
-FLAG_RGB = (255, 140, 0)
-"""The frame drawn around overlays that quality control flags (orange)."""
 REVIEW_FILE = "review.html"
-
-
-@dataclass
-class Segmentation:
-    """The masks of one study and how they were made."""
-
-    masks: np.ndarray
-    """(slices, phases, rows, cols) bool, on the source grid."""
-    placement: Placement
-    notes: list[str] = field(default_factory=list)
-    signals: list[dict[str, float]] = field(default_factory=list)
-    """Every frame's quality signals (:mod:`lvseg.segment.quality`), slice by slice, phase by
-    phase."""
-    quality: Judgement | None = None
-    """The frames' predicted Dice and flags (slice by slice, phase by phase), where the model
-    embeds a quality score."""
 
 
 # ------------------------------------------------------------------------------ segmenting
@@ -163,73 +146,142 @@ def segment_study(
 # ------------------------------------------------------------------------------ measuring
 
 
-def measure(study: CineStudy, masks: np.ndarray) -> dict[str, Any]:
+def measure(study: CineStudy, masks: np.ndarray) -> StudyVolumes:
     """Areas per frame, the volume curve, ED/ES and EF (volumes None without the geometry)."""
     pixels = masks.sum(axis=(2, 3)).astype(np.float64)  # (slices, phases)
     spacing = study.pixel_spacing_mm
     areas = pixels * spacing[0] * spacing[1] if spacing else None
     thickness = study.slice_spacing_mm
     slices, phases = pixels.shape
-    result: dict[str, Any] = {
-        "slices": slices,
-        "phases": phases,
-        "pixel_spacing_mm": list(spacing) if spacing else None,
-        "slice_spacing_mm": thickness,
-        "lv_pixels": pixels,
-        "lv_area_mm2": areas,
-        "volume_ml": None,
-        "volume_note": None,
-    }
+    found = StudyVolumes(
+        slices=slices,
+        phases=phases,
+        pixel_spacing_mm=list(spacing) if spacing else None,
+        slice_spacing_mm=thickness,
+        lv_pixels=pixels,
+        lv_area_mm2=areas,
+    )
     if areas is None or thickness is None or slices < 2:
-        result["volume_note"] = (
+        found.volume_note = (
             "no volumes: they need the pixel spacing, the slice spacing and at least two slices"
         )
-        return result
+        return found
     volumes = np.array([clinical.disc_volume_ml(areas[:, p], thickness) for p in range(phases)])
-    result["volume_ml"] = volumes
+    found.volume_ml = volumes
     if phases < 2:
-        result["volume_note"] = "one phase: a volume, but no ED/ES or ejection fraction"
-        return result
+        found.volume_note = "one phase: a volume, but no ED/ES or ejection fraction"
+        return found
     ed, es = int(np.argmax(volumes)), int(np.argmin(volumes))
     edv, esv = float(volumes[ed]), float(volumes[es])
-    result.update(
-        ed_phase=ed,
-        es_phase=es,
-        edv_ml=edv,
-        esv_ml=esv,
-        sv_ml=clinical.stroke_volume(edv, esv),
-        ef=clinical.ejection_fraction(edv, esv),
-        volume_note="disc summation over every slice with an LV (area x slice spacing); ED and "
-        "ES are the largest and smallest volume of the curve",
+    found.ed_phase, found.es_phase, found.edv_ml, found.esv_ml = ed, es, edv, esv
+    found.sv_ml = clinical.stroke_volume(edv, esv)
+    found.ef = clinical.ejection_fraction(edv, esv)
+    found.volume_note = (
+        "disc summation over every slice with an LV (area x slice spacing); ED and "
+        "ES are the largest and smallest volume of the curve"
     )
-    return result
+    return found
 
 
-# ------------------------------------------------------------------------------ writing
+def _verdict(ef: float, at_risk: dict[str, float], minima: list[int]) -> tuple[bool, str]:
+    """Whether an EF can be trusted (little of the ED and ES volume in flagged frames, one
+    minimum of the volume curve), and the sentence that says why."""
+    worst = max(at_risk, key=at_risk.get)
+    trusted = at_risk[worst] <= EF_REVIEW_SHARE and len(minima) <= 1
+    doubts = []
+    if at_risk[worst] > 0:
+        doubts.append(f"flagged frames hold {100 * at_risk[worst]:.0f}% of the {worst} volume")
+    if len(minima) > 1:
+        doubts.append(
+            f"the volume curve has {len(minima)} minima (phases "
+            + ", ".join(str(m) for m in minima)
+            + ")"
+        )
+    verdict = (
+        f"EF {100 * ef:.1f}% ("
+        + ("; ".join(doubts) if doubts else "no doubt at ED or ES")
+        + ("; review)" if not trusted else ")")
+    )
+    return trusted, verdict
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, flagged: bool = False) -> np.ndarray:
-    """An RGB picture of the frame with the LV outline in the prediction colour, windowed as
-    every lvseg picture of a slice is (:mod:`lvseg.figures`); the outline (mask pixels with a
-    background 4-neighbour) is drawn directly rather than through matplotlib: ~1 ms a frame.
-    A frame flagged by quality control gets a frame of :data:`FLAG_RGB` around the picture."""
-    low, high = display_range(image)
-    grey = (np.clip((image - low) / (high - low), 0, 1) * 255).astype(np.uint8)
-    rgb = np.stack([grey, grey, grey], axis=-1)
-    edge = mask & ~ndi.binary_erosion(mask, border_value=0)
-    rgb[edge] = OUTLINE_RGB
-    if flagged:
-        width = max(2, min(rgb.shape[:2]) // 64)
-        for band in (np.s_[:width], np.s_[-width:]):
-            rgb[band, :] = FLAG_RGB
-            rgb[:, band] = FLAG_RGB
-    return rgb
+def quality_summary(
+    quality: Judgement | None, found: StudyVolumes, phases: int
+) -> StudyQuality | None:
+    """What quality control says about a study, for ``summary.json`` (None without a score)."""
+    if quality is None:
+        return None
+    judged = quality.predicted_dice[np.isfinite(quality.predicted_dice)]
+    flagged = [
+        FlaggedFrame(
+            slice=frame // phases,
+            phase=frame % phases,
+            predicted_dice=rounded_or_blank(quality.predicted_dice[frame]),
+            reason=reason,
+        )
+        for frame, reason in sorted(quality.reasons.items())
+    ]
+    pixels = np.asarray(found.lv_pixels, dtype=np.float64).ravel()  # slice by slice
+    frame_phases = [frame % phases for frame in range(pixels.size)]
+    shares = share_at_risk(quality.flagged, frame_phases, pixels)
+    verdict, trusted, at_risk = None, None, {}
+    volumes = found.volume_ml
+    minima = [] if volumes is None else curve_minima(volumes)
+    if found.ef is not None:
+        at_risk = {"ED": shares[found.ed_phase], "ES": shares[found.es_phase]}
+        trusted, verdict = _verdict(found.ef, at_risk, minima)
+    return StudyQuality(
+        flag_below=quality.flag_below,
+        judged_frames=int(judged.size),
+        mean_predicted_dice=rounded_or_blank(judged.mean()) if judged.size else None,
+        min_predicted_dice=rounded_or_blank(judged.min()) if judged.size else None,
+        flagged_frames=flagged,
+        volume_share_flagged={k: rounded_or_blank(v) for k, v in at_risk.items()} or None,
+        volume_curve_minima=minima
+        if volumes is not None and len(volumes) >= CURVE_PHASES
+        else None,
+        ef_trusted=trusted,
+        verdict=verdict,
+    )
 
 
-def _instance(study: CineStudy, s: int, p: int) -> int:
-    if study.instance_numbers is not None:
-        return int(study.instance_numbers[s, p])
-    return s * study.images.shape[1] + p + 1
+def study_summary(
+    study: CineStudy, segmentation: Segmentation, found: StudyVolumes, model: ModelUsed
+) -> StudySummary:
+    """A study's ``summary.json``: the model, the study, where the heart was, the volumes and
+    what quality control says."""
+    volumes = found.volume_ml
+    facts = StudyFacts(
+        name=study.name,
+        patient_id=study.patient_id,
+        kind=study.kind,
+        series_description=study.series_description,
+        shape=list(study.images.shape),
+        pixel_spacing_mm=found.pixel_spacing_mm,
+        slice_spacing_mm=found.slice_spacing_mm,
+        notes=list(study.notes),
+    )
+    return StudySummary(
+        lvseg_version=__version__,
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        model=model,
+        study=facts,
+        crop_centre_resampled_px=[round(v, 2) for v in segmentation.placement.centre],
+        heart_located=segmentation.placement.located,
+        notes=segmentation.notes,
+        volume_note=found.volume_note,
+        volumes_ml=None if volumes is None else [round(float(v), 3) for v in volumes],
+        ed_phase=found.ed_phase,
+        es_phase=found.es_phase,
+        edv_ml=found.edv_ml,
+        esv_ml=found.esv_ml,
+        sv_ml=found.sv_ml,
+        ef=found.ef,
+        quality=quality_summary(segmentation.quality, found, found.phases),
+    )
+
+
+# ------------------------------------------------------------------------------ predict
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> str:
@@ -240,245 +292,42 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     return buffer.getvalue()
 
 
-def _number(value: Any, digits: int = 3) -> Any:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    return round(float(value), digits)
+def _studies_table(results: list[StudySummary], scored: bool) -> str:
+    """``studies.csv``: one line per study, its volumes and EF (and, with a quality score, what
+    quality control says)."""
+    keys = ["name", "patient_id", "slices", "phases", "edv_ml", "esv_ml", "sv_ml", "ef"]
+    if scored:
+        keys += ["mean_predicted_dice", "min_predicted_dice", "flagged_frames", "ef_trusted"]
+    rows = []
+    for r in results:
+        row = [r.study.name, r.study.patient_id, *r.study.shape[:2]]
+        row += [rounded_or_blank(value) for value in (r.edv_ml, r.esv_ml, r.sv_ml, r.ef)]
+        if r.quality is not None:
+            trusted = r.quality.ef_trusted
+            row += [r.quality.mean_predicted_dice, r.quality.min_predicted_dice]
+            row += [len(r.quality.flagged_frames), "" if trusted is None else int(trusted)]
+        rows.append(row)
+    return _csv(keys, rows)
 
 
-def _trigger(study: CineStudy, s: int, p: int) -> float | None:
-    if study.trigger_times_ms is None:
-        return None
-    value = float(study.trigger_times_ms[s, p])
-    return value if math.isfinite(value) else None
-
-
-def _plot_curve(path: Path, study: CineStudy, found: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    volumes = found["volume_ml"]
-    phases = np.arange(len(volumes))
-    figure, axis = plt.subplots(figsize=(6, 3.4), dpi=110)
-    axis.plot(phases, volumes, "o-", color="#1f77b4", lw=1.6, ms=4)
-    for key, colour, label in (("ed_phase", "#d62728", "ED"), ("es_phase", "#2ca02c", "ES")):
-        if found.get(key) is not None:
-            p = found[key]
-            axis.plot(
-                [p], [volumes[p]], "o", color=colour, ms=9, label=f"{label} {volumes[p]:.0f} ml"
-            )
-    axis.set_xlabel("phase")
-    axis.set_ylabel("LV volume (ml)")
-    ef = found.get("ef")
-    title = f"{study.name}: EF {100 * ef:.1f}%" if ef is not None else study.name
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    if found.get("ed_phase") is not None:
-        axis.legend(loc="best", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def write_study(
-    folder: Path, study: CineStudy, segmentation: Segmentation, found: dict[str, Any], facts: dict
-) -> dict[str, Any]:
-    """Every output of one study into ``folder`` (already a temporary folder); the summary."""
-    import nibabel as nib
-    from PIL import Image
-
-    from lvseg.data.contours import mask_to_contour, write_contour
-
-    folder.mkdir(parents=True, exist_ok=True)
-    masks = segmentation.masks
-    nib.save(study.to_nifti(masks.astype(np.uint8)), str(folder / "masks.nii.gz"))
-    (folder / "overlays").mkdir()
-    (folder / "contours").mkdir()
-    slices, phases = masks.shape[:2]
-    frame_rows = []
-    areas = found["lv_area_mm2"]
-    quality = segmentation.quality
-    for s in range(slices):
-        for p in range(phases):
-            mask = masks[s, p]
-            name = f"s{s:02d}-p{p:02d}.png"
-            frame = s * phases + p  # records and judgements run slice by slice, phase by phase
-            flagged = quality is not None and bool(quality.flagged[frame])
-            # zlib level 1: a third of the whole command's time went into level 6 (1.7 s of 5.4 s
-            # for a 260-frame study), for files about 10% smaller (11 MB against 12 MB).
-            picture = Image.fromarray(overlay(study.images[s, p], mask, flagged))
-            picture.save(folder / "overlays" / name, compress_level=1)
-            contour = ""
-            if mask.any():
-                contour = CONTOUR_NAME.format(slice=s, phase=p)
-                write_contour(folder / "contours" / contour, mask_to_contour(mask))
-            position = (
-                None if study.slice_positions_mm is None else float(study.slice_positions_mm[s])
-            )
-            frame_rows.append(
-                [s, p, _number(position), _number(_trigger(study, s, p)),
-                 _instance(study, s, p), int(found["lv_pixels"][s, p]),
-                 _number(None if areas is None else areas[s, p], 2), contour,
-                 study.sources[s][p]]
-                + ([] if quality is None else
-                   [_number(quality.predicted_dice[frame]), _number(quality.dice_low[frame]),
-                    _number(quality.dice_high[frame]), int(flagged)])
-            )  # fmt: skip
-    header = ["slice", "phase", "position_mm", "trigger_time_ms", "instance", "lv_pixels"]
-    header += ["lv_area_mm2", "contour", "source"]
-    if quality is not None:
-        header += ["predicted_dice", "predicted_dice_low", "predicted_dice_high", "flagged"]
-    (folder / "frames.csv").write_text(_csv(header, frame_rows), encoding="utf-8")
-    volumes = found["volume_ml"]
-    if volumes is not None:
-        rows = []
-        for p, volume in enumerate(volumes):
-            times = [_trigger(study, s, p) for s in range(slices)]
-            times = [t for t in times if t is not None]
-            rows.append([p, _number(np.median(times) if times else None, 1), _number(volume, 2)])
-        text = _csv(["phase", "trigger_time_ms", "volume_ml"], rows)
-        (folder / "volumes.csv").write_text(text, encoding="utf-8")
-        _plot_curve(folder / "volume-curve.png", study, found)
-    summary = {
-        "lvseg_version": __version__,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": facts,
-        "study": {
-            "name": study.name,
-            "patient_id": study.patient_id,
-            "kind": study.kind,
-            "series_description": study.series_description,
-            "shape": list(study.images.shape),
-            "pixel_spacing_mm": found["pixel_spacing_mm"],
-            "slice_spacing_mm": found["slice_spacing_mm"],
-            "notes": list(study.notes),
-        },
-        "crop_centre_resampled_px": [round(v, 2) for v in segmentation.placement.centre],
-        "heart_located": segmentation.placement.located,
-        "notes": segmentation.notes,
-        "volume_note": found["volume_note"],
-        "volumes_ml": None if volumes is None else [round(float(v), 3) for v in volumes],
-        **{
-            key: found.get(key)
-            for key in ("ed_phase", "es_phase", "edv_ml", "esv_ml", "sv_ml", "ef")
-        },
-        "quality": quality_summary(quality, found, phases),
-    }
-    summary = json_safe(summary)
-    text = json.dumps(summary, indent=1) + "\n"
-    (folder / SUMMARY_FILE).write_text(text, encoding="utf-8")
-    return summary
-
-
-def quality_summary(
-    quality: Judgement | None, found: dict[str, Any], phases: int
-) -> dict[str, Any] | None:
-    """What quality control says about a study, for ``summary.json`` (None without a score)."""
-    if quality is None:
-        return None
-    judged = quality.predicted_dice[np.isfinite(quality.predicted_dice)]
-    flagged = [
-        {
-            "slice": frame // phases,
-            "phase": frame % phases,
-            "predicted_dice": _number(quality.predicted_dice[frame]),
-            "reason": reason,
-        }
-        for frame, reason in sorted(quality.reasons.items())
-    ]
-    pixels = np.asarray(found["lv_pixels"], dtype=np.float64).ravel()  # slice by slice
-    frame_phases = [frame % phases for frame in range(pixels.size)]
-    shares = share_at_risk(quality.flagged, frame_phases, pixels)
-    ef = found.get("ef")
-    verdict, trusted, at_risk = None, None, {}
-    volumes = found.get("volume_ml")
-    minima = [] if volumes is None else curve_minima(volumes)
-    if ef is not None:
-        at_risk = {name: shares[found[f"{name.lower()}_phase"]] for name in ("ED", "ES")}
-        worst = max(at_risk, key=at_risk.get)
-        trusted = at_risk[worst] <= EF_REVIEW_SHARE and len(minima) <= 1
-        doubts = []
-        if at_risk[worst] > 0:
-            doubts.append(f"flagged frames hold {100 * at_risk[worst]:.0f}% of the {worst} volume")
-        if len(minima) > 1:
-            doubts.append(
-                f"the volume curve has {len(minima)} minima (phases "
-                + ", ".join(str(m) for m in minima)
-                + ")"
-            )
-        verdict = (
-            f"EF {100 * ef:.1f}% ("
-            + ("; ".join(doubts) if doubts else "no doubt at ED or ES")
-            + ("; review)" if not trusted else ")")
-        )
-    return {
-        "flag_below": quality.flag_below,
-        "judged_frames": int(judged.size),
-        "mean_predicted_dice": _number(judged.mean()) if judged.size else None,
-        "min_predicted_dice": _number(judged.min()) if judged.size else None,
-        "flagged_frames": flagged,
-        "volume_share_flagged": {k: _number(v) for k, v in at_risk.items()} or None,
-        "volume_curve_minima": minima
-        if volumes is not None and len(volumes) >= CURVE_PHASES
-        else None,
-        "ef_trusted": trusted,
-        "verdict": verdict,
-    }
-
-
-def _quality_columns(quality: dict[str, Any]) -> list[Any]:
-    trusted = quality["ef_trusted"]
-    return [
-        quality["mean_predicted_dice"],
-        quality["min_predicted_dice"],
-        len(quality["flagged_frames"]),
-        "" if trusted is None else int(trusted),
-    ]
-
-
-def review_page(results: list[dict[str, Any]], below: float, single: bool) -> str:
-    """A small self-contained HTML page with only the flagged frames' overlays, worst first."""
-    cards = []
-    for result in results:
-        quality = result.get("quality") or {}
-        prefix = "" if single else f"{html.escape(result['study']['name'])}/"
-        for frame in quality.get("flagged_frames", []):
-            name = f"overlays/s{frame['slice']:02d}-p{frame['phase']:02d}.png"
-            score = frame["predicted_dice"]
-            cards.append(
-                (
-                    -1.0 if score == "" else float(score),
-                    f'<figure><img src="{prefix}{name}" alt="{prefix}{name}"><figcaption>'
-                    f"{html.escape(result['study']['name'])} slice {frame['slice']} phase "
-                    f"{frame['phase']}: {html.escape(frame['reason'])}</figcaption></figure>",
-                )
-            )
-    cards.sort(key=lambda card: card[0])
-    verdicts = [
-        f"<li>{html.escape(r['study']['name'])}: {html.escape(r['quality']['verdict'] or '')}"
-        f" ({len(r['quality']['flagged_frames'])} frames flagged)</li>"
-        for r in results
-        if r.get("quality")
-    ]
-    return (
-        "<!doctype html>\n<html><head><meta charset='utf-8'><title>lvseg review</title>"
-        "<style>body{font-family:sans-serif;margin:1.5em}figure{display:inline-block;"
-        "margin:.5em;width:256px}img{width:256px;image-rendering:pixelated}"
-        "figcaption{font-size:12px}</style></head><body>\n"
-        f"<h1>Frames to review (predicted Dice under {below:g})</h1>\n"
-        f"<ul>{''.join(verdicts)}</ul>\n"
-        + (
-            "\n".join(card for _, card in cards)
-            if cards
-            else "<p>No frame flagged: nothing to review.</p>"
-        )
-        + "\n</body></html>\n"
+def _model_used(model: ExportedModel, tta: bool, scorer: QualityModel | None) -> ModelUsed:
+    return ModelUsed(
+        file=str(model.path),
+        name=model.model_name,
+        precision=model.precision,
+        tta=tta,
+        plan=model.plan.to_dict(),
+        quality_score=None if scorer is None else scorer.source,
     )
 
 
-# ------------------------------------------------------------------------------ predict
+def _single_study(folder: Path, out: Path, results: list[StudySummary]) -> None:
+    """One study: its outputs move up from its subfolder to the top of the folder."""
+    only = folder / results[0].study.name
+    for item in only.iterdir():
+        item.rename(folder / item.name)
+    only.rmdir()
+    results[0].folder = str(out)
 
 
 def predict(
@@ -492,7 +341,7 @@ def predict(
     progress: ProgressCallback | None = None,
     tta: bool | None = None,
     review_below: float | None = None,
-) -> dict[str, Any]:
+) -> Prediction:
     """Segment every study of ``input_path`` with an exported model into the folder ``out``.
 
     ``skip_invalid`` leaves out unreadable files and studies without a usable cine
@@ -513,21 +362,12 @@ def predict(
             + ("" if model.quality is None else f" ({mode_mismatch(model.quality, tta)})"),
         )
     flag_below = FLAG_BELOW if review_below is None else review_below
-    facts = {
-        "file": str(model.path),
-        "name": model.model_name,
-        "precision": model.precision,
-        "tta": tta,
-        "plan": model.plan.to_dict(),
-        "quality_score": None if scorer is None else scorer.source,
-    }
-    results = []
+    found = Prediction(_model_used(model, tta, scorer), out=str(out))
     done = 0
     with atomic.output_folder(out) as folder:
         # One study in memory at a time; each is written into its own subfolder, moved up to
         # the top when it turns out to be the only one.
-        skipped: list[Skipped] = []
-        for study in iter_studies(input_path, skip_invalid=skip_invalid, skipped=skipped):
+        for study in iter_studies(input_path, skip_invalid=skip_invalid, skipped=found.skipped):
             frames = int(np.prod(study.images.shape[:2]))
 
             def report(finished: int, _count: int, before: int = done, frames: int = frames):
@@ -537,40 +377,23 @@ def predict(
             segmentation = segment_study(
                 model, study, progress=report, tta=tta, flag_below=flag_below
             )
-            found = measure(study, segmentation.masks)
-            summary = write_study(folder / study.name, study, segmentation, found, facts)
-            summary["folder"] = str(out / study.name)
-            results.append(summary)
+            volumes = measure(study, segmentation.masks)
+            summary = study_summary(study, segmentation, volumes, found.model)
+            write_study(folder / study.name, study, segmentation, volumes, summary)
+            summary.folder = str(out / study.name)
+            found.studies.append(summary)
             done += frames
-            del study, segmentation, found
-        single = len(results) == 1
+            del study, segmentation, volumes
+        single = len(found.studies) == 1
         if single:
-            only = folder / results[0]["study"]["name"]
-            for item in only.iterdir():
-                item.rename(folder / item.name)
-            only.rmdir()
-            results[0]["folder"] = str(out)
+            _single_study(folder, out, found.studies)
         else:
-            keys = ["name", "patient_id", "slices", "phases", "edv_ml", "esv_ml", "sv_ml", "ef"]
-            if scorer is not None:
-                keys += ["mean_predicted_dice", "min_predicted_dice", "flagged_frames"]
-                keys += ["ef_trusted"]
-            rows = [
-                [r["study"]["name"], r["study"]["patient_id"], *r["study"]["shape"][:2]]
-                + [_number(r.get(k)) for k in keys[4:8]]
-                + ([] if r["quality"] is None else _quality_columns(r["quality"]))
-                for r in results
-            ]
-            (folder / "studies.csv").write_text(_csv(keys, rows), encoding="utf-8")
+            table = _studies_table(found.studies, scorer is not None)
+            (folder / "studies.csv").write_text(table, encoding="utf-8")
         if review_below is not None:
-            page = review_page(results, review_below, single)
+            page = review_page(found.studies, review_below, single)
             (folder / REVIEW_FILE).write_text(page, encoding="utf-8")
-        if skipped:
-            text = _csv(["path", "reason"], [[item.path, item.reason] for item in skipped])
-            (folder / SKIPPED_FILE).write_text(text, encoding="utf-8")
-    return {
-        "model": facts,
-        "studies": results,
-        "skipped": [{"path": item.path, "reason": item.reason} for item in skipped],
-        "out": str(out),
-    }
+        if found.skipped:
+            rows = [[item.path, item.reason] for item in found.skipped]
+            (folder / SKIPPED_FILE).write_text(_csv(["path", "reason"], rows), encoding="utf-8")
+    return found

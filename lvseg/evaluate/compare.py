@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from lvseg import atomic
-from lvseg.evaluate.report import count, html_page, note, number, percent
+from lvseg.evaluate.page import count, html_page, note
+from lvseg.formatting import number_text, percent_text
 
 COMPARE_FILE = "compare.html"
 COMPARE_JSON = "compare.json"
@@ -162,13 +163,13 @@ def cell(row: Mapping[str, Any], key: str) -> str:
     if key == "parameters":
         return count(value)
     if key == "size_mb_fp32":
-        return number(value, 2)
+        return number_text(value, 2)
     if key in PERCENT_KEYS:
-        return percent(value, 2 if "accuracy" in key else 1)
+        return percent_text(value, 2 if "accuracy" in key else 1)
     if key in DISTANCE_KEYS:
-        text = number(value, 2)
+        text = number_text(value, 2)
         return f"{text} px" if text != "-" and row.get("distance_units") == "px" else text
-    return number(value)
+    return number_text(value)
 
 
 def compare_markdown(
@@ -192,7 +193,7 @@ def _html_table(rows: Sequence[Mapping[str, Any]]) -> str:
     for row in rows:
         css = " class='published'" if row.get("published") else ""
         cells = "".join(f"<td>{html.escape(cell(row, key))}</td>" for key in keys)
-        cells += f"<td>{html.escape(number(row.get('note')))}</td>"
+        cells += f"<td>{html.escape(number_text(row.get('note')))}</td>"
         body.append(f"<tr{css}>{cells}</tr>")
     return f"<table class='compare'><tr>{head}</tr>" + "".join(body) + "</table>"
 

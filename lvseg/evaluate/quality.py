@@ -17,10 +17,13 @@ held-out predictions only: each cross-validation fold's model segments the patie
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from lvseg.data.records import ED, ES, SliceRecord
+from lvseg.evaluate.stacks import ClinicalSection
 from lvseg.segment.quality import (
     EF_REVIEW_SHARE,
     FLAG_BELOW,
@@ -35,6 +38,55 @@ INTERVAL_RANGES = 4
 """Ranges of the failure score, of equal count, each with its own residual quantiles."""
 CALIBRATION_EDGES = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
 """Bins of predicted Dice in which the calibration table compares it with the true Dice."""
+
+
+@dataclass
+class CalibrationBin:
+    """A range of predicted Dice: its frames and their mean predicted and true Dice."""
+
+    predicted_from: float
+    predicted_to: float
+    frames: int
+    mean_predicted: float
+    mean_true: float
+
+
+@dataclass
+class StudiesReview:
+    """Which ejection fractions quality control sends for review, against their errors."""
+
+    studies: int
+    review: int
+    ef_error_over_5: int
+    ef_error_over_5_reviewed: int
+    ef_error_over_10: int
+    ef_error_over_10_reviewed: int
+    ef_within_5_reviewed: int
+    auroc_ef_error_over_5: float | None
+
+
+@dataclass
+class QualityAssessment:
+    """How well the quality score predicted the true Dice (``metrics.json``'s ``quality``)."""
+
+    flag_below: float
+    frames: int
+    scored_frames: int
+    failures: int
+    auroc: float | None
+    auroc_segmented: float | None
+    empty_failures: int
+    empty_failures_flagged: int
+    spearman: float | None
+    mae: float | None
+    interval_coverage: float | None
+    flagged: int
+    failures_flagged: float | None
+    good_flagged: float | None
+    calibration: list[CalibrationBin]
+    score: dict[str, Any] | None = None
+    """The score judged: its source, the frames it was fitted on, and whether for TTA."""
+    studies: StudiesReview | None = None
 
 
 def fit_quality_model(
@@ -102,7 +154,7 @@ def risk(judgement: Judgement) -> np.ndarray:
     return np.where(rule, np.inf, np.where(scored, score, unscored))
 
 
-def assess(judgement: Judgement, dice: Sequence[float]) -> dict:
+def assess(judgement: Judgement, dice: Sequence[float]) -> QualityAssessment:
     """How well the score predicted the true Dice of these frames (``metrics.json``'s
     ``quality``): failure detection (AUROC for Dice under the flag threshold, flagged shares),
     rank agreement (Spearman), error (mean absolute, coverage of the frames' 10-90% intervals)
@@ -129,34 +181,29 @@ def assess(judgement: Judgement, dice: Sequence[float]) -> dict:
     for low, high in zip(CALIBRATION_EDGES, CALIBRATION_EDGES[1:], strict=False):
         members = (predicted >= low) & ((predicted < high) if high < 1.0 else (predicted <= high))
         if members.any():
-            calibration.append(
-                {
-                    "predicted_from": low,
-                    "predicted_to": high,
-                    "frames": int(members.sum()),
-                    "mean_predicted": float(predicted[members].mean()),
-                    "mean_true": float(truth[scored][members].mean()),
-                }
-            )
-    return {
-        "flag_below": judgement.flag_below,
-        "frames": int(truth.size),
-        "scored_frames": int(scored.sum()),
-        "failures": int(failed.sum()),
-        "auroc": float(roc_auc_score(failed, ranks)) if both else None,
-        "auroc_segmented": (
+            mean_predicted = float(predicted[members].mean())
+            mean_true = float(truth[scored][members].mean())
+            found = CalibrationBin(low, high, int(members.sum()), mean_predicted, mean_true)
+            calibration.append(found)
+    return QualityAssessment(
+        flag_below=judgement.flag_below,
+        frames=int(truth.size),
+        scored_frames=int(scored.sum()),
+        failures=int(failed.sum()),
+        auroc=float(roc_auc_score(failed, ranks)) if both else None,
+        auroc_segmented=(
             float(roc_auc_score(failed[scored], ranks[scored])) if segmented_both else None
         ),
-        "empty_failures": int((failed & ~scored).sum()),
-        "empty_failures_flagged": int((failed & ~scored & judgement.flagged).sum()),
-        "spearman": None if spearman is None else float(spearman),
-        "mae": float(np.abs(predicted - truth[scored]).mean()) if scored.any() else None,
-        "interval_coverage": float(inside.mean()) if scored.any() else None,
-        "flagged": int(judgement.flagged.sum()),
-        "failures_flagged": float(judgement.flagged[failed].mean()) if failed.any() else None,
-        "good_flagged": float(judgement.flagged[~failed].mean()) if (~failed).any() else None,
-        "calibration": calibration,
-    }
+        empty_failures=int((failed & ~scored).sum()),
+        empty_failures_flagged=int((failed & ~scored & judgement.flagged).sum()),
+        spearman=None if spearman is None else float(spearman),
+        mae=float(np.abs(predicted - truth[scored]).mean()) if scored.any() else None,
+        interval_coverage=float(inside.mean()) if scored.any() else None,
+        flagged=int(judgement.flagged.sum()),
+        failures_flagged=float(judgement.flagged[failed].mean()) if failed.any() else None,
+        good_flagged=float(judgement.flagged[~failed].mean()) if (~failed).any() else None,
+        calibration=calibration,
+    )
 
 
 def _finite_ranks(values: np.ndarray) -> np.ndarray:
@@ -170,8 +217,8 @@ def assess_studies(
     judgement: Judgement,
     records: Sequence[SliceRecord],
     signals: Sequence[dict[str, float]],
-    clinical: dict | None,
-) -> dict | None:
+    clinical: ClinicalSection | None,
+) -> StudiesReview | None:
     """How well quality control says which ejection fractions to review (``metrics.json``'s
     ``quality.studies``; None without a patient with both EFs): per patient, the share of the
     ED or ES LV area in flagged frames (:func:`~lvseg.segment.quality.share_at_risk`, as
@@ -181,14 +228,14 @@ def assess_studies(
     from sklearn.metrics import roc_auc_score
 
     errors, risks = [], []
-    for patient in (clinical or {}).get("patients", []):
-        predicted, reference = patient["predicted"]["ef"], patient["reference"]["ef"]
+    for patient in [] if clinical is None else clinical.patients:
+        predicted, reference = patient.predicted.ef, patient.reference.ef
         if predicted is None or reference is None:
             continue
         members = [
             i
             for i, r in enumerate(records)
-            if r.patient_id == patient["patient_id"] and r.phase in (ED, ES)
+            if r.patient_id == patient.patient_id and r.phase in (ED, ES)
         ]
         shares = share_at_risk(
             judgement.flagged[members],
@@ -202,15 +249,15 @@ def assess_studies(
     error, risk_of = np.asarray(errors), np.asarray(risks)
     review = risk_of > EF_REVIEW_SHARE
     wrong = error > 5
-    return {
-        "studies": len(errors),
-        "review": int(review.sum()),
-        "ef_error_over_5": int(wrong.sum()),
-        "ef_error_over_5_reviewed": int((review & wrong).sum()),
-        "ef_error_over_10": int((error > 10).sum()),
-        "ef_error_over_10_reviewed": int((review & (error > 10)).sum()),
-        "ef_within_5_reviewed": int((review & ~wrong).sum()),
-        "auroc_ef_error_over_5": (
+    return StudiesReview(
+        studies=len(errors),
+        review=int(review.sum()),
+        ef_error_over_5=int(wrong.sum()),
+        ef_error_over_5_reviewed=int((review & wrong).sum()),
+        ef_error_over_10=int((error > 10).sum()),
+        ef_error_over_10_reviewed=int((review & (error > 10)).sum()),
+        ef_within_5_reviewed=int((review & ~wrong).sum()),
+        auroc_ef_error_over_5=(
             float(roc_auc_score(wrong, risk_of)) if wrong.any() and not wrong.all() else None
         ),
-    }
+    )

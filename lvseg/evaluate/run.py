@@ -5,17 +5,16 @@ One function, :func:`evaluate`, does what the command line asks:
 
 1. load the model (a training run or checkpoint, run by PyTorch; or an exported ONNX model, run
    by ONNX Runtime as ``predict`` runs it) and the dataset's slices with an LV reference;
-2. leave out the patients the model was trained on (``split="held-out"``, the default): the
-   split is read from the checkpoint (or the export's metadata), or rebuilt from the training
-   config saved in it when the data are the ones it trained on. A model is never scored on its
-   own training patients unless ``split="all"`` says so, and the report then says it;
+2. leave out the patients the model was trained on (:mod:`lvseg.evaluate.scope`;
+   ``split="all"`` scores them too, and the report says so);
 3. segment each patient's slices through the one inference path, as ``predict`` does
    (:class:`lvseg.segment.Segmenter`: the model's preprocessing plan, the heart located in the
    patient's stack, or ``crop="centre"``; the LV probability mapped back onto the **source**
    grid and thresholded at 0.5), so every measure is taken against the reference as it was
    drawn, in the source pixel spacing;
 4. score each slice (:mod:`lvseg.evaluate.metrics`), summarise (:mod:`lvseg.evaluate.summary`),
-   add volumes and EF (:mod:`lvseg.evaluate.stacks`);
+   add volumes and EF (:mod:`lvseg.evaluate.stacks`), all in one typed result
+   (:mod:`lvseg.evaluate.results`);
 5. write ``metrics.json``, ``slices.csv`` and ``report.html`` (:mod:`lvseg.evaluate.report`) into
    a folder built beside its place and moved there when complete: a crash leaves nothing
    half-written.
@@ -28,8 +27,8 @@ import heapq
 import io
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,28 +36,48 @@ from typing import Any
 import numpy as np
 
 from lvseg import __version__, atomic, layout
-from lvseg.config import TrainConfig
-from lvseg.data.load import EMBEDDED_PHANTOM, labelled_dataset
-from lvseg.data.preprocess import PreprocessPlan
+from lvseg.data.load import labelled_dataset
 from lvseg.data.records import LV, Dataset, SliceRecord
-from lvseg.data.splits import Split, split_for
 from lvseg.errors import InvalidInputError
 from lvseg.evaluate import report, stacks, summary
 from lvseg.evaluate.metrics import GOOD_CONTOUR_MM, score_slice
-from lvseg.evaluate.quality import assess, assess_studies
+from lvseg.evaluate.quality import QualityAssessment, assess, assess_studies
+from lvseg.evaluate.results import DataFacts, Evaluation, ModelFacts, Placements, Settings
+from lvseg.evaluate.scope import (
+    SPLITS,
+    ScoredModel,
+    choose_patients,
+    is_exported,
+    open_scored_model,
+    training_split,
+)
 from lvseg.jsonsafe import json_safe
-from lvseg.segment.network import Network
 from lvseg.segment.quality import (
     FrameSignals,
     QualityModel,
-    default_quality_model,
     judge,
     mode_mismatch,
     own_signals,
     read_quality_model,
     with_stack_signals,
 )
-from lvseg.segment.segmenter import CROPS, Segmenter
+from lvseg.segment.segmenter import CROPS, Segmenter, SliceSegmentation
+
+__all__ = [
+    "SPLITS",
+    "Comparison",
+    "Evaluation",
+    "ScoredModel",
+    "choose_patients",
+    "compare",
+    "default_out",
+    "evaluate",
+    "is_exported",
+    "load_evaluation",
+    "open_scored_model",
+    "placement_summary",
+    "training_split",
+]
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` after each batch of slices."""
@@ -69,7 +88,6 @@ DEFAULT_FOLDER = layout.EVALUATION
 BATCH_SIZE = 16
 WORST_SLICES = 12
 WORST_MARGIN_PX = 16
-SPLITS = ("held-out", "all")
 PLACEMENTS = ("stack", "slice", "image")
 """Where a slice's crop came from (:attr:`lvseg.segment.locate.Placement.scope`)."""
 CSV_COLUMNS = (
@@ -87,139 +105,70 @@ def default_out(model_spec: str | Path) -> Path:
     return model_path / DEFAULT_FOLDER if model_path.is_dir() else Path(DEFAULT_FOLDER)
 
 
-# ------------------------------------------------------------------------------ the model
+# ------------------------------------------------------------------------------ the inputs
+
+
+def _explanations(path: str | Path | None) -> dict[str, Any] | None:
+    """The explanation measures of an ``lvseg explain --metrics`` output (folder or JSON)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    try:
+        means = json.loads(path.read_text(encoding="utf-8"))["means"]["explanations"]
+    except FileNotFoundError:
+        raise InvalidInputError(path, "no such file (an lvseg explain --metrics output)") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        reason = f"not an lvseg explain --metrics output ({type(error).__name__})"
+        raise InvalidInputError(path, reason) from None
+    return {"source": str(path), "means": means}
+
+
+def _scorer(model: ScoredModel, quality: str | Path | None, tta: bool) -> QualityModel | None:
+    """The quality score to judge the slices with: ``quality``'s file, else the model's; for
+    the mode asked (a file that has no score for it is refused)."""
+    scorer = read_quality_model(quality) if quality is not None else model.quality
+    if scorer is None:
+        return None
+    chosen = scorer.for_tta(tta)
+    if chosen is None and quality is not None:
+        raise InvalidInputError(quality, mode_mismatch(scorer, tta))
+    return chosen
 
 
 @dataclass
-class ScoredModel:
-    """The model under evaluation, whichever runtime runs it, and what is known of its training."""
+class _Scope:
+    """What is scored: the data, the patients chosen and why, and the records to score."""
 
-    name: str
-    source: Path
-    runtime: str
-    """``"pytorch"``, or ``"onnxruntime fp32"`` / ``"onnxruntime int8"`` for an export."""
-    network: Network
-    plan: PreprocessPlan
-    parameters: int | None
-    split: Split | None
-    train_config: TrainConfig | None
-    train_data: str | None
-    quality: QualityModel | None = None
-    """The quality-control score: an export's embedded one, or the one lvseg ships."""
+    data: str | Path
+    dataset: Dataset
+    split: str
+    note: str
+    patients: list[str]
+    excluded: list[str]
+    train: list[str] | None
+    val: list[str] | None
+    records: list[SliceRecord]
 
 
-def is_exported(spec: str | Path) -> bool:
-    """Whether a MODEL argument names an exported model rather than a run or a checkpoint."""
-    path = Path(spec)
-    if path.is_dir():
-        return layout.exported_model(path) is not None and not layout.looks_like_run(path)
-    return path.suffix.lower() in (".onnx", ".ort")
+def _scope(
+    model: ScoredModel, data: str | Path, format: str, split: str, limit: int | None
+) -> _Scope:
+    """The dataset's labelled slices of the patients to score (the first ``limit``)."""
+    try:
+        dataset = labelled_dataset(data, format)
+    except InvalidInputError as error:
+        if error.reason.startswith("no slice with"):
+            raise InvalidInputError(data, f"{error.reason}: nothing to evaluate") from None
+        raise
+    train, val, how = training_split(model.split, model.train_config, dataset, data)
+    patients, excluded, note = choose_patients(dataset, train, split, how)
+    records = dataset.subset(patients).records[:limit]
+    return _Scope(data, dataset, split, note, patients, excluded, train, val, records)
 
 
-def open_scored_model(spec: str | Path, device: str = "cpu") -> ScoredModel:
-    """A run, a checkpoint (PyTorch on ``device``) or an export (ONNX Runtime, on the CPU)."""
-    if is_exported(spec):
-        from lvseg.segment.onnx import open_model
-
-        found = open_model(spec)
-        source, runtime = Path(found.path or spec), f"onnxruntime {found.precision}"
-        facts = (found.plan, found.parameters, found.split, None, found.train_data)
-        return ScoredModel(found.name, source, runtime, found, *facts, found.quality)
-    from lvseg.runs.checkpoint import load_model
-    from lvseg.segment.network import TorchNetwork
-
-    loaded = load_model(spec, device=device)
-    saved, network = loaded.checkpoint, TorchNetwork(loaded.model, device, source=loaded.source)
-    facts = (loaded.plan, loaded.parameters, saved.split, saved.train_config, saved.train_data)
-    quality = default_quality_model()
-    return ScoredModel(loaded.name, loaded.source, "pytorch", network, *facts, quality)
-
-
-def _same_data(a: str | Path, b: str | Path) -> bool:
-    if EMBEDDED_PHANTOM in (str(a), str(b)):
-        return str(a) == str(b)
-    return Path(a).resolve() == Path(b).resolve()
-
-
-def training_split(
-    split: Split | None, config: TrainConfig | None, dataset: Dataset, data: str | Path
-) -> tuple[list[str] | None, list[str] | None, str]:
-    """The model's training and validation patients, and how we know them.
-
-    Checkpoints written since the evaluation landed carry their split; for older ones the split
-    is rebuilt from the saved training config and the training data (``data`` itself when it is
-    the data the model trained on, else the training data's path where it still exists): the
-    split is a deterministic function of patients, groups, folds and seed. Patient ids are
-    compared across formats, so a model trained on the Sunnybrook PNGs evaluated on the same
-    patients' DICOMs still leaves its training patients out. Otherwise: unknown.
-    """
-    if split is not None:
-        return list(split.train), list(split.val), "the split saved with the model"
-    trained_on = None if config is None else config.data.path
-    source = None
-    if trained_on and _same_data(trained_on, data):
-        source = dataset
-    elif trained_on and (trained_on == EMBEDDED_PHANTOM or Path(trained_on).exists()):
-        try:  # the same patients in another format (Sunnybrook DICOM and PNG share ids)
-            source = labelled_dataset(trained_on, config.data.format)
-        except InvalidInputError:
-            source = None
-    if source is not None:
-        rebuilt = split_for(
-            source,
-            folds=config.data.folds,
-            fold=config.data.fold,
-            val_fraction=config.data.val_fraction,
-            seed=config.seed,
-            exclude=config.data.exclude_patients,
-            train_patients=config.data.train_patients,
-        )
-        return list(rebuilt.train), list(rebuilt.val), "the split rebuilt from the training config"
-    return None, None, "unknown: the model does not say and its training data are not here"
-
-
-def choose_patients(
-    dataset: Dataset, train: list[str] | None, split: str, how: str
-) -> tuple[list[str], list[str], str]:
-    """The patients to score, those left out, and one sentence saying why."""
-    if split not in SPLITS:
-        raise InvalidInputError(None, f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    patients = dataset.patients
-    trained_here = sorted(set(train or ()) & set(patients))
-    if train is None:
-        return patients, [], f"All patients: the model's training patients are {how}."
-    if split == "all":
-        note = "All patients, as asked"
-        if trained_here:
-            note += (
-                f"; {len(trained_here)} of them trained the model, so these figures are optimistic"
-            )
-        return patients, [], note + f" (training patients known from {how})."
-    kept = [p for p in patients if p not in set(trained_here)]
-    if not kept:
-        raise InvalidInputError(
-            dataset.root,
-            "every patient here trained the model, so none is held out to evaluate "
-            "(--split all scores the training patients anyway)",
-        )
-    note = f"The {len(kept)} patients the model did not train on"
-    if trained_here:
-        note += f"; its {len(trained_here)} training patients are left out"
-    return kept, trained_here, note + f" (known from {how})."
-
-
-def _row(record: SliceRecord, position: str | None, scores: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "key": record.key,
-        "patient_id": record.patient_id,
-        "group": record.group,
-        "slice_index": record.slice_index,
-        "phase_index": record.phase_index,
-        "phase": record.phase,
-        "position": position,
-        "source": record.source,
-        **scores,
-    }
+# ------------------------------------------------------------------------------ scoring
 
 
 def _window(*masks: np.ndarray, margin: int = WORST_MARGIN_PX) -> tuple[slice, slice]:
@@ -251,24 +200,132 @@ def _view(record: SliceRecord, predicted: np.ndarray, row: dict[str, Any]) -> re
     )
 
 
-# ------------------------------------------------------------------------------ the command
+@dataclass
+class _Scored:
+    """Every slice scored: its row, its quality signals, its mask, and the worst few drawn."""
+
+    rows: list[dict[str, Any]]
+    """In input order."""
+    signals: list[FrameSignals | None]
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    worst: list[tuple[float, int, report.SliceView]] = field(default_factory=list)
+    """A heap of (-Dice, index, view): the ``worst`` lowest Dice of the slices with an LV."""
+
+    def keep_worst(self, item: tuple[float, int, report.SliceView], worst: int) -> None:
+        if len(self.worst) < worst:
+            heapq.heappush(self.worst, item)
+        elif item > self.worst[0]:
+            heapq.heapreplace(self.worst, item)
+
+    def worst_views(self) -> list[report.SliceView]:
+        return [view for *_, view in sorted(self.worst, reverse=True)]
 
 
-def _explanations(path: str | Path | None) -> dict[str, Any] | None:
-    """The explanation measures of an ``lvseg explain --metrics`` output (folder or JSON)."""
-    if path is None:
+def _score(
+    segmented: Iterable[tuple[int, SliceSegmentation]],
+    scope: _Scope,
+    signals: bool,
+    worst: int,
+) -> _Scored:
+    """Score every segmented slice against its reference; with ``signals``, keep each slice's
+    own quality signals for the quality score."""
+    positions = summary.slice_positions(scope.records)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    scored = _Scored([], [None] * len(scope.records))
+    for index, result in segmented:
+        record, predicted = result.record, result.mask
+        reference = np.asarray(record.masks[LV], bool)
+        row = {**result.row(), "group": record.group, "position": positions.get(record.key)}
+        row.update(score_slice(predicted, reference, record.pixel_spacing_mm).to_dict())
+        rows.append((index, row))
+        if signals:
+            scored.signals[index] = own_signals(result)
+        scored.masks[record.key] = predicted
+        if worst and reference.any():
+            scored.keep_worst((-row["dice"], index, _view(record, predicted, row)), worst)
+    scored.rows = [row for _, row in sorted(rows, key=lambda pair: pair[0])]
+    return scored
+
+
+def _judge(
+    scorer: QualityModel | None,
+    records: Sequence[SliceRecord],
+    scored: _Scored,
+    clinical: stacks.ClinicalSection | None,
+    tta: bool,
+) -> QualityAssessment | None:
+    """Judge every slice with the quality score: the predicted Dice and flag columns join the
+    rows; returns how well the score did (``metrics.json``'s ``quality``)."""
+    if scorer is None or not scored.rows:
         return None
-    path = Path(path)
-    if path.is_dir():
-        path = path / METRICS_FILE
-    try:
-        means = json.loads(path.read_text(encoding="utf-8"))["means"]["explanations"]
-    except FileNotFoundError:
-        raise InvalidInputError(path, "no such file (an lvseg explain --metrics output)") from None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        reason = f"not an lvseg explain --metrics output ({type(error).__name__})"
-        raise InvalidInputError(path, reason) from None
-    return {"source": str(path), "means": means}
+    signals = with_stack_signals(records, scored.signals)  # type: ignore[arg-type]
+    judgement = judge(scorer, records, signals)
+    for i, row in enumerate(scored.rows):
+        for column, values in (
+            ("predicted_dice", judgement.predicted_dice),
+            ("predicted_dice_low", judgement.dice_low),
+            ("predicted_dice_high", judgement.dice_high),
+        ):
+            value = float(values[i])  # type: ignore[index]
+            row[column] = round(value, 4) if np.isfinite(value) else None
+        row["flagged"] = int(judgement.flagged[i])
+    judged = assess(judgement, [row["dice"] for row in scored.rows])
+    judged.score = {"source": scorer.source, "fitted_on": scorer.fitted_on, "tta": tta}
+    judged.studies = assess_studies(judgement, records, signals, clinical)
+    return judged
+
+
+def placement_summary(rows: Sequence[dict[str, Any]], crop: str) -> Placements:
+    """How the crops were placed: the rule, and the slices per outcome."""
+    counts = Counter(row["crop"] for row in rows)
+    return Placements(crop, {k: counts.get(k, 0) for k in PLACEMENTS})
+
+
+# ------------------------------------------------------------------------------ the result
+
+
+def _model_facts(model: ScoredModel, scope: _Scope) -> ModelFacts:
+    parameters = model.parameters
+    return ModelFacts(
+        name=model.name,
+        source=str(model.source),
+        runtime=model.runtime,
+        parameters=parameters,
+        size_mb_fp32=None if parameters is None else round(parameters * 4 / 1e6, 3),
+        train_patients=scope.train,
+        val_patients=scope.val,
+        train_data=model.train_data,
+    )
+
+
+def _data_facts(scope: _Scope) -> DataFacts:
+    in_mm = all(r.pixel_spacing_mm is not None for r in scope.records)
+    return DataFacts(
+        path=str(scope.data),
+        format=scope.dataset.format,
+        split=scope.split,
+        split_note=scope.note,
+        patients=scope.patients,
+        excluded_patients=scope.excluded,
+        distance_units="mm" if in_mm else "px",
+        spacing_note=None
+        if in_mm
+        else "The data store no pixel spacing, so distances are in pixels and the "
+        "good-contour thresholds (mm) do not apply.",
+    )
+
+
+def _settings(crop: str, tta: bool, largest_component: bool, rows: Sequence[dict]) -> Settings:
+    return Settings(
+        good_contour_mm=list(GOOD_CONTOUR_MM),
+        crop=crop,
+        tta=tta,
+        largest_component=largest_component,
+        geometry="Predictions are mapped back onto each slice's source grid and scored "
+        "against the reference there, in the source pixel spacing.",
+        prediction=PREDICTION_NOTES[crop],
+        placement=placement_summary(rows, crop),
+    )
 
 
 def _csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -280,12 +337,16 @@ def _csv(rows: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def placement_summary(rows: Sequence[dict[str, Any]], crop: str) -> dict[str, Any]:
-    """How the crops were placed: the rule, and the slices per outcome (``stack``: the heart
-    located in the patient's stack; ``slice``: located on a single frame; ``image``: centred
-    on the image, as asked or for want of an LV)."""
-    counts = Counter(row["crop"] for row in rows)
-    return {"crop": crop, "slices_by_placement": {k: counts.get(k, 0) for k in PLACEMENTS}}
+def _write(out: Path, evaluation: Evaluation, worst: Sequence[report.SliceView]) -> None:
+    """``metrics.json``, ``slices.csv`` and the report, into a folder moved into place whole."""
+    metrics = json_safe(evaluation)
+    with atomic.output_folder(out) as folder:
+        atomic.write_text(folder / METRICS_FILE, json.dumps(metrics, indent=1) + "\n")
+        atomic.write_text(folder / SLICES_FILE, _csv(evaluation.rows))
+        report.write_report(folder, metrics, evaluation.rows, worst)
+
+
+# ------------------------------------------------------------------------------ the command
 
 
 def evaluate(
@@ -308,10 +369,10 @@ def evaluate(
     write: bool = True,
     keep_masks: bool = False,
     quality: str | Path | None = None,
-) -> dict[str, Any]:
-    """Evaluate ``model_spec`` on the labelled slices of ``data``; returns ``metrics.json``'s
-    content with ``rows`` (one per slice) and ``out`` added, and with ``keep_masks`` the
-    predicted masks (``masks``: record key to the mask on the source grid).
+) -> Evaluation:
+    """Evaluate ``model_spec`` on the labelled slices of ``data``: ``metrics.json``'s content
+    with the per-slice ``rows``, the folder written (``out``) and, with ``keep_masks``, the
+    predicted masks (record key to the mask on the source grid).
 
     With ``write=False`` nothing is written (the cross-validation benchmark pools the rows of
     several folds itself). Bad input raises :class:`InvalidInputError` before anything is
@@ -324,28 +385,10 @@ def evaluate(
     if write:
         atomic.check_output_folder(out, overwrite, keep=(model_spec, data, explanations))
     model = open_scored_model(model_spec, device)
-    scorer = read_quality_model(quality) if quality is not None else model.quality
-    if scorer is not None:
-        chosen = scorer.for_tta(tta)
-        if chosen is None and quality is not None:
-            raise InvalidInputError(quality, mode_mismatch(scorer, tta))
-        scorer = chosen
+    scorer = _scorer(model, quality, tta)
     explained = _explanations(explanations)
-    try:
-        dataset = labelled_dataset(data, format)
-    except InvalidInputError as error:
-        if error.reason.startswith("no slice with"):
-            raise InvalidInputError(data, f"{error.reason}: nothing to evaluate") from None
-        raise
-    train, val, how = training_split(model.split, model.train_config, dataset, data)
-    patients, excluded, split_note = choose_patients(dataset, train, split, how)
-    records = dataset.subset(patients).records[:limit]
-    positions = summary.slice_positions(records)
-
-    rows: list[tuple[int, dict[str, Any]]] = []
-    own: list[FrameSignals | None] = [None] * len(records)
-    predicted_of: dict[str, np.ndarray] = {}
-    worst_heap: list[tuple[float, int, report.SliceView]] = []
+    scope = _scope(model, data, format, split, limit)
+    records = scope.records
     if progress is not None:
         progress(0, len(records))
     segmenter = Segmenter(
@@ -356,98 +399,29 @@ def evaluate(
         tta=tta,
         largest_component=largest_component,
     )
-    for index, result in segmenter.iter_segment(records, progress):
-        record, predicted = result.record, result.mask
-        reference = np.asarray(record.masks[LV], bool)
-        scores = score_slice(predicted, reference, record.pixel_spacing_mm).to_dict()
-        row = _row(record, positions.get(record.key), scores)
-        row["crop"] = result.placement.scope
-        rows.append((index, row))
-        if scorer is not None:
-            own[index] = own_signals(result)
-        predicted_of[record.key] = predicted
-        if worst and reference.any():
-            item = (-row["dice"], index, _view(record, predicted, row))
-            if len(worst_heap) < worst:
-                heapq.heappush(worst_heap, item)
-            elif item > worst_heap[0]:
-                heapq.heapreplace(worst_heap, item)
-    ordered = [row for _, row in sorted(rows, key=lambda pair: pair[0])]
-    judged = None
-    if scorer is not None and ordered:
-        signals = with_stack_signals(records, own)  # type: ignore[arg-type]
-        judgement = judge(scorer, records, signals)
-        for i, row in enumerate(ordered):
-            for column, values in (
-                ("predicted_dice", judgement.predicted_dice),
-                ("predicted_dice_low", judgement.dice_low),
-                ("predicted_dice_high", judgement.dice_high),
-            ):
-                value = float(values[i])  # type: ignore[index]
-                row[column] = round(value, 4) if np.isfinite(value) else None
-            row["flagged"] = int(judgement.flagged[i])
-        judged = assess(judgement, [row["dice"] for row in ordered])
-        judged["score"] = {"source": scorer.source, "fitted_on": scorer.fitted_on, "tta": tta}
-
-    clinical = stacks.clinical_section(records, predicted_of)
-    if judged is not None:
-        judged["studies"] = assess_studies(judgement, records, signals, clinical)
-    in_mm = all(r.pixel_spacing_mm is not None for r in records)
-    parameters = model.parameters
-    metrics: dict[str, Any] = {
-        "lvseg_version": __version__,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": {
-            "name": model.name,
-            "source": str(model.source),
-            "runtime": model.runtime,
-            "parameters": parameters,
-            "size_mb_fp32": None if parameters is None else round(parameters * 4 / 1e6, 3),
-            "train_patients": train,
-            "val_patients": val,
-            "train_data": model.train_data,
-        },
-        "data": {
-            "path": str(data),
-            "format": dataset.format,
-            "split": split,
-            "split_note": split_note,
-            "patients": patients,
-            "excluded_patients": excluded,
-            "distance_units": "mm" if in_mm else "px",
-            "spacing_note": None
-            if in_mm
-            else "The data store no pixel spacing, so distances are in pixels and the "
-            "good-contour thresholds (mm) do not apply.",
-        },
-        "settings": {
-            "good_contour_mm": list(GOOD_CONTOUR_MM),
-            "crop": crop,
-            "tta": tta,
-            "largest_component": largest_component,
-            "geometry": "Predictions are mapped back onto each slice's source grid and scored "
-            "against the reference there, in the source pixel spacing.",
-            "prediction": PREDICTION_NOTES[crop],
-            "placement": placement_summary(ordered, crop),
-        },
-        "summary": summary.summarise(ordered),
-        "patients": summary.by_patient(ordered),
-        "breakdowns": summary.breakdowns(ordered),
-        "clinical": clinical,
-        "explanations": explained,
-        "quality": judged,
-    }
-    metrics = json_safe(metrics)
+    scored = _score(segmenter.iter_segment(records, progress), scope, scorer is not None, worst)
+    clinical = stacks.clinical_section(records, scored.masks)
+    judged = _judge(scorer, records, scored, clinical, tta)
+    rows = scored.rows
+    evaluation = Evaluation(
+        lvseg_version=__version__,
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        model=_model_facts(model, scope),
+        data=_data_facts(scope),
+        settings=_settings(crop, tta, largest_component, rows),
+        summary=summary.summarise(rows),
+        patients=summary.by_patient(rows),
+        breakdowns=summary.breakdowns(rows),
+        clinical=clinical,
+        explanations=explained,
+        quality=judged,
+        rows=rows,
+        out=str(out) if write else None,
+        masks=scored.masks if keep_masks else None,
+    )
     if write:
-        views = [view for *_, view in sorted(worst_heap, reverse=True)]
-        with atomic.output_folder(out) as folder:
-            atomic.write_text(folder / METRICS_FILE, json.dumps(metrics, indent=1) + "\n")
-            atomic.write_text(folder / SLICES_FILE, _csv(ordered))
-            report.write_report(folder, metrics, ordered, views)
-    found = {**metrics, "rows": ordered, "out": str(out) if write else None}
-    if keep_masks:
-        found["masks"] = predicted_of
-    return found
+        _write(out, evaluation, scored.worst_views())
+    return evaluation
 
 
 PREDICTION_NOTES = {
@@ -480,7 +454,17 @@ def load_evaluation(path: str | Path) -> dict[str, Any]:
     )
 
 
-def compare(items: Sequence[str | Path], out: str | Path | None = None) -> dict[str, Any]:
+@dataclass
+class Comparison:
+    """Evaluations side by side: one row per model (then the published figures), as a table."""
+
+    rows: list[dict[str, Any]]
+    markdown: str
+    out: str | None
+    """The ``compare.html`` written, None without ``out``."""
+
+
+def compare(items: Sequence[str | Path], out: str | Path | None = None) -> Comparison:
     """Several evaluations side by side with the published figures; writes ``compare.html``
     and ``compare.json`` to ``out`` when given."""
     from lvseg.evaluate.compare import compare_markdown, compare_rows, write_compare
@@ -496,4 +480,4 @@ def compare(items: Sequence[str | Path], out: str | Path | None = None) -> dict[
         evaluations.append((f"{found['model']['name']} ({where.name})", found))
     rows = compare_rows(evaluations)
     written = None if out is None else str(write_compare(Path(out), evaluations))
-    return {"rows": rows, "markdown": compare_markdown(rows), "out": written}
+    return Comparison(rows, compare_markdown(rows), written)

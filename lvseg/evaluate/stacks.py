@@ -21,7 +21,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,24 +50,87 @@ def _location(record: SliceRecord) -> float:
     return float(record.slice_index if record.slice_index is not None else 0)
 
 
+@dataclass
+class ClinicalMeasures:
+    """EDV, ESV, SV (ml, or relative units), EF (a fraction) and LV mass (g) of one stack."""
+
+    edv: float
+    esv: float
+    sv: float
+    ef: float | None
+    mass_g: float | None
+
+
+@dataclass
+class PhaseStack:
+    """One phase's slices along the stack: location, reference and predicted LV area."""
+
+    positions: list[float]
+    reference_area: list[float]
+    predicted_area: list[float]
+
+
+@dataclass
+class PatientVolumes:
+    """One patient's reference and predicted measures, and the stacks they come from."""
+
+    patient_id: str
+    slice_spacing_mm: float | None
+    """None: relative units (the spacing is unknown for some patient)."""
+    reference: ClinicalMeasures
+    predicted: ClinicalMeasures
+    stack: dict[str, PhaseStack]
+    """``{"ED": ..., "ES": ...}``."""
+
+
+@dataclass
+class SkippedPatient:
+    patient_id: str
+    reason: str
+
+
+@dataclass
+class Agreements:
+    """The agreement of predicted with reference values of every measure (None where no
+    patient has both, or where relative volumes make it meaningless)."""
+
+    edv: clinical.Agreement | None
+    esv: clinical.Agreement | None
+    sv: clinical.Agreement | None
+    ef: clinical.Agreement | None
+    mass_g: clinical.Agreement | None
+
+
+@dataclass
+class ClinicalSection:
+    """The ``clinical`` block of ``metrics.json``."""
+
+    volume_units: str
+    """``"ml"``, or ``"relative"`` where a pixel or slice spacing is unknown."""
+    note: str
+    patients: list[PatientVolumes]
+    agreement: Agreements
+    skipped: list[SkippedPatient]
+
+
 def _measures(
     lv_areas: Mapping[str, Sequence[float]], myo_areas: Sequence[float] | None, spacing: float
-) -> dict[str, float | None]:
+) -> ClinicalMeasures:
     # with spacing 1 and areas in pixels, disc_volume_ml is in relative units (x 1/1000)
     edv = clinical.disc_volume_ml(lv_areas[ED], spacing)
     esv = clinical.disc_volume_ml(lv_areas[ES], spacing)
-    return {
-        "edv": edv,
-        "esv": esv,
-        "sv": clinical.stroke_volume(edv, esv),
-        "ef": clinical.ejection_fraction(edv, esv),
-        "mass_g": None if myo_areas is None else clinical.lv_mass_g(myo_areas, spacing),
-    }
+    return ClinicalMeasures(
+        edv=edv,
+        esv=esv,
+        sv=clinical.stroke_volume(edv, esv),
+        ef=clinical.ejection_fraction(edv, esv),
+        mass_g=None if myo_areas is None else clinical.lv_mass_g(myo_areas, spacing),
+    )
 
 
 def clinical_section(
     records: Sequence[SliceRecord], predicted: Mapping[str, np.ndarray]
-) -> dict[str, Any] | None:
+) -> ClinicalSection | None:
     """The ``clinical`` block of ``metrics.json`` (None when no record has a phase).
 
     ``predicted`` maps ``record.key`` to the predicted LV mask on the record's own grid.
@@ -79,17 +142,15 @@ def clinical_section(
     if not by_patient:
         return None
     candidates: list[tuple[str, list[SliceRecord], float | None, bool]] = []
-    skipped: list[dict[str, str]] = []
+    skipped: list[SkippedPatient] = []
     for patient, members in sorted(by_patient.items()):
         counts = {phase: sum(r.phase == phase for r in members) for phase in (ED, ES)}
         if min(counts.values()) < MIN_SLICES:
-            skipped.append(
-                {
-                    "patient_id": patient,
-                    "reason": f"{counts[ED]} ED and {counts[ES]} ES slices with a reference LV; "
-                    f"a volume needs at least {MIN_SLICES} at each phase",
-                }
+            reason = (
+                f"{counts[ED]} ED and {counts[ES]} ES slices with a reference LV; "
+                f"a volume needs at least {MIN_SLICES} at each phase"
             )
+            skipped.append(SkippedPatient(patient, reason))
             continue
         spacing = _slice_spacing_mm(members)
         in_mm = spacing is not None and all(r.pixel_spacing_mm is not None for r in members)
@@ -101,13 +162,15 @@ def clinical_section(
     agreement = {}
     for measure in MEASURES:
         pairs = [
-            (p["predicted"][measure], p["reference"][measure])
+            (getattr(p.predicted, measure), getattr(p.reference, measure))
             for p in patients
-            if p["predicted"][measure] is not None and p["reference"][measure] is not None
+            if getattr(p.predicted, measure) is not None
+            and getattr(p.reference, measure) is not None
         ]
         usable = measure == "ef" or not relative
-        found = clinical.agreement(*zip(*pairs, strict=True)) if pairs and usable else None
-        agreement[measure] = None if found is None else found.to_dict()
+        agreement[measure] = (
+            clinical.agreement(*zip(*pairs, strict=True)) if pairs and usable else None
+        )
     note = (
         "Volumes by disc summation (area x slice spacing) over the slices with a reference LV; "
         "predicted and reference use the same slices."
@@ -117,15 +180,15 @@ def clinical_section(
             " Pixel or slice spacing is unknown, so volumes are relative (pixels x slices / 1000)"
             " and only the ejection fraction is meaningful."
         )
-    if any(p["predicted"]["mass_g"] is None and p["reference"]["mass_g"] for p in patients):
+    if any(p.predicted.mass_g is None and p.reference.mass_g for p in patients):
         note += " LV mass: reference only (the model segments the blood pool, not the myocardium)."
-    return {
-        "volume_units": "relative" if relative else "ml",
-        "note": note,
-        "patients": patients,
-        "agreement": agreement,
-        "skipped": skipped,
-    }
+    return ClinicalSection(
+        volume_units="relative" if relative else "ml",
+        note=note,
+        patients=patients,
+        agreement=Agreements(**agreement),
+        skipped=skipped,
+    )
 
 
 def _patient(
@@ -133,7 +196,7 @@ def _patient(
     members: Sequence[SliceRecord],
     predicted: Mapping[str, np.ndarray],
     spacing: float | None,
-) -> dict[str, Any]:
+) -> PatientVolumes:
     """One patient's stacks, areas and measures; ``spacing`` None means relative units."""
 
     def area(record: SliceRecord, mask: np.ndarray) -> float:
@@ -143,18 +206,15 @@ def _patient(
         row_mm, col_mm = record.pixel_spacing_mm
         return pixels * row_mm * col_mm
 
-    stack: dict[str, dict[str, list[float]]] = {}
+    stack: dict[str, PhaseStack] = {}
     reference_areas: dict[str, list[float]] = {}
     predicted_areas: dict[str, list[float]] = {}
     for phase in (ED, ES):
         at_phase = sorted((r for r in members if r.phase == phase), key=_location)
         reference_areas[phase] = [area(r, r.masks[LV]) for r in at_phase]
         predicted_areas[phase] = [area(r, predicted[r.key]) for r in at_phase]
-        stack[phase] = {
-            "positions": [_location(r) for r in at_phase],
-            "reference_area": reference_areas[phase],
-            "predicted_area": predicted_areas[phase],
-        }
+        positions = [_location(r) for r in at_phase]
+        stack[phase] = PhaseStack(positions, reference_areas[phase], predicted_areas[phase])
     myocardium = [r for r in members if r.phase == ED and MYOCARDIUM in r.masks]
     myo_areas = (
         [area(r, r.masks[MYOCARDIUM]) for r in myocardium]
@@ -162,10 +222,10 @@ def _patient(
         else None
     )
     thickness = 1.0 if spacing is None else spacing
-    return {
-        "patient_id": patient,
-        "slice_spacing_mm": spacing,
-        "reference": _measures(reference_areas, myo_areas, thickness),
-        "predicted": _measures(predicted_areas, None, thickness),
-        "stack": stack,
-    }
+    return PatientVolumes(
+        patient_id=patient,
+        slice_spacing_mm=spacing,
+        reference=_measures(reference_areas, myo_areas, thickness),
+        predicted=_measures(predicted_areas, None, thickness),
+        stack=stack,
+    )

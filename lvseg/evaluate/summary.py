@@ -26,15 +26,14 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from lvseg.data.records import LV, SliceRecord
 
 POSITIONS = ("basal", "mid", "apical")
-DISTANCES = ("hd95", "assd", "apd")
 GOOD_DISTANCES = ("apd", "hd95", "assd")
 """The distances of the good-contour summary, in the order the challenge reports them."""
-THRESHOLDS_MM = (5, 4)
 
 
 def _kept(values: Iterable[Any]) -> list[float]:
@@ -64,8 +63,71 @@ def rate(flags: Iterable[bool | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
-def group_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+@dataclass
+class GroupStats:
     """The short block of a breakdown table: slices, Dice, IoU, HD95, APD, good contours."""
+
+    slices: int
+    dice_mean: float | None
+    dice_std: float | None
+    dice_median: float | None
+    iou_mean: float | None
+    hd95_mm_mean: float | None
+    apd_mm_mean: float | None
+    good_contour_rate_5mm: float | None
+
+
+@dataclass
+class GoodContours:
+    """The means over good contours only (APD under a threshold): the challenge's convention."""
+
+    slices: int
+    dice_mean: float | None
+    apd_mm_mean: float | None
+    hd95_mm_mean: float | None
+    assd_mm_mean: float | None
+
+
+@dataclass
+class Summary(GroupStats):
+    """The summary block of ``metrics.json`` (fields in the order ``--json`` prints them)."""
+
+    patients: int
+    precision_mean: float | None
+    recall_mean: float | None
+    pixel_accuracy: float | None
+    background_only_accuracy: float | None
+    assd_mm_mean: float | None
+    good_contour_rate_4mm: float | None
+    detection_rate: float | None
+    false_positive_slices: int
+    good_contours_5mm: GoodContours
+    good_contours_4mm: GoodContours
+
+
+@dataclass
+class PatientStats:
+    """One patient's row of the per-patient table."""
+
+    patient_id: str
+    group: str | None
+    slices: int
+    dice_mean: float | None
+    dice_std: float | None
+    dice_median: float | None
+    iou_mean: float | None
+    hd95_mm_mean: float | None
+    apd_mm_mean: float | None
+    good_contour_rate_5mm: float | None
+    good_contour_rate_4mm: float | None
+    detection_rate: float | None
+
+
+Breakdowns = dict[str, dict[str, GroupStats]]
+"""``{"position" | "phase" | "group": {value: GroupStats}}``."""
+
+
+def _group_fields(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "slices": len(rows),
         "dice_mean": mean(r["dice"] for r in rows),
@@ -78,55 +140,55 @@ def group_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _good_only(rows: Sequence[dict[str, Any]], threshold: int) -> dict[str, Any]:
+def group_stats(rows: Sequence[dict[str, Any]]) -> GroupStats:
+    """Slices, Dice, IoU, HD95, APD and good contours of a group of rows."""
+    return GroupStats(**_group_fields(rows))
+
+
+def _good_only(rows: Sequence[dict[str, Any]], threshold: int) -> GoodContours:
     good = [r for r in rows if r[f"good_contour_{threshold}mm"]]
-    found = {"slices": len(good), "dice_mean": mean(r["dice"] for r in good)}
-    return found | {f"{name}_mm_mean": mean(r[name] for r in good) for name in GOOD_DISTANCES}
+    distances = {f"{name}_mm_mean": mean(r[name] for r in good) for name in GOOD_DISTANCES}
+    return GoodContours(slices=len(good), dice_mean=mean(r["dice"] for r in good), **distances)
 
 
-def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The summary block of ``metrics.json`` (keys as ``lvseg evaluate --json`` prints them)."""
-    found: dict[str, Any] = {
-        **group_stats(rows),
-        "patients": len({r["patient_id"] for r in rows}),
-        "precision_mean": mean(r["precision"] for r in rows),
-        "recall_mean": mean(r["recall"] for r in rows),
-        "pixel_accuracy": mean(r["pixel_accuracy"] for r in rows),
-        "background_only_accuracy": mean(r["background_accuracy"] for r in rows),
-    }
-    for name in DISTANCES:
-        found[f"{name}_mm_mean"] = mean(r[name] for r in rows)
-    for threshold in THRESHOLDS_MM:
-        found[f"good_contour_rate_{threshold}mm"] = rate(
-            r[f"good_contour_{threshold}mm"] for r in rows
-        )
-    found["detection_rate"] = rate(r["detected"] for r in rows)
-    found["false_positive_slices"] = sum(bool(r["false_positive"]) for r in rows)
-    for threshold in THRESHOLDS_MM:
-        found[f"good_contours_{threshold}mm"] = _good_only(rows, threshold)
-    return found
+def summarise(rows: Sequence[dict[str, Any]]) -> Summary:
+    """The summary of per-slice rows: overall means, rates and the good-contours-only means."""
+    return Summary(
+        **_group_fields(rows),
+        patients=len({r["patient_id"] for r in rows}),
+        precision_mean=mean(r["precision"] for r in rows),
+        recall_mean=mean(r["recall"] for r in rows),
+        pixel_accuracy=mean(r["pixel_accuracy"] for r in rows),
+        background_only_accuracy=mean(r["background_accuracy"] for r in rows),
+        assd_mm_mean=mean(r["assd"] for r in rows),
+        good_contour_rate_4mm=rate(r["good_contour_4mm"] for r in rows),
+        detection_rate=rate(r["detected"] for r in rows),
+        false_positive_slices=sum(bool(r["false_positive"]) for r in rows),
+        good_contours_5mm=_good_only(rows, 5),
+        good_contours_4mm=_good_only(rows, 4),
+    )
 
 
-def by_patient(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def by_patient(rows: Sequence[dict[str, Any]]) -> list[PatientStats]:
     """One row per patient, in patient order."""
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         grouped[row["patient_id"]].append(row)
     return [
-        {
-            "patient_id": patient,
-            "group": members[0].get("group"),
-            **group_stats(members),
-            "good_contour_rate_4mm": rate(r["good_contour_4mm"] for r in members),
-            "detection_rate": rate(r["detected"] for r in members),
-        }
+        PatientStats(
+            patient_id=patient,
+            group=members[0].get("group"),
+            **_group_fields(members),
+            good_contour_rate_4mm=rate(r["good_contour_4mm"] for r in members),
+            detection_rate=rate(r["detected"] for r in members),
+        )
         for patient, members in sorted(grouped.items())
     ]
 
 
-def breakdowns(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def breakdowns(rows: Sequence[dict[str, Any]]) -> Breakdowns:
     """:func:`group_stats` by slice position, by phase and by pathology group, where known."""
-    found: dict[str, dict[str, Any]] = {}
+    found: Breakdowns = {}
     for field, order in (("position", POSITIONS), ("phase", ("ED", "ES")), ("group", None)):
         grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:

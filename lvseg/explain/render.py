@@ -28,6 +28,7 @@ import numpy as np
 
 from lvseg import atomic
 from lvseg.figures import PREDICTION_COLOUR, REFERENCE_COLOUR, display_range, draw_contour
+from lvseg.formatting import number_text
 
 SIGNED_COLORMAP = "RdBu_r"
 """Diverging, for maps whose sign means something (CAM: LV versus background evidence)."""
@@ -233,16 +234,6 @@ figcaption ul { margin: 0.2em 0; padding-left: 1.2em; }
 """
 
 
-def _number(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.{digits}f}"
-    return str(value)
-
-
 def _caption(entry: IndexEntry) -> str:
     slice_name = "-" if entry.slice_index is None else str(entry.slice_index)
     parts = [
@@ -256,7 +247,7 @@ def _caption(entry: IndexEntry) -> str:
         items = []
         for label, measures in entry.measures.items():
             values = ", ".join(
-                f"{html.escape(MEASURE_LABELS.get(name, name))} {_number(value)}"
+                f"{html.escape(MEASURE_LABELS.get(name, name))} {number_text(value)}"
                 for name, value in measures.items()
                 if name not in ("method", "layer")
             )
@@ -272,8 +263,9 @@ def _digits(name: str) -> int:
 def _summary_table(metrics: Mapping[str, Any]) -> str:
     """The means of every measure per explanation, and the sanity check where it ran."""
     means = metrics.get("means", {})
+    with_reference = means.get("slices_with_reference", 0)
     parts = [
-        f"<p>Mean Dice {_number(means.get('dice'))} over {means.get('slices_with_reference', 0)} "
+        f"<p>Mean Dice {number_text(means.get('dice'))} over {with_reference} "
         f"slices with a reference LV, of {means.get('slices', 0)} slices.</p>"
     ]
     explanations = means.get("explanations", {})
@@ -284,7 +276,7 @@ def _summary_table(metrics: Mapping[str, Any]) -> str:
         header = "".join(f"<th>{html.escape(MEASURE_LABELS.get(n, n))}</th>" for n in names)
         rows = [f"<tr><th>explanation</th>{header}</tr>"]
         for label, values in explanations.items():
-            cells = "".join(f"<td>{_number(values.get(n), _digits(n))}</td>" for n in names)
+            cells = "".join(f"<td>{number_text(values.get(n), _digits(n))}</td>" for n in names)
             rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
         parts.append("<table class='means'>" + "".join(rows) + "</table>")
     sanity = {k: v for k, v in (metrics.get("sanity") or {}).items() if v.get("layers")}
@@ -304,8 +296,8 @@ def _summary_table(metrics: Mapping[str, Any]) -> str:
         layers = next(iter(sanity.values()))["layers"]
         for i, layer in enumerate(layers):
             cells = "".join(
-                f"<td>{_number(_at(result['spearman'], i))}</td>"
-                f"<td>{_number(_at(result['ssim'], i))}</td>"
+                f"<td>{number_text(_at(result['spearman'], i))}</td>"
+                f"<td>{number_text(_at(result['ssim'], i))}</td>"
                 for result in sanity.values()
             )
             rows.append(f"<tr><td>{html.escape(str(layer))}</td>{cells}</tr>")

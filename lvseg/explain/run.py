@@ -36,7 +36,7 @@ from lvseg.evaluate.metrics import dice
 from lvseg.explain import render
 from lvseg.jsonsafe import json_safe
 from lvseg.segment.network import TorchNetwork
-from lvseg.segment.segmenter import THRESHOLD, Segmenter
+from lvseg.segment.segmenter import THRESHOLD, Segmenter, SliceSegmentation
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` after each batch of slices."""
@@ -222,6 +222,148 @@ def _measure(
     return found
 
 
+@dataclass
+class ExplainSummary:
+    """What ``lvseg explain`` wrote, and the means of its measures."""
+
+    out: str
+    index: str
+    """The ``index.html`` that shows every panel."""
+    metrics: str | None
+    """The ``metrics.json`` written with ``metrics``, else None."""
+    slices: int
+    panels: int
+    explanations: list[str]
+    """The labels (``method@layer``) explained."""
+    means: dict[str, Any]
+    """``metrics.json``'s ``means``: slices, slices with a reference, Dice, and per
+    explanation the means of its measures."""
+
+
+@dataclass
+class _Explaining:
+    """What every batch needs (the model, what to compute) and what the batches gather."""
+
+    model: torch.nn.Module
+    explanations: list[Explanation]
+    device: str
+    gallery: str | None
+    gallery_k: int
+    metrics: bool
+    sanity_at: set[int]
+    measured: _Measured = field(default_factory=_Measured)
+    entries: list[render.IndexEntry] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    sanity_images: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    """One batch of segmented slices and what was computed on their crops."""
+
+    start: int
+    results: list[SliceSegmentation]
+    images: torch.Tensor
+    predicted: list[np.ndarray]
+    maps: dict[str, torch.Tensor]
+    galleries: tuple[np.ndarray, np.ndarray] | None
+    references: list[np.ndarray | None]
+    measures: dict[int, dict[str, dict[str, Any]]]
+
+
+def _open(
+    model_spec: str | Path,
+    methods: Sequence[str] | None,
+    layers: Sequence[str] | None,
+    gallery: str | None,
+    device: str,
+) -> tuple[Any, TorchNetwork, list[Explanation]]:
+    """The model, its network and the planned explanations; bad methods and layers refused."""
+    from lvseg.explain.cam import conv_layer_names
+    from lvseg.runs.checkpoint import load_model
+
+    loaded = load_model(model_spec, device=device)
+    network = TorchNetwork(loaded.model, device, source=loaded.source)  # refuses a wrong shape
+    explanations = plan_explanations(loaded.model, methods, layers)
+    if gallery is not None and gallery not in (valid := conv_layer_names(loaded.model)):
+        raise InvalidInputError(
+            None, f"unknown gallery layer {gallery!r}; the model's layers are {', '.join(valid)}"
+        )
+    return loaded, network, explanations
+
+
+def _compute(run: _Explaining, start: int, results: list[SliceSegmentation]) -> _Batch:
+    """The maps (and gallery, and measures with ``metrics``) of one batch of crops."""
+    from lvseg.explain.cam import activation_gallery
+
+    prepared = [result.crop for result in results]
+    images = torch.from_numpy(np.stack([p.image for p in prepared])[:, None]).to(run.device)
+    maps = {e.label: e.explainer(images) for e in run.explanations}
+    galleries = None
+    if run.gallery is not None:
+        found, channels = activation_gallery(run.model, images, run.gallery, k=run.gallery_k)
+        galleries = (_numpy(found), _numpy(channels))
+    references = [_reference(p) for p in prepared]
+    measures = {}
+    if run.metrics:
+        measures = _measure(run.model, images, maps, references, run.explanations, run.measured)
+    predicted = [result.probability > THRESHOLD for result in results]
+    return _Batch(start, results, images, predicted, maps, galleries, references, measures)
+
+
+def _explain_slice(run: _Explaining, batch: _Batch, i: int, folder: Path) -> None:
+    """One slice's panel, index entry and ``metrics.json`` row."""
+    position, result = batch.start + i, batch.results[i]
+    record, crop, predicted = result.record, result.crop, batch.predicted[i]
+    if position in run.sanity_at:
+        run.sanity_images.append(batch.images[i : i + 1])
+    reference = batch.references[i]
+    slice_dice = None if reference is None else dice(predicted, reference)
+    name = f"{PANELS_FOLDER}/{_panel_name(position, record)}"
+    gallery = None
+    if batch.galleries is not None:
+        maps, channels = batch.galleries
+        gallery = render.Gallery(run.gallery, maps[i], list(channels[i]))
+    overlays = [
+        render.Overlay(e.method, e.layer, _numpy(batch.maps[e.label][i])) for e in run.explanations
+    ]
+    panel = render.Panel(
+        image=crop.image,
+        prediction=predicted,
+        reference=reference,
+        dice=slice_dice,
+        title=_title(record),
+        overlays=overlays,
+        gallery=gallery,
+    )
+    render.render_panel(panel, folder / name)
+    slice_measures = json_safe(batch.measures.get(i, {}))
+    run.entries.append(
+        render.IndexEntry(
+            panel=name,
+            patient_id=record.patient_id,
+            slice_index=record.slice_index,
+            phase=record.phase,
+            dice=slice_dice,
+            key=record.key,
+            source=record.source,
+            measures=slice_measures,
+        )
+    )
+    run.rows.append(
+        {
+            **result.row(),
+            "crop_box": list(crop.geometry.crop_box or ()),
+            "panel": name,
+            "reference": reference is not None,
+            "reference_lv_pixels": None if reference is None else int(reference.sum()),
+            "predicted_lv_pixels": int(predicted.sum()),
+            "dice": slice_dice,
+            "explanations": slice_measures,
+        }
+    )
+
+
 def explain(
     model_spec: str | Path,
     inputs: Sequence[str | Path],
@@ -239,7 +381,7 @@ def explain(
     batch_size: int = BATCH_SIZE,
     sanity_slices: int = SANITY_SLICES,
     device: str = "cpu",
-) -> dict[str, Any]:
+) -> ExplainSummary:
     """Explain ``model_spec``'s segmentation of ``inputs`` into the folder ``out``.
 
     Writes ``out/panels/*.png`` (one per slice), ``out/index.html`` and, with ``metrics``,
@@ -248,127 +390,47 @@ def explain(
     method, layer, shape) raises :class:`InvalidInputError` and leaves ``out`` as it was: the
     folder is built beside it and moved into place when complete.
     """
-    from lvseg.explain.cam import activation_gallery, conv_layer_names
-    from lvseg.runs.checkpoint import load_model
-
     out = Path(out)
     atomic.check_output_folder(out, overwrite, keep=(model_spec, *inputs))
     if gallery_k < 1:
         raise InvalidInputError(None, f"--gallery-k must be at least 1, got {gallery_k}")
-    loaded = load_model(model_spec, device=device)
-    model = loaded.model
-    network = TorchNetwork(model, device, source=loaded.source)  # refuses a wrong input shape
-    explanations = plan_explanations(model, methods, layers)
-    if gallery is not None and gallery not in (valid := conv_layer_names(model)):
-        raise InvalidInputError(
-            None, f"unknown gallery layer {gallery!r}; the model's layers are {', '.join(valid)}"
-        )
-    plan = loaded.plan
+    loaded, network, explanations = _open(model_spec, methods, layers, gallery, device)
     records = read_inputs(inputs, format, limit)
-    segmented = Segmenter(network, plan, batch_size=batch_size).segment(records)
-
+    segmented = Segmenter(network, loaded.plan, batch_size=batch_size).segment(records)
     sanity_at = set(_sanity_positions(records, sanity_slices)) if metrics else set()
-    sanity_images: list[torch.Tensor] = []
-    measured = _Measured()
-    entries: list[render.IndexEntry] = []
-    rows: list[dict[str, Any]] = []
+    run = _Explaining(loaded.model, explanations, device, gallery, gallery_k, metrics, sanity_at)
     total = len(records)
     with atomic.output_folder(out) as folder:
         (folder / PANELS_FOLDER).mkdir()
         if progress is not None:
             progress(0, total)
         for start in range(0, total, batch_size):
-            chunk = records[start : start + batch_size]
-            results = segmented[start : start + batch_size]
-            prepared = [result.crop for result in results]
-            images = torch.from_numpy(np.stack([p.image for p in prepared])[:, None]).to(device)
-            predicted = [result.probability > THRESHOLD for result in results]
-            maps = {e.label: e.explainer(images) for e in explanations}
-            galleries = None
-            if gallery is not None:
-                gallery_maps, channels = activation_gallery(model, images, gallery, k=gallery_k)
-                galleries = (_numpy(gallery_maps), _numpy(channels))
-            references = [_reference(p) for p in prepared]
-            measures = (
-                _measure(model, images, maps, references, explanations, measured) if metrics else {}
-            )
-            for i, (record, crop) in enumerate(zip(chunk, prepared, strict=True)):
-                position = start + i
-                if position in sanity_at:
-                    sanity_images.append(images[i : i + 1])
-                reference = references[i]
-                slice_dice = None if reference is None else dice(predicted[i], reference)
-                name = f"{PANELS_FOLDER}/{_panel_name(position, record)}"
-                panel = render.Panel(
-                    image=crop.image,
-                    prediction=predicted[i],
-                    reference=reference,
-                    dice=slice_dice,
-                    title=_title(record),
-                    overlays=[
-                        render.Overlay(e.method, e.layer, _numpy(maps[e.label][i]))
-                        for e in explanations
-                    ],
-                    gallery=None
-                    if galleries is None
-                    else render.Gallery(gallery, galleries[0][i], list(galleries[1][i])),
-                )
-                render.render_panel(panel, folder / name)
-                slice_measures = json_safe(measures.get(i, {}))
-                entries.append(
-                    render.IndexEntry(
-                        panel=name,
-                        patient_id=record.patient_id,
-                        slice_index=record.slice_index,
-                        phase=record.phase,
-                        dice=slice_dice,
-                        key=record.key,
-                        source=record.source,
-                        measures=slice_measures,
-                    )
-                )
-                rows.append(
-                    {
-                        "key": record.key,
-                        "patient_id": record.patient_id,
-                        "slice_index": record.slice_index,
-                        "phase_index": record.phase_index,
-                        "phase": record.phase,
-                        "source": record.source,
-                        "crop": results[i].placement.scope,
-                        "crop_box": list(prepared[i].geometry.crop_box or ()),
-                        "panel": name,
-                        "reference": reference is not None,
-                        "reference_lv_pixels": None if reference is None else int(reference.sum()),
-                        "predicted_lv_pixels": int(predicted[i].sum()),
-                        "dice": slice_dice,
-                        "explanations": slice_measures,
-                    }
-                )
+            batch = _compute(run, start, segmented[start : start + batch_size])
+            for i in range(len(batch.results)):
+                _explain_slice(run, batch, i, folder)
             if progress is not None:
                 progress(min(start + batch_size, total), total)
-
-        report = _metrics_report(loaded, inputs, explanations, rows, measured)
+        report = _metrics_report(loaded, inputs, explanations, run.rows, run.measured)
         if metrics:
-            report["sanity"] = _sanity(model, sanity_images, explanations)
+            report["sanity"] = _sanity(loaded.model, run.sanity_images, explanations)
             report = json_safe(report)
             atomic.write_text(folder / METRICS_FILE, json.dumps(report, indent=1) + "\n")
         render.write_index(
             folder,
-            entries,
+            run.entries,
             title=f"{loaded.name} explanations: {', '.join(Path(str(i)).name for i in inputs)}",
             metrics=report if metrics else None,
-            notes=_notes(loaded, explanations, plan.crop_size, metrics),
+            notes=_notes(loaded, explanations, loaded.plan.crop_size, metrics),
         )
-    return {
-        "out": str(out),
-        "index": str(out / render.INDEX_FILE),
-        "metrics": str(out / METRICS_FILE) if metrics else None,
-        "slices": total,
-        "panels": len(entries),
-        "explanations": [e.label for e in explanations],
-        "means": json_safe(report["means"]),
-    }
+    return ExplainSummary(
+        out=str(out),
+        index=str(out / render.INDEX_FILE),
+        metrics=str(out / METRICS_FILE) if metrics else None,
+        slices=total,
+        panels=len(run.entries),
+        explanations=[e.label for e in explanations],
+        means=json_safe(report["means"]),
+    )
 
 
 def _sanity(

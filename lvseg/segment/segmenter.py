@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -73,6 +74,20 @@ class SliceSegmentation:
     """With ``tta``: how far the :data:`TTA_TRANSFORMS` views agree on the crop, the mean Dice
     of each view's mask (``p > 0.5``) with the averaged one (1 where none has LV); None
     without."""
+
+    def row(self) -> dict[str, Any]:
+        """Which slice this is and where its crop was placed: the first fields of every
+        per-slice row (``lvseg evaluate``'s slices.csv, ``lvseg explain``'s metrics.json)."""
+        record = self.record
+        return {
+            "key": record.key,
+            "patient_id": record.patient_id,
+            "slice_index": record.slice_index,
+            "phase_index": record.phase_index,
+            "phase": record.phase,
+            "source": record.source,
+            "crop": self.placement.scope,
+        }
 
 
 def stacks(records: Sequence[SliceRecord]) -> list[list[int]]:

@@ -81,19 +81,19 @@ def test_a_tta_export_says_so_in_its_file_and_card_and_predict_follows_it(
     tmp_path, tiny_run, tiny_phantom
 ):
     found = export(tiny_run, tmp_path / "tta", tta=True)
-    checks = found["export_checks"]
-    assert found["model"]["tta"] is True and checks["tta"] is True
-    assert 0 <= checks["validation_dice"]["pytorch tta"] <= 1
+    checks = found.export_checks
+    assert found.model.tta is True and checks.tta is True
+    assert 0 <= checks.validation_dice["pytorch tta"] <= 1
     # 8 network runs per slice: slower than one (not timed exactly: a benchmark's job)
-    assert checks["latency_ms_1_thread"]["pytorch tta"] > checks["latency_ms_1_thread"]["pytorch"]
+    assert checks.latency_ms_1_thread["pytorch tta"] > checks.latency_ms_1_thread["pytorch"]
     text = (tmp_path / "tta" / "model-card.md").read_text()
     assert "| pytorch + TTA (8 views) |" in text and "`--no-tta` turns it off" in text
     assert runtime.open_model(tmp_path / "tta" / "model.onnx").tta is True
     study = sorted((tiny_phantom / "dicoms").iterdir())[0]
     on = predict(tmp_path / "tta", study, tmp_path / "on")
     off = predict(tmp_path / "tta", study, tmp_path / "off", tta=False)
-    assert on["studies"][0]["model"]["tta"] is True
-    assert off["studies"][0]["model"]["tta"] is False
+    assert on.studies[0].model.tta is True
+    assert off.studies[0].model.tta is False
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -109,7 +109,7 @@ def test_torchscript_export_traces_the_model_with_its_plan(tmp_path, tiny_run):
     with torch.no_grad():
         expected = load_model(tiny_run).model(image).logits
         torch.testing.assert_close(traced(image), expected, atol=1e-5, rtol=1e-4)
-    assert found["export_checks"]["parity"]["torchscript"]["mask_dice"] == 1.0
+    assert found.export_checks.parity["torchscript"]["mask_dice"] == 1.0
 
 
 def test_an_export_whose_masks_differ_is_refused_and_leaves_nothing(
@@ -182,10 +182,10 @@ def test_the_card_quotes_the_runs_evaluation_of_that_checkpoint(tmp_path, tiny_r
     run = shutil.copytree(tiny_run, tmp_path / "run")
     scored = evaluate(run, tiny_phantom)  # into RUN/evaluation, where the card looks
     found = export(run, tmp_path / "out")
-    quoted = found["evaluation"]
+    quoted = found.evaluation
     assert quoted["file"] == str(run / "evaluation" / "metrics.json")
-    assert quoted["dice_mean"] == scored["summary"]["dice_mean"]
-    assert quoted["slices"] == scored["summary"]["slices"] and quoted["crop"] == "located"
+    assert quoted["dice_mean"] == scored.summary.dice_mean
+    assert quoted["slices"] == scored.summary.slices and quoted["crop"] == "located"
     card_text = (tmp_path / "out" / "model-card.md").read_text()
     assert "| slices | patients | Dice mean |" in card_text and "Crop: located." in card_text
 

@@ -83,7 +83,7 @@ def test_nifti_study_masks_land_on_the_source_grid_and_volumes_follow(tmp_path, 
     images, truth = disc_study()
     affine = write_nifti_study(tmp_path / "cine.nii.gz", images)
     found = predict(oracle, tmp_path / "cine.nii.gz", tmp_path / "out")
-    study = found["studies"][0]
+    study = found.studies[0]
 
     written = nib.load(str(tmp_path / "out" / "masks.nii.gz"))
     np.testing.assert_allclose(written.affine, affine, atol=1e-5)
@@ -92,14 +92,14 @@ def test_nifti_study_masks_land_on_the_source_grid_and_volumes_follow(tmp_path, 
 
     # The heart sits far from the image centre: it was located, not assumed, and the bright
     # blob near the centre (slice 1) is outside the crop.
-    assert study["heart_located"] is True
+    assert study.heart_located is True
     assert not loaded_masks(tmp_path / "out" / "masks.nii.gz")[1][(slice(None), *BLOB)].any()
     expected = expected_volumes(truth)
-    np.testing.assert_allclose(study["volumes_ml"], expected, rtol=0.03)
-    assert (study["ed_phase"], study["es_phase"]) == (0, 4)
+    np.testing.assert_allclose(study.volumes_ml, expected, rtol=0.03)
+    assert (study.ed_phase, study.es_phase) == (0, 4)
     edv, esv = expected[0], expected[4]
-    assert study["ef"] == pytest.approx((edv - esv) / edv, abs=0.01)
-    assert study["sv_ml"] == pytest.approx(study["edv_ml"] - study["esv_ml"])
+    assert study.ef == pytest.approx((edv - esv) / edv, abs=0.01)
+    assert study.sv_ml == pytest.approx(study.edv_ml - study.esv_ml)
 
 
 def test_tta_on_a_flip_invariant_model_gives_the_same_masks_and_says_it_was_on(tmp_path, oracle):
@@ -112,7 +112,7 @@ def test_tta_on_a_flip_invariant_model_gives_the_same_masks_and_says_it_was_on(t
         loaded_masks(tmp_path / "tta" / "masks.nii.gz"),
         loaded_masks(tmp_path / "plain" / "masks.nii.gz"),
     )
-    assert plain["studies"][0]["model"]["tta"] is False  # the oracle's export did not ask
+    assert plain.studies[0].model.tta is False  # the oracle's export did not ask
     written = json.loads((tmp_path / "tta" / "summary.json").read_text())
     assert written["model"]["tta"] is True
 
@@ -125,7 +125,7 @@ def test_a_crop_that_holds_the_distractor_leaves_it_to_the_largest_region_rule(t
     write_nifti_study(tmp_path / "cine.nii.gz", images)
     wide = write_oracle_model(tmp_path / "wide.onnx", oracle_plan(crop=160))
     found = predict(wide, tmp_path / "cine.nii.gz", tmp_path / "out")
-    assert found["studies"][0]["heart_located"] is False
+    assert found.studies[0].heart_located is False
     predicted = loaded_masks(tmp_path / "out" / "masks.nii.gz")
     assert not predicted[1][(slice(None), *BLOB)].any()
     assert not predicted[0][(slice(None), *BLOB)].any()
@@ -169,8 +169,8 @@ def test_dicom_study_contours_and_masks_follow_the_instance_numbers(tmp_path, or
     images, truth = disc_study(slices=3, phases=6)
     where = write_dicom_study(tmp_path / "study", images)
     found = predict(oracle, tmp_path / "study", tmp_path / "out")
-    study = found["studies"][0]
-    assert study["study"]["shape"] == [3, 6, 160, 200]
+    study = found.studies[0]
+    assert study.study.shape == [3, 6, 160, 200]
     check_masks(loaded_masks(tmp_path / "out" / "masks.nii.gz"), truth)
 
     contours = sorted((tmp_path / "out" / "contours").glob("*.txt"))
@@ -205,7 +205,7 @@ def test_repeated_instance_numbers_never_share_a_contour_file(tmp_path, oracle):
         dicom.SeriesNumber = s + 1
         dicom.save_as(path)
     found = predict(oracle, tmp_path / "study", tmp_path / "out")
-    assert found["studies"][0]["study"]["shape"][:2] == [3, 4]
+    assert found.studies[0].study.shape[:2] == [3, 4]
     frames = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
     assert sorted(int(row["instance"]) for row in frames) == sorted([1, 2, 3, 4] * 3)
     names = [row["contour"] for row in frames]
@@ -249,8 +249,8 @@ def test_a_fifo_and_links_out_of_the_study_are_never_opened(tmp_path, oracle):
     (tmp_path / "in" / "study" / "out.dcm").symlink_to(next(sibling.glob("*.dcm")))
     with within(60):
         found = predict(oracle, tmp_path / "in" / "study", tmp_path / "out")
-    (study,) = found["studies"]
-    assert study["study"]["shape"][:2] == [2, 3]
+    (study,) = found.studies
+    assert study.study.shape[:2] == [2, 3]
     sources = {row["source"] for row in csv.DictReader((tmp_path / "out" / "frames.csv").open())}
     assert all(Path(source).parent == tmp_path / "in" / "study" for source in sources)
 
@@ -276,8 +276,8 @@ def test_images_without_spacing_get_masks_but_no_volumes(tmp_path):
     Image.fromarray((images[0, 0] / 4).astype(np.uint8)).save(tmp_path / "frame.png")
     model = write_oracle_model(tmp_path / "grid.onnx", oracle_plan(spacing_mm=None, crop=256))
     found = predict(model, tmp_path / "frame.png", tmp_path / "out")
-    study = found["studies"][0]
-    assert study["volumes_ml"] is None and "no volumes" in study["volume_note"]
+    study = found.studies[0]
+    assert study.volumes_ml is None and "no volumes" in study.volume_note
     assert not (tmp_path / "out" / "volumes.csv").exists()
     check_masks(loaded_masks(tmp_path / "out" / "masks.nii.gz"), truth)
 
@@ -558,25 +558,31 @@ def test_review_below_needs_a_model_with_a_quality_score(tmp_path, oracle):
 
 
 def test_a_volume_curve_with_two_minima_puts_the_ef_up_for_review():
+    from dataclasses import replace
+
     from lvseg.deploy.predict import quality_summary
+    from lvseg.deploy.results import StudyVolumes
     from lvseg.segment.quality import Judgement
 
     phases = 8
     calm = Judgement(np.full(phases, 0.9), np.zeros(phases, bool), {}, 0.7)
     pixels = np.full((1, phases), 100.0)
     one = [120.0, 110.0, 80.0, 60.0, 70.0, 90.0, 110.0, 118.0]
-    found = {"lv_pixels": pixels, "volume_ml": one, "ef": 0.5, "ed_phase": 0, "es_phase": 3}
+    found = StudyVolumes(
+        slices=1, phases=phases, pixel_spacing_mm=None, slice_spacing_mm=None, lv_pixels=pixels,
+        lv_area_mm2=None, volume_ml=one, ef=0.5, ed_phase=0, es_phase=3,
+    )  # fmt: skip
     quality = quality_summary(calm, found, phases)
-    assert quality["volume_curve_minima"] == [3] and quality["ef_trusted"] is True
-    assert quality["verdict"] == "EF 50.0% (no doubt at ED or ES)"
+    assert quality.volume_curve_minima == [3] and quality.ef_trusted is True
+    assert quality.verdict == "EF 50.0% (no doubt at ED or ES)"
     # phase 5 segmented short: a second dip, and the EF may come from either
     two = [120.0, 110.0, 80.0, 60.0, 100.0, 62.0, 110.0, 118.0]
-    quality = quality_summary(calm, {**found, "volume_ml": two}, phases)
-    assert quality["volume_curve_minima"] == [3, 5] and quality["ef_trusted"] is False
-    assert quality["verdict"] == "EF 50.0% (the volume curve has 2 minima (phases 3, 5); review)"
+    quality = quality_summary(calm, replace(found, volume_ml=two), phases)
+    assert quality.volume_curve_minima == [3, 5] and quality.ef_trusted is False
+    assert quality.verdict == "EF 50.0% (the volume curve has 2 minima (phases 3, 5); review)"
     # fewer phases than a curve needs: its shape is not judged
-    short = quality_summary(calm, {**found, "volume_ml": two[:4], "es_phase": 3}, phases)
-    assert short["volume_curve_minima"] is None
+    short = quality_summary(calm, replace(found, volume_ml=two[:4], es_phase=3), phases)
+    assert short.volume_curve_minima is None
 
 
 def test_a_score_fitted_without_tta_does_not_judge_frames_segmented_with_it(tmp_path):

@@ -71,9 +71,9 @@ def test_json_summary_scores_only_the_held_out_patients(evaluated, run_dir, tiny
 
 def test_all_split_scores_every_patient_and_says_so(run_dir, tiny_phantom, tmp_path):
     found = evaluate_run.evaluate(run_dir, tiny_phantom, tmp_path / "e", split="all", write=False)
-    assert found["summary"]["patients"] == 4
-    assert "optimistic" in found["data"]["split_note"]
-    assert found["out"] is None and not (tmp_path / "e").exists()
+    assert found.summary.patients == 4
+    assert "optimistic" in found.data.split_note
+    assert found.out is None and not (tmp_path / "e").exists()
 
 
 def test_tta_is_asked_from_the_command_line_and_said_in_the_metrics(
@@ -167,18 +167,18 @@ def test_existing_output_is_kept_and_a_crash_writes_nothing(
 def test_real_dicom_study_is_scored_in_mm_with_volumes_and_mass(run_dir, sunnybrook_dicom):
     # a phantom-trained model knows none of these patients: everyone is scored, in mm
     found = evaluate_run.evaluate(run_dir, sunnybrook_dicom, write=False)
-    assert found["summary"]["slices"] == 96 and found["summary"]["patients"] == 5
-    assert found["data"]["distance_units"] == "mm" and found["data"]["excluded_patients"] == []
-    assert "unknown" not in found["data"]["split_note"]  # the tiny phantom is still on disk
-    positions = {r["position"] for r in found["rows"]}
+    assert found.summary.slices == 96 and found.summary.patients == 5
+    assert found.data.distance_units == "mm" and found.data.excluded_patients == []
+    assert "unknown" not in found.data.split_note  # the tiny phantom is still on disk
+    positions = {r["position"] for r in found.rows}
     assert positions == {"basal", "mid", "apical"}
-    clinical = found["clinical"]
-    assert clinical["volume_units"] == "ml" and len(clinical["patients"]) == 5
-    for patient in clinical["patients"]:
-        reference = patient["reference"]
-        assert 8 <= patient["slice_spacing_mm"] <= 10
-        assert 50 < reference["edv"] < 400 and 0 < reference["ef"] < 0.7  # heart-failure patients
-        assert 60 < reference["mass_g"] < 300  # o-contours at ED
+    clinical = found.clinical
+    assert clinical.volume_units == "ml" and len(clinical.patients) == 5
+    for patient in clinical.patients:
+        reference = patient.reference
+        assert 8 <= patient.slice_spacing_mm <= 10
+        assert 50 < reference.edv < 400 and 0 < reference.ef < 0.7  # heart-failure patients
+        assert 60 < reference.mass_g < 300  # o-contours at ED
 
 
 def test_explanation_measures_join_the_report(run_dir, tiny_phantom, tmp_path):

@@ -41,27 +41,27 @@ def test_summary_means_rates_and_good_contours_only():
         row("B", 0.7, 6.0, phase=ES, position="mid", group="HF"),
     ]
     found = summary.summarise(rows)
-    assert found["slices"] == 4 and found["patients"] == 2
-    assert found["dice_mean"] == pytest.approx(0.6)
-    assert found["dice_median"] == pytest.approx(0.75)
-    assert found["apd_mm_mean"] == pytest.approx(12.5 / 3)  # the missed slice has no distance
-    assert found["good_contour_rate_5mm"] == 0.5  # 2.0 and 4.5 of 4 contour slices
-    assert found["good_contour_rate_4mm"] == 0.25
-    assert found["detection_rate"] == 0.75
-    assert found["pixel_accuracy"] == pytest.approx(0.99)
-    assert found["background_only_accuracy"] == pytest.approx(0.98)
-    good = found["good_contours_5mm"]
-    assert good["slices"] == 2 and good["dice_mean"] == pytest.approx(0.85)
-    assert good["apd_mm_mean"] == pytest.approx(3.25)  # flatters: the failures are left out
+    assert found.slices == 4 and found.patients == 2
+    assert found.dice_mean == pytest.approx(0.6)
+    assert found.dice_median == pytest.approx(0.75)
+    assert found.apd_mm_mean == pytest.approx(12.5 / 3)  # the missed slice has no distance
+    assert found.good_contour_rate_5mm == 0.5  # 2.0 and 4.5 of 4 contour slices
+    assert found.good_contour_rate_4mm == 0.25
+    assert found.detection_rate == 0.75
+    assert found.pixel_accuracy == pytest.approx(0.99)
+    assert found.background_only_accuracy == pytest.approx(0.98)
+    good = found.good_contours_5mm
+    assert good.slices == 2 and good.dice_mean == pytest.approx(0.85)
+    assert good.apd_mm_mean == pytest.approx(3.25)  # flatters: the failures are left out
 
     patients = summary.by_patient(rows)
-    assert [p["patient_id"] for p in patients] == ["A", "B"]
-    assert patients[1]["dice_mean"] == pytest.approx(0.35) and patients[1]["detection_rate"] == 0.5
+    assert [p.patient_id for p in patients] == ["A", "B"]
+    assert patients[1].dice_mean == pytest.approx(0.35) and patients[1].detection_rate == 0.5
 
     parts = summary.breakdowns(rows)
     assert list(parts["position"]) == ["basal", "mid", "apical"]  # anatomical order
-    assert parts["position"]["mid"]["slices"] == 2
-    assert parts["phase"]["ED"]["dice_mean"] == pytest.approx(0.45)
+    assert parts["position"]["mid"].slices == 2
+    assert parts["phase"]["ED"].dice_mean == pytest.approx(0.45)
     assert sorted(parts["group"]) == ["HF", "N"]
     assert doctest.testmod(summary).failed == 0
 
@@ -73,7 +73,7 @@ def test_json_safe_values():
 
 def test_empty_rows_give_none_not_nan():
     found = summary.summarise([])
-    assert found["slices"] == 0 and found["dice_mean"] is None and found["detection_rate"] is None
+    assert found.slices == 0 and found.dice_mean is None and found.detection_rate is None
 
 
 def record(patient, slice_index, area_px, *, phase=ED, spacing=(1.5, 1.5), position=None, myo=0):
@@ -120,19 +120,19 @@ def test_clinical_volumes_ef_mass_and_agreement_from_areas():
         half.flat[:100] = True  # predicted ES area is half the reference
         predicted[es.key] = half
     section = stacks.clinical_section(records, predicted)
-    assert section["volume_units"] == "ml"
-    (patient,) = section["patients"]
+    assert section.volume_units == "ml"
+    (patient,) = section.patients
     pixel_mm2 = 1.5 * 1.5
     edv = 4 * 400 * pixel_mm2 * 10 / 1000
-    assert patient["reference"]["edv"] == pytest.approx(edv)
-    assert patient["reference"]["esv"] == pytest.approx(edv / 2)
-    assert patient["reference"]["ef"] == pytest.approx(0.5)
-    assert patient["predicted"]["ef"] == pytest.approx(0.75)
-    assert patient["reference"]["mass_g"] == pytest.approx(4 * 100 * pixel_mm2 * 10 / 1000 * 1.05)
-    assert patient["predicted"]["mass_g"] is None  # the networks segment the blood pool only
-    assert patient["stack"][ES]["predicted_area"] == [100 * pixel_mm2] * 4
-    assert section["agreement"]["ef"]["bias"] == pytest.approx(0.25)
-    assert section["agreement"]["ef"]["n"] == 1
+    assert patient.reference.edv == pytest.approx(edv)
+    assert patient.reference.esv == pytest.approx(edv / 2)
+    assert patient.reference.ef == pytest.approx(0.5)
+    assert patient.predicted.ef == pytest.approx(0.75)
+    assert patient.reference.mass_g == pytest.approx(4 * 100 * pixel_mm2 * 10 / 1000 * 1.05)
+    assert patient.predicted.mass_g is None  # the networks segment the blood pool only
+    assert patient.stack[ES].predicted_area == [100 * pixel_mm2] * 4
+    assert section.agreement.ef.bias == pytest.approx(0.25)
+    assert section.agreement.ef.n == 1
 
 
 def test_clinical_without_spacing_is_relative_and_short_stacks_are_skipped():
@@ -140,8 +140,8 @@ def test_clinical_without_spacing_is_relative_and_short_stacks_are_skipped():
     records += [record("Q", 0, 300, phase=ED), record("Q", 0, 100, phase=ES)]
     predicted = {r.key: r.masks[LV] for r in records}
     section = stacks.clinical_section(records, predicted)
-    assert section["volume_units"] == "relative" and "only the ejection fraction" in section["note"]
-    assert [p["patient_id"] for p in section["patients"]] == ["P"]
-    assert section["skipped"][0]["patient_id"] == "Q"
-    assert section["agreement"]["edv"] is None and section["agreement"]["ef"]["bias"] == 0.0
+    assert section.volume_units == "relative" and "only the ejection fraction" in section.note
+    assert [p.patient_id for p in section.patients] == ["P"]
+    assert section.skipped[0].patient_id == "Q"
+    assert section.agreement.edv is None and section.agreement.ef.bias == 0.0
     assert stacks.clinical_section([r.replace(phase=None) for r in records], predicted) is None

@@ -60,11 +60,9 @@ def test_evaluate_scores_exactly_the_masks_predict_writes(exported, located_run,
     written = predicted_by_study(tmp_path / "predicted")
     # the same exported model through evaluate (ONNX Runtime, as predict runs it)
     scored = evaluate(exported, study, write=False, split="all", keep_masks=True)
-    assert scored["settings"]["crop"] == "located" and scored["model"]["runtime"].startswith(
-        "onnxruntime"
-    )
-    assert scored["settings"]["placement"]["slices_by_placement"]["stack"] == len(scored["rows"])
-    by_source = {row["source"]: scored["masks"][row["key"]] for row in scored["rows"]}
+    assert scored.settings.crop == "located" and scored.model.runtime.startswith("onnxruntime")
+    assert scored.settings.placement.slices_by_placement["stack"] == len(scored.rows)
+    by_source = {row["source"]: scored.masks[row["key"]] for row in scored.rows}
     assert len(by_source) == len(written) == 30  # 2 phases x (7 + 8 slices)
     assert set(by_source) == set(written)
     for source, mask in by_source.items():
@@ -73,10 +71,10 @@ def test_evaluate_scores_exactly_the_masks_predict_writes(exported, located_run,
     # the PyTorch model it was exported from: the same masks, but for pixels whose probability
     # lies within float rounding of 0.5 (logits agree to ~1e-5)
     torch_scored = evaluate(located_run, study, write=False, split="all", keep_masks=True)
-    by_source = {row["source"]: torch_scored["masks"][row["key"]] for row in torch_scored["rows"]}
+    by_source = {row["source"]: torch_scored.masks[row["key"]] for row in torch_scored.rows}
     differing = sum(int((by_source[s] != written[s]).sum()) for s in written)
     assert differing <= 2, differing
-    assert abs(torch_scored["summary"]["dice_mean"] - scored["summary"]["dice_mean"]) < 1e-3
+    assert abs(torch_scored.summary.dice_mean - scored.summary.dice_mean) < 1e-3
 
 
 def test_the_centre_crop_scores_lower_where_the_heart_is_off_centre(exported, study):
@@ -85,12 +83,12 @@ def test_the_centre_crop_scores_lower_where_the_heart_is_off_centre(exported, st
     centred = evaluate(
         exported, study, write=False, split="all", crop="centre", largest_component=False
     )
-    assert centred["settings"]["placement"]["slices_by_placement"]["image"] == len(centred["rows"])
+    assert centred.settings.placement.slices_by_placement["image"] == len(centred.rows)
     # 8 epochs of the (strongly augmented) default recipe: a rough model, but one that finds
     # the heart on every slice, where the centre crop finds nothing.
-    assert located["summary"]["dice_mean"] > centred["summary"]["dice_mean"] + 0.15
-    assert located["summary"]["detection_rate"] > 0.9
-    assert centred["summary"]["dice_mean"] < 0.05  # the centre crop misses the heart
+    assert located.summary.dice_mean > centred.summary.dice_mean + 0.15
+    assert located.summary.detection_rate > 0.9
+    assert centred.summary.dice_mean < 0.05  # the centre crop misses the heart
 
 
 def test_the_command_says_which_crop_it_used(exported, study, tmp_path):

@@ -173,16 +173,16 @@ def test_assess_measures_the_score_on_fixed_frames():
     truth = [0.92, 0.5, 0.3, 0.0, 0.9, 0.85]
     judged = Judgement(predicted, flagged, {}, 0.7, None, predicted - 0.1, predicted + 0.05)
     found = assess(judged, truth)
-    assert found["frames"] == 6 and found["scored_frames"] == 4 and found["failures"] == 3
+    assert found.frames == 6 and found.scored_frames == 4 and found.failures == 3
     # risk: 0.9, 0.8, 0.4, 0 (flagged hole), 0.95, 1 (unscored, not flagged); the failures
     # (0.8, 0.4, 0) against the others (0.9, 0.95, 1): every pair in order
-    assert found["auroc"] == 1.0 and found["auroc_segmented"] == 1.0
-    assert found["empty_failures"] == 1 and found["empty_failures_flagged"] == 1
-    assert found["mae"] == pytest.approx((0.02 + 0.3 + 0.1 + 0.05) / 4)
-    assert found["spearman"] == pytest.approx(0.8)
-    assert found["interval_coverage"] == 0.5  # 0.92 in [0.8, 0.95], 0.9 in [0.85, 1.0]
-    assert found["failures_flagged"] == pytest.approx(2 / 3) and found["good_flagged"] == 0.0
-    assert [c["frames"] for c in found["calibration"]] == [1, 1, 1, 1]
+    assert found.auroc == 1.0 and found.auroc_segmented == 1.0
+    assert found.empty_failures == 1 and found.empty_failures_flagged == 1
+    assert found.mae == pytest.approx((0.02 + 0.3 + 0.1 + 0.05) / 4)
+    assert found.spearman == pytest.approx(0.8)
+    assert found.interval_coverage == 0.5  # 0.92 in [0.8, 0.95], 0.9 in [0.85, 1.0]
+    assert found.failures_flagged == pytest.approx(2 / 3) and found.good_flagged == 0.0
+    assert [c.frames for c in found.calibration] == [1, 1, 1, 1]
 
 
 def test_the_shipped_score_flags_constructed_failures_and_passes_a_clean_stack():
