@@ -61,7 +61,8 @@ def _instance(study: CineStudy, s: int, p: int) -> int:
     return s * study.images.shape[1] + p + 1
 
 
-def _csv(header: list[str], rows: list[list[Any]]) -> str:
+def csv_text(header: list[str], rows: list[list[Any]]) -> str:
+    """A CSV file's text: the header, then the rows (every table predict writes)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -160,7 +161,7 @@ def _write_frames(
             row = _frame_row(study, s, p, found, contour)
             rows.append(row + ([] if quality is None else _quality_row(quality, frame)))
     header = FRAME_COLUMNS + ([] if quality is None else QUALITY_COLUMNS)
-    (folder / "frames.csv").write_text(_csv(header, rows), encoding="utf-8")
+    (folder / "frames.csv").write_text(csv_text(header, rows), encoding="utf-8")
 
 
 def _write_volumes(folder: Path, study: CineStudy, found: StudyVolumes) -> None:
@@ -171,7 +172,7 @@ def _write_volumes(folder: Path, study: CineStudy, found: StudyVolumes) -> None:
         times = [t for t in times if t is not None]
         trigger = rounded_or_blank(np.median(times) if times else None, 1)
         rows.append([p, trigger, rounded_or_blank(volume, 2)])
-    text = _csv(["phase", "trigger_time_ms", "volume_ml"], rows)
+    text = csv_text(["phase", "trigger_time_ms", "volume_ml"], rows)
     (folder / "volumes.csv").write_text(text, encoding="utf-8")
     _plot_curve(folder / "volume-curve.png", study, found)
 

@@ -21,19 +21,16 @@ or image files):
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from lvseg import __version__, atomic
 from lvseg.data.records import Geometry, SliceRecord
 from lvseg.data.study import CineStudy, iter_studies
-from lvseg.deploy.outputs import SUMMARY_FILE, review_page, write_study
+from lvseg.deploy.outputs import SUMMARY_FILE, csv_text, review_page, write_study
 from lvseg.deploy.results import (
     FlaggedFrame,
     ModelUsed,
@@ -284,14 +281,6 @@ def study_summary(
 # ------------------------------------------------------------------------------ predict
 
 
-def _csv(header: list[str], rows: list[list[Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def _studies_table(results: list[StudySummary], scored: bool) -> str:
     """``studies.csv``: one line per study, its volumes and EF (and, with a quality score, what
     quality control says)."""
@@ -307,7 +296,7 @@ def _studies_table(results: list[StudySummary], scored: bool) -> str:
             row += [r.quality.mean_predicted_dice, r.quality.min_predicted_dice]
             row += [len(r.quality.flagged_frames), "" if trusted is None else int(trusted)]
         rows.append(row)
-    return _csv(keys, rows)
+    return csv_text(keys, rows)
 
 
 def _model_used(model: ExportedModel, tta: bool, scorer: QualityModel | None) -> ModelUsed:
@@ -395,5 +384,5 @@ def predict(
             (folder / REVIEW_FILE).write_text(page, encoding="utf-8")
         if found.skipped:
             rows = [[item.path, item.reason] for item in found.skipped]
-            (folder / SKIPPED_FILE).write_text(_csv(["path", "reason"], rows), encoding="utf-8")
+            (folder / SKIPPED_FILE).write_text(csv_text(["path", "reason"], rows), encoding="utf-8")
     return found
