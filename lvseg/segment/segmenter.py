@@ -45,8 +45,9 @@ from lvseg.segment.network import Network, lv_softmax
 CROPS = ("located", "centre")
 """How the crop is placed: on the heart located in the stack, or at the image centre."""
 BATCH_SIZE = 8
-"""Frames per network call: with ONNX Runtime as fast as 32 on the Sunnybrook studies, with less
-peak memory (its arena grows with the batch)."""
+"""Frames per network call. Small, because ONNX Runtime's memory arena grows with the batch; to
+see what a larger one buys on a machine, time both (``python -m benchmarks.deploy_speed --batch 32``
+against ``--batch 8``)."""
 THRESHOLD = 0.5
 TTA_TRANSFORMS = 8
 """Test-time augmentation: the 4 quarter turns, each also mirrored (the dihedral group of the
