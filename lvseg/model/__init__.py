@@ -31,6 +31,7 @@ _EXPORTS = {
     "config_of": "registry",
     "model_names": "registry",
     "name_of": "registry",
+    "parse_options": "registry",
     "size_report": "registry",
 }
 __all__ = sorted(_EXPORTS)
