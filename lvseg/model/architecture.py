@@ -2,6 +2,7 @@
 parameters and multiply-accumulates at a square input size, the receptive field at the output,
 and where the CAM head sits. The picture of it is :mod:`lvseg.model.architecture_figure`.
 
+>>> from lvseg.model.registry import build_model
 >>> arch = describe(build_model("lvnet"), 128)
 >>> arch.parameters, arch.macs, arch.receptive_field, arch.cam_head
 (231716, 109453312, 155, 'head')
@@ -24,9 +25,7 @@ from lvseg.jsonsafe import json_safe
 
 from .outputs import PresenceFromCAM
 from .receptive import ReceptiveFieldMode
-from .registry import DEFAULT_INPUT_SIZE, _scaled, build_model, name_of
-
-__all__ = ["Architecture", "Block", "Layer", "build_model", "comparison_rows", "describe"]
+from .registry import DEFAULT_INPUT_SIZE, _scaled, name_of
 
 CAM_HEAD = "CAM head"
 PRESENCE_HEAD = "GAP presence head"
