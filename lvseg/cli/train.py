@@ -1,5 +1,5 @@
-"""``lvseg train``, ``select``, ``runs`` and ``model``: train a network, pick the model to deploy,
-look at runs and at the networks' sizes."""
+"""``lvseg train``, ``select`` and ``runs``: train a network, pick the model to deploy, look at
+runs (``lvseg model`` is :mod:`lvseg.cli.model`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from lvseg.cli.choices import MODEL_NAMES, Device, Format, Precision, Prefer
 from lvseg.cli.common import clean_errors, console, error_console, fail, given_options
@@ -24,26 +23,7 @@ from lvseg.config import TrainConfig
 
 MODEL_LIST = ", ".join(MODEL_NAMES)
 
-model_app = typer.Typer(help="The networks: sizes and costs.", no_args_is_help=True)
 runs_app = typer.Typer(help="Training runs: list them, show one.", no_args_is_help=True)
-
-
-@model_app.command("info")
-@clean_errors
-def model_info(
-    name: Annotated[str, typer.Argument(help=f"Registered model name ({MODEL_LIST}).")],
-    input_size: Annotated[int, typer.Option(help="Square input side for the MAC count.")] = 128,
-) -> None:
-    """Print a model's parameters, fp32 size and multiply-accumulates per image."""
-    from lvseg.model.registry import model_names, size_report
-
-    if name not in model_names():
-        raise fail(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
-    report = size_report(name, input_size=input_size)
-    table = Table(title=name, show_header=False)
-    for label, value in report.rows():
-        table.add_row(label, value)
-    console.print(table)
 
 
 DataOption = Annotated[

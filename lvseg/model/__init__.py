@@ -1,8 +1,9 @@
 """The networks, by name: LVNet (ours) and the baselines it is measured against.
 
-``model`` imports nothing but torch and the standard library. Every model returns a
-:class:`SegmentationOutput` (score maps and an image-level presence logit), so the training engine
-treats them alike.
+``model`` imports torch, the standard library and the package's lowest layers (``architecture``
+writes JSON through ``jsonsafe``; ``architecture_figure`` draws with matplotlib when called).
+Every model returns a :class:`SegmentationOutput` (score maps and an image-level presence logit),
+so the training engine treats them alike.
 
 >>> import torch
 >>> from lvseg.model import build_model, model_names
@@ -18,6 +19,8 @@ from typing import Any
 # Loaded on first use, so that ``lvseg.model.classes`` (the output channels) imports without
 # torch: the lean inference install reads it.
 _EXPORTS = {
+    "Architecture": "architecture",
+    "describe": "architecture",
     "PresenceFromCAM": "outputs",
     "SegmentationOutput": "outputs",
     "DEFAULT_INPUT_SIZE": "registry",
@@ -28,6 +31,7 @@ _EXPORTS = {
     "config_of": "registry",
     "model_names": "registry",
     "name_of": "registry",
+    "parse_options": "registry",
     "size_report": "registry",
 }
 __all__ = sorted(_EXPORTS)

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,54 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
                 f"unknown option {key!r} for model {name!r}; known options: {', '.join(known)}"
             )
     return spec.model(spec.config(**overrides))
+
+
+def parse_options(name: str, pairs: Iterable[str]) -> dict[str, Any]:
+    """``key=value`` texts (a command line's, a form's) as the overrides of model ``name``, each
+    value read as its config field's type; ``ValueError`` names an unknown key (listing the
+    known ones), a text that is not ``key=value`` or a value of the wrong type. A dash in a key
+    reads as an underscore.
+
+    >>> parse_options("lvnet", ["width=8", "deep-supervision=1"])
+    {'width': 8, 'deep_supervision': 1}
+    >>> parse_options("dli-fcn", ["dropout=0.1", "bilinear_init=no"])
+    {'dropout': 0.1, 'bilinear_init': False}
+    >>> parse_options("lvnet", ["width=wide"])
+    Traceback (most recent call last):
+    ...
+    ValueError: option width of model 'lvnet' takes an integer, got 'wide'
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(_spec(name).config)}
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not equals or not key:
+            raise ValueError(f"model option {pair!r} is not key=value (e.g. width=8)")
+        if key not in defaults:
+            raise ValueError(
+                f"unknown option {key!r} for model {name!r}; known options: {', '.join(defaults)}"
+            )
+        options[key] = _typed(text.strip(), defaults[key], f"option {key} of model {name!r}")
+    return options
+
+
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _typed(text: str, default: Any, what: str) -> Any:
+    """``text`` as a value of ``default``'s type (bool, int, float; anything else as text)."""
+    if isinstance(default, bool):
+        if text.lower() not in _BOOLEANS:
+            raise ValueError(f"{what} takes true or false, got {text!r}")
+        return _BOOLEANS[text.lower()]
+    for kind, noun in ((int, "an integer"), (float, "a number")):
+        if isinstance(default, kind):
+            try:
+                return kind(text)
+            except ValueError:
+                raise ValueError(f"{what} takes {noun}, got {text!r}") from None
+    return text
 
 
 def build_from_config(name: str, config: Mapping[str, Any]) -> nn.Module:
