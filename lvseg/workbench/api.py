@@ -223,6 +223,11 @@ def _answer_errors_in_json(api: FastAPI) -> None:
         name = str((problem.get("loc") or ("parameter",))[-1])
         return error_response(400, f"bad {name}: {problem.get('msg', 'invalid')}")
 
+    @api.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> Response:
+        # A bug: the traceback goes to the server's log (Starlette re-raises), not the client.
+        return error_response(500, "internal error (the workbench's log has the details)")
+
 
 def create_workbench_app(
     workspace: Workspace,

@@ -122,6 +122,21 @@ def test_a_foreign_host_and_uploads_are_refused(space, queue):
     assert upload.status_code == 415
 
 
+def test_a_refused_stop_or_delete_changes_nothing(space, queue):
+    http = client(space, queue)
+    csrf = session(http)
+    job = queue.submit("train", TRAIN["args"])
+    queue.request_stop(job.id)
+    resumed = queue.resume(job.id)
+    own = {"Origin": BASE, "X-CSRF-Token": csrf}
+    for headers in ({"Origin": BASE}, {**own, "Origin": "http://evil.example"}, {}):
+        assert http.post(f"/api/jobs/{resumed.id}/stop", headers=headers).status_code == 403
+        answer = http.delete(f"/api/jobs/{job.id}?confirm=job-0001", headers=headers)
+        assert answer.status_code == 403
+    assert [j.state for j in queue.list_jobs()] == ["queued", "stopped"]
+    assert http.post(f"/api/jobs/{resumed.id}/stop", headers=own).json()["state"] == "stopped"
+
+
 # -- jobs
 
 
