@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from lvseg import __version__
-from lvseg.cli import dashboard, data, deploy, evaluate, explain, model, train
+from lvseg.cli import dashboard, data, deploy, evaluate, explain, model, train, workbench
 from lvseg.cli.common import console
 
 app = typer.Typer(
@@ -42,6 +42,7 @@ app.command("evaluate")(evaluate.evaluate_command)
 app.command("export")(deploy.export_command)
 app.command("predict")(deploy.predict_command)
 app.command("dashboard")(dashboard.dashboard_command)
+app.command("workbench")(workbench.workbench_command)
 app.add_typer(data.data_app, name="data")
 app.add_typer(model.model_app, name="model")
 app.add_typer(train.runs_app, name="runs")

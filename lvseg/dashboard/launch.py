@@ -83,7 +83,7 @@ def check_target(target: str | Path) -> Path:
     return target
 
 
-def _serving_token(host: str, token: str | None) -> str | None:
+def serving_token(host: str, token: str | None) -> str | None:
     """``token`` if :func:`~lvseg.dashboard.access.check_token` accepts it; without one, a
     generated token for a host other than loopback, None for loopback."""
     token = check_token(token)
@@ -121,6 +121,28 @@ def bind(host: str, port: int) -> socket.socket:
     return listener
 
 
+def server_url(host: str, port: int, token: str | None) -> str:
+    """The URL to print for a server bound to ``host:port``, with its token if it has one."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    query = f"?token={quote(token, safe='')}" if token else ""
+    return f"http://{host}:{port}/{query}"
+
+
+def uvicorn_server(app: Any) -> Any:
+    """The uvicorn server for ``app``: quiet, no lifespan, 1 s for open requests at shutdown.
+    Its ``run(sockets=[listener])`` serves until Ctrl-C or SIGTERM, then raises that signal
+    again in this process (uvicorn's way of passing it on)."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
+    )
+    return uvicorn.Server(config)
+
+
 class DashboardServer:
     """A dashboard bound to its address (so the URL is known) and ready to :meth:`run`.
 
@@ -138,7 +160,7 @@ class DashboardServer:
         require_runs: bool = True,
         poll_s: float = POLL_S,
     ) -> None:
-        self.token = _serving_token(host, token)
+        self.token = serving_token(host, token)
         self.target = check_target(target) if require_runs else Path(target)
         self.host = host
         self.socket = bind(host, port)
@@ -148,26 +170,11 @@ class DashboardServer:
 
     @property
     def url(self) -> str:
-        host = self.host
-        if host in ("0.0.0.0", "::", ""):
-            host = socket.gethostname()
-        elif ":" in host:
-            host = f"[{host}]"
-        query = f"?token={quote(self.token, safe='')}" if self.token else ""
-        return f"http://{host}:{self.port}/{query}"
+        return server_url(self.host, self.port, self.token)
 
     def run(self) -> None:
         """Serve until Ctrl-C or SIGTERM (or :meth:`stop` from another thread)."""
-        import uvicorn
-
-        config = uvicorn.Config(
-            self.app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
+        self._server = uvicorn_server(self.app)
         try:
             self._server.run(sockets=[self.socket])
         finally:
@@ -385,7 +392,7 @@ def start_dashboard(
     ``timeout_s``, and InvalidInputError for a token :func:`~lvseg.dashboard.access.check_token`
     refuses.
     """
-    token = _serving_token(host, token)
+    token = serving_token(host, token)
     process = subprocess.Popen(
         _server_command(target, host, port, exit_with_parent),
         stdin=subprocess.DEVNULL,

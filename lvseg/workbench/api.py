@@ -32,7 +32,7 @@ from lvseg.dashboard.access import Guard, check_token
 from lvseg.dashboard.responses import error_response, json_response
 from lvseg.errors import InvalidInputError
 from lvseg.workbench.datasets import Datasets
-from lvseg.workbench.guard import SESSION_COOKIE, SessionGuard, Sessions
+from lvseg.workbench.guard import SessionGuard, Sessions, session_cookie
 from lvseg.workbench.queue import Job, JobQueue
 from lvseg.workbench.runner import Runner
 from lvseg.workbench.workspace import Workspace, resolve_inside
@@ -184,7 +184,7 @@ def _dataset_routes(datasets: Datasets) -> APIRouter:
     return router
 
 
-def _session_routes(sessions: Sessions) -> APIRouter:
+def _session_routes(sessions: Sessions, cookie: str) -> APIRouter:
     router = APIRouter()
 
     @router.get("/")
@@ -198,7 +198,7 @@ def _session_routes(sessions: Sessions) -> APIRouter:
         )
         response = Response(page, media_type="text/html; charset=utf-8")
         response.headers["cache-control"] = "no-store"
-        response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/")
+        response.set_cookie(cookie, session, httponly=True, samesite="strict", path="/")
         return response
 
     return router
@@ -234,17 +234,21 @@ def create_workbench_app(
     queue: JobQueue,
     runner: Runner | None = None,
     token: str | None = None,
+    *,
+    port: int | None = None,
 ) -> Any:
     """The workbench's ASGI app over ``workspace`` and its ``queue``; ``runner`` (started by
     the caller) is woken after each change. Without ``token`` only loopback Host names are
     answered; with one, every request carries it; every change also passes
-    :class:`~lvseg.workbench.guard.SessionGuard`."""
+    :class:`~lvseg.workbench.guard.SessionGuard`. ``port``, the server's, names the session
+    cookie (:func:`~lvseg.workbench.guard.session_cookie`)."""
     token = check_token(token)
     sessions = Sessions()
+    cookie = session_cookie(port)
     api = FastAPI(title="lvseg workbench", docs_url=None, redoc_url=None, openapi_url=None)
     api.state.queue = queue
     _answer_errors_in_json(api)
-    api.include_router(_session_routes(sessions))
+    api.include_router(_session_routes(sessions, cookie))
     api.include_router(_job_routes(_Jobs(queue, runner)))
     api.include_router(_dataset_routes(Datasets(workspace)))
-    return Guard(SessionGuard(api, token, sessions), token)
+    return Guard(SessionGuard(api, token, sessions, cookie), token)

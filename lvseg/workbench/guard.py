@@ -16,10 +16,16 @@ from typing import Any
 
 from lvseg.dashboard.readers import encode
 
-SESSION_COOKIE = "lvseg_workbench_session"
+SESSION_COOKIE_PREFIX = "lvseg_workbench_session"
 CSRF_HEADER = "x-csrf-token"
 MAX_SESSIONS = 256
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def session_cookie(port: int | None) -> str:
+    """The session cookie's name for a server on ``port``. A browser keeps one cookie jar per
+    host, whatever the port: two workbenches on one machine must not overwrite each other's."""
+    return SESSION_COOKIE_PREFIX if port is None else f"{SESSION_COOKIE_PREFIX}_{port}"
 
 
 class Sessions:
@@ -51,22 +57,28 @@ class Sessions:
 class SessionGuard:
     """ASGI middleware: the rules of the module on every request."""
 
-    def __init__(self, app: Any, token: str | None, sessions: Sessions) -> None:
+    def __init__(
+        self, app: Any, token: str | None, sessions: Sessions, cookie: str = SESSION_COOKIE_PREFIX
+    ) -> None:
         self.app = app
         self.token = token
         self.sessions = sessions
+        self.cookie = cookie  # the session cookie's name (session_cookie)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            refusal = refusal_of(scope, self.token, self.sessions)
+            refusal = refusal_of(scope, self.token, self.sessions, self.cookie)
             if refusal is not None:
                 await _refuse(send, *refusal)
                 return
         await self.app(scope, receive, send)
 
 
-def refusal_of(scope: dict, token: str | None, sessions: Sessions) -> tuple[int, str] | None:
-    """Why the request in ``scope`` is refused (status, message), or None if it may go on."""
+def refusal_of(
+    scope: dict, token: str | None, sessions: Sessions, cookie: str = SESSION_COOKIE_PREFIX
+) -> tuple[int, str] | None:
+    """Why the request in ``scope`` is refused (status, message), or None if it may go on;
+    ``cookie`` names the session cookie."""
     headers = _headers(scope)
     origin = headers.get("origin")
     own = _own_origin(scope, headers)
@@ -81,7 +93,7 @@ def refusal_of(scope: dict, token: str | None, sessions: Sessions) -> tuple[int,
         if secrets.compare_digest(_bearer(headers).encode(), token.encode()):
             return None
         return 403, "wrong workbench token"
-    if not sessions.csrf_ok(_cookie(headers, SESSION_COOKIE), headers.get(CSRF_HEADER)):
+    if not sessions.csrf_ok(_cookie(headers, cookie), headers.get(CSRF_HEADER)):
         return 403, "a change needs the token, or the page's session and its CSRF token"
     if origin is None and not _same_origin_referer(headers.get("referer"), own):
         return 403, "a change needs an Origin or Referer header of this server"

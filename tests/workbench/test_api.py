@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lvseg.workbench.api import create_workbench_app
-from lvseg.workbench.guard import SESSION_COOKIE
+from lvseg.workbench.guard import session_cookie
 from lvseg.workbench.queue import JobQueue
 from lvseg.workbench.workspace import Workspace
 
@@ -281,4 +281,24 @@ def test_a_change_wakes_the_runner(space, queue):
 def test_the_session_cookie_is_named(space, queue):
     http = client(space, queue)
     session(http)
-    assert http.cookies.get(SESSION_COOKIE)
+    assert http.cookies.get(session_cookie(None))
+
+
+def test_the_session_cookie_names_the_port(space, queue):
+    """Two workbenches on one machine (one cookie jar per host) keep their own sessions."""
+    assert session_cookie(8766) == "lvseg_workbench_session_8766"
+    one = TestClient(create_workbench_app(space, queue, port=8766), base_url=BASE)
+    other = TestClient(create_workbench_app(space, queue, port=8767), base_url=BASE)
+    csrf = session(one)
+    assert set(one.cookies) == {"lvseg_workbench_session_8766"}
+    session(other)
+    assert set(other.cookies) == {"lvseg_workbench_session_8767"}
+    # This server reads its own cookie only: its session under the other's name is none.
+    value = one.cookies["lvseg_workbench_session_8766"]
+    headers = {"X-CSRF-Token": csrf, "Origin": BASE}
+    bare = TestClient(one.app, base_url=BASE)
+    misnamed = {"Cookie": f"lvseg_workbench_session_8767={value}"}
+    assert bare.post("/api/jobs", json=TRAIN, headers=headers | misnamed).status_code == 403
+    named = {"Cookie": f"lvseg_workbench_session_8766={value}"}
+    accepted = bare.post("/api/jobs", json=TRAIN, headers=headers | named)
+    assert accepted.status_code == 201

@@ -1,0 +1,51 @@
+"""``lvseg workbench``: serve the workbench (its JSON API and job queue) over a workspace folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lvseg.cli.common import clean_errors, console
+from lvseg.cli.dashboard import DASHBOARD_HOST, DashboardHost, DashboardToken
+
+WORKBENCH_PORT = 8766
+"""lvseg.workbench.launch's default, here so the CLI loads without fastapi."""
+
+
+@clean_errors
+def workbench_command(
+    root: Annotated[
+        Path,
+        typer.Argument(
+            help="The workspace folder (made if missing): datasets, runs, exports, job logs and "
+            "the job database. Default: ./workbench."
+        ),
+    ] = Path("workbench"),
+    allow: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--allow",
+            metavar="DIR",
+            help="A folder outside the workspace that datasets may be registered from "
+            "(repeat for more).",
+        ),
+    ] = None,
+    host: DashboardHost = DASHBOARD_HOST,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = (
+        WORKBENCH_PORT
+    ),
+    token: DashboardToken = None,
+) -> None:
+    """Serve the workbench over a workspace folder until Ctrl-C: for now its JSON API and job
+    queue (jobs run one at a time as lvseg commands); the page comes later."""
+    from lvseg.workbench.launch import WorkbenchServer
+
+    server = WorkbenchServer(root, allow or (), host=host, port=port, token=token)
+    console.print(
+        f"workbench of {server.workspace.root}: {server.url} (Ctrl-C to stop)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    server.run()
