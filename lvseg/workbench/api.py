@@ -33,6 +33,7 @@ from lvseg.dashboard.responses import error_response, json_response
 from lvseg.errors import InvalidInputError
 from lvseg.workbench.datasets import Datasets
 from lvseg.workbench.guard import SessionGuard, Sessions, session_cookie
+from lvseg.workbench.models import model_routes
 from lvseg.workbench.queue import Job, JobQueue
 from lvseg.workbench.runner import Runner
 from lvseg.workbench.workspace import Workspace, resolve_inside
@@ -251,4 +252,5 @@ def create_workbench_app(
     api.include_router(_session_routes(sessions, cookie))
     api.include_router(_job_routes(_Jobs(queue, runner)))
     api.include_router(_dataset_routes(Datasets(workspace)))
+    api.include_router(model_routes(workspace))
     return Guard(SessionGuard(api, token, sessions, cookie), token)
