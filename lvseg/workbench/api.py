@@ -4,7 +4,8 @@ Every answer is JSON; an error is ``{"error": one line}``: 400 for a refused req
 unknown option, a path outside the roots, a missing confirmation), 404 for an unknown job, 403
 from the guards (:mod:`lvseg.workbench.guard`, :mod:`lvseg.dashboard.access`).
 
-- ``GET /``: the session cookie and the CSRF token (in ``<meta name="csrf-token">``)
+- ``GET /``: the page (:mod:`lvseg.workbench.page`), with the session cookie and the CSRF
+  token (in ``<meta name="csrf-token">``); ``GET /static/{name}``: its modules
 - ``GET /api/jobs``, ``GET /api/jobs/{id}``: ``{"jobs": [job, ...]}``, a job
 - ``POST /api/jobs`` ``{"kind", "args"}``: a queued job (201)
 - ``POST /api/jobs/{id}/stop``, ``/resume`` (201, the new job), ``/clone`` ``{"changes"}`` (201)
@@ -16,7 +17,6 @@ from the guards (:mod:`lvseg.workbench.guard`, :mod:`lvseg.dashboard.access`).
 
 from __future__ import annotations
 
-import html
 import json
 import shlex
 from dataclasses import asdict
@@ -34,6 +34,7 @@ from lvseg.errors import InvalidInputError
 from lvseg.workbench.datasets import Datasets
 from lvseg.workbench.guard import SessionGuard, Sessions, session_cookie
 from lvseg.workbench.models import model_routes
+from lvseg.workbench.page import page_routes
 from lvseg.workbench.queue import Job, JobQueue
 from lvseg.workbench.runner import Runner
 from lvseg.workbench.workspace import Workspace, resolve_inside
@@ -185,26 +186,6 @@ def _dataset_routes(datasets: Datasets) -> APIRouter:
     return router
 
 
-def _session_routes(sessions: Sessions, cookie: str) -> APIRouter:
-    router = APIRouter()
-
-    @router.get("/")
-    def index() -> Response:
-        # The workbench's page comes next; for now the session it runs in.
-        session, csrf = sessions.new()
-        page = (
-            '<!doctype html><html><head><meta charset="utf-8">'
-            f'<meta name="csrf-token" content="{html.escape(csrf)}">'
-            "<title>lvseg workbench</title></head><body>lvseg workbench</body></html>"
-        )
-        response = Response(page, media_type="text/html; charset=utf-8")
-        response.headers["cache-control"] = "no-store"
-        response.set_cookie(cookie, session, httponly=True, samesite="strict", path="/")
-        return response
-
-    return router
-
-
 def _answer_errors_in_json(api: FastAPI) -> None:
     @api.exception_handler(JobNotFound)
     async def not_found(request: Request, error: JobNotFound) -> Response:
@@ -249,7 +230,7 @@ def create_workbench_app(
     api = FastAPI(title="lvseg workbench", docs_url=None, redoc_url=None, openapi_url=None)
     api.state.queue = queue
     _answer_errors_in_json(api)
-    api.include_router(_session_routes(sessions, cookie))
+    api.include_router(page_routes(sessions, cookie, token))
     api.include_router(_job_routes(_Jobs(queue, runner)))
     api.include_router(_dataset_routes(Datasets(workspace)))
     api.include_router(model_routes(workspace))

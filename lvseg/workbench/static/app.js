@@ -1,0 +1,41 @@
+// The workbench page: wires the Data and Training jobs panels, polls the job list, and shows
+// an error's one-line message.
+import { createDataPanel } from './data.js';
+import { createJobsPanel } from './jobs.js';
+
+const POLL_MS = 1500;
+const problems = document.getElementById('problems');
+
+function onError(error) {
+  problems.hidden = error === null;
+  problems.textContent = error === null ? '' : error.message;
+}
+
+const jobs = createJobsPanel({ onError });
+const data = createDataPanel({ onChange: jobs.setDatasets, onError });
+
+let polling = false;
+async function poll() {
+  if (polling) return; // a slow answer: skip a beat rather than pile requests up
+  polling = true;
+  try {
+    await jobs.refresh();
+  } catch (error) {
+    onError(error);
+  } finally {
+    polling = false;
+  }
+}
+
+async function start() {
+  try {
+    await data.refresh();
+  } catch (error) {
+    onError(error);
+  }
+  await poll();
+  window.setInterval(poll, POLL_MS);
+  window.lvsegWorkbench = { ready: true };
+}
+
+start();
