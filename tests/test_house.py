@@ -51,3 +51,11 @@ def test_readme_development_section_names_every_module():
     )
     assert not missing, f"modules the README's layout does not name: {missing}"
     assert not folders, f"packages the README's layout does not name: {folders}"
+
+
+def test_test_modules_have_unique_names():
+    # The test folders are not packages: pytest imports each test module by its file name, so
+    # two with one name make the whole run fail to collect.
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+    assert len(names) > 50
