@@ -1,6 +1,7 @@
 """The workbench's page: served with its CSRF meta and session cookie, its static files from a
 whitelist; and the whole flow in a real headless Chromium (register a dataset, start a job,
-watch it run, stop, resume, delete) against a runner whose jobs are a tiny Python sleeper.
+watch it run, stop, resume, delete) against a runner whose jobs are a tiny Python sleeper; and the
+Network panel (a model's picture and summary, two models compared) from real ``lvseg model info``.
 
 The browser test needs Debian's ``chromium`` (``scripts/install-browser.sh``) and is skipped
 where it is absent; its screenshot is saved to ``test-artifacts/workbench.png``.
@@ -76,7 +77,7 @@ def test_page_has_the_csrf_meta_the_cookie_and_its_static_files(space, queue) ->
             found = _modules(answer.text) - names
             names |= found
             pending |= found
-        assert {"app.js", "api.js", "data.js", "jobs.js", "style.css"} <= names
+        assert {"app.js", "api.js", "data.js", "jobs.js", "network.js", "style.css"} <= names
         assert {p.name for p in STATIC_DIR.glob("*.js")} == {n for n in names if n.endswith(".js")}
         for unknown in ("index.html", "nope.js", "..%2Fapi.py", "page.py"):
             assert http.get(f"/static/{unknown}").status_code == 404, unknown
@@ -144,6 +145,41 @@ def test_the_workbench_in_a_browser(browser, space, queue, tmp_path) -> None:
     finally:
         page.close()
         runner.close(timeout_s=10)
+        served.close()
+    assert errors == []
+
+
+def test_the_network_panel_in_a_browser(browser, space, queue) -> None:
+    token = "n" * 32  # with a token: the picture's URL must carry it
+    served = Served(create_workbench_app(space, queue, token=token))
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"{served.url}?token={token}")
+        page.wait_for_function("window.lvsegWorkbench && window.lvsegWorkbench.ready")
+        assert page.input_value("#network-model") == "lvnet"
+        page.click("#network-form button[type=submit]")
+        page.wait_for_function(
+            "document.getElementById('network-picture').complete"
+            " && document.getElementById('network-picture').naturalWidth > 0",
+            timeout=120_000,
+        )
+        assert "231,716 parameters" in page.text_content("#network-summary")
+        assert f"token={token}" in page.get_attribute("#network-picture", "src")
+        page.select_option("#compare-a", "lvnet")
+        page.select_option("#compare-b", "dli-fcn")
+        page.click("#compare-form button[type=submit]")
+        page.wait_for_function(
+            "document.querySelectorAll('#compare tbody tr').length === 2", timeout=120_000
+        )
+        models = page.eval_on_selector_all(
+            "#compare tbody tr td:first-child", "c => c.map(td => td.textContent)"
+        )
+        assert models == ["lvnet", "dli-fcn"]
+        assert page.is_hidden("#problems")
+    finally:
+        page.close()
         served.close()
     assert errors == []
 

@@ -31,6 +31,12 @@ export async function request(method, path, body) {
   return data;
 }
 
+// A URL the browser fetches by itself (an <img> src): no header, so the token goes in the query.
+export function withToken(path) {
+  if (!token) return path;
+  return `${path}${path.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
+}
+
 export const get = (path) => request('GET', path);
 export const post = (path, body = {}) => request('POST', path, body);
 export const remove = (path) => request('DELETE', path);

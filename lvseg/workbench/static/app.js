@@ -1,7 +1,8 @@
-// The workbench page: wires the Data and Training jobs panels, polls the job list, and shows
+// The workbench page: wires the Data, Network and Training jobs panels, polls the job list, and shows
 // an error's one-line message.
 import { createDataPanel } from './data.js';
 import { createJobsPanel } from './jobs.js';
+import { createNetworkPanel } from './network.js';
 
 const POLL_MS = 1500;
 const problems = document.getElementById('problems');
@@ -13,6 +14,7 @@ function onError(error) {
 
 const jobs = createJobsPanel({ onError });
 const data = createDataPanel({ onChange: jobs.setDatasets, onError });
+const network = createNetworkPanel({ onError });
 
 let polling = false;
 async function poll() {
@@ -29,7 +31,7 @@ async function poll() {
 
 async function start() {
   try {
-    await data.refresh();
+    await Promise.all([data.refresh(), network.refresh()]);
   } catch (error) {
     onError(error);
   }
