@@ -44,20 +44,21 @@ def _token_suffix(token: str) -> str:
     return f"?token={quote(token, safe='')}"
 
 
-def _index_html(token: str | None) -> str:
-    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+def page_with_token(html: str, token: str | None) -> str:
+    """A page whose own scripts and style sheets (``src``/``href="static/..."``) carry the token:
+    with a token the Guard wants it on every request."""
     if token is None:
         return html
-    # The page's own scripts and style sheet need the token too; add it to their URLs.
     suffix = _token_suffix(token)
     return _STATIC_REFERENCE.sub(lambda m: f'{m.group(1)}{suffix}"', html)
 
 
-def _module_with_token(name: str, token: str) -> str:
+def module_with_token(text: str, token: str | None) -> str:
     """A module whose ``from './x.js'`` imports carry the token: a browser resolves a relative
     import against the module's URL less its query, so the token would not reach them. The
     same suffix everywhere keeps one URL, so one instance, per module."""
-    text = (STATIC_DIR / name).read_text(encoding="utf-8")
+    if token is None:
+        return text
     suffix = _token_suffix(token)
     return _MODULE_IMPORT.sub(lambda m: f"{m.group(1)}{suffix}'", text)
 
@@ -69,7 +70,7 @@ def page_routes(token: str | None) -> APIRouter:
     @router.get("/")
     def index() -> Response:
         return Response(
-            _index_html(token),
+            page_with_token((STATIC_DIR / "index.html").read_text(encoding="utf-8"), token),
             media_type=STATIC_FILES["index.html"],
             headers={"cache-control": "no-store"},
         )
@@ -87,7 +88,8 @@ def page_routes(token: str | None) -> APIRouter:
         media_type = STATIC_FILES[name]
         headers = {"cache-control": "no-cache"}
         if token is not None and media_type == _JAVASCRIPT:
-            return Response(_module_with_token(name, token), media_type=media_type, headers=headers)
+            text = module_with_token((STATIC_DIR / name).read_text(encoding="utf-8"), token)
+            return Response(text, media_type=media_type, headers=headers)
         return FileResponse(STATIC_DIR / name, media_type=media_type, headers=headers)
 
     return router

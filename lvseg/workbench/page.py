@@ -4,13 +4,12 @@ ES modules from ``static/`` (a whitelist; served as written, no build step)."""
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
-from urllib.parse import quote
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
+from lvseg.dashboard.pages import module_with_token, page_with_token
 from lvseg.dashboard.responses import error_response
 from lvseg.workbench.guard import Sessions
 
@@ -22,17 +21,6 @@ STATIC_FILES = {
 }
 """The only files ``GET /static/{name}`` serves, so no request can name another file."""
 CSRF_PLACEHOLDER = "{{csrf}}"
-_STATIC_REFERENCE = re.compile(r'((?:src|href)="static/[^"?#]+)"')
-_MODULE_IMPORT = re.compile(r"(\bfrom '\./[\w-]+\.js)'")
-
-
-def _with_token(text: str, pattern: re.Pattern, close: str, token: str | None) -> str:
-    """``text`` with the token added to the URLs ``pattern`` finds: with a token, the Guard
-    wants it on every request, and a browser drops a page's query from the URLs it resolves."""
-    if token is None:
-        return text
-    suffix = f"?token={quote(token, safe='')}"
-    return pattern.sub(lambda m: f"{m.group(1)}{suffix}{close}", text)
 
 
 def page_routes(sessions: Sessions, cookie: str, token: str | None) -> APIRouter:
@@ -45,7 +33,7 @@ def page_routes(sessions: Sessions, cookie: str, token: str | None) -> APIRouter
         session, csrf = sessions.new()
         page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
         page = page.replace(CSRF_PLACEHOLDER, html.escape(csrf))
-        page = _with_token(page, _STATIC_REFERENCE, '"', token)
+        page = page_with_token(page, token)
         response = Response(page, media_type="text/html; charset=utf-8")
         response.headers["cache-control"] = "no-store"
         response.set_cookie(cookie, session, httponly=True, samesite="strict", path="/")
@@ -59,7 +47,7 @@ def page_routes(sessions: Sessions, cookie: str, token: str | None) -> APIRouter
         headers = {"cache-control": "no-cache"}
         if token is not None and media_type == _JAVASCRIPT:
             text = (STATIC_DIR / name).read_text(encoding="utf-8")
-            text = _with_token(text, _MODULE_IMPORT, "'", token)
+            text = module_with_token(text, token)
             return Response(text, media_type=media_type, headers=headers)
         return FileResponse(STATIC_DIR / name, media_type=media_type, headers=headers)
 
