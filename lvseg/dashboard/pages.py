@@ -20,6 +20,7 @@ _JAVASCRIPT = "text/javascript; charset=utf-8"
 """Browsers run a module script only when it comes with a JavaScript MIME type."""
 STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
+    "base.css": "text/css; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     **{path.name: _JAVASCRIPT for path in sorted(STATIC_DIR.glob("*.js"))},
 }

@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
+from lvseg.dashboard.pages import STATIC_DIR as DASHBOARD_STATIC
 from lvseg.dashboard.pages import module_with_token, page_with_token
 from lvseg.dashboard.responses import error_response
 from lvseg.workbench.guard import Sessions
@@ -16,10 +17,14 @@ from lvseg.workbench.guard import Sessions
 STATIC_DIR = Path(__file__).resolve().with_name("static")
 _JAVASCRIPT = "text/javascript; charset=utf-8"  # a module runs only with a JavaScript type
 STATIC_FILES = {
+    "base.css": "text/css; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     **{path.name: _JAVASCRIPT for path in sorted(STATIC_DIR.glob("*.js"))},
 }
 """The only files ``GET /static/{name}`` serves, so no request can name another file."""
+_FOLDER = {"base.css": DASHBOARD_STATIC}
+"""Where a file comes from when it is not the workbench's own: the look it shares with the
+dashboard is the dashboard's one style sheet."""
 CSRF_PLACEHOLDER = "{{csrf}}"
 
 
@@ -49,6 +54,7 @@ def page_routes(sessions: Sessions, cookie: str, token: str | None) -> APIRouter
             text = (STATIC_DIR / name).read_text(encoding="utf-8")
             text = module_with_token(text, token)
             return Response(text, media_type=media_type, headers=headers)
-        return FileResponse(STATIC_DIR / name, media_type=media_type, headers=headers)
+        folder = _FOLDER.get(name, STATIC_DIR)
+        return FileResponse(folder / name, media_type=media_type, headers=headers)
 
     return router
