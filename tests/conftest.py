@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,21 @@ def tiny_run(tiny_phantom, tmp_path_factory) -> Path:
     from builders import train_tiny_lvnet
 
     return train_tiny_lvnet(tiny_phantom, tmp_path_factory.mktemp("tiny-run") / "run", epochs=2)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Debian chromium through Playwright (its own browser download does not run
+    here); the test is skipped with a note where either is missing."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no chromium browser: run scripts/install-browser.sh to run the browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()

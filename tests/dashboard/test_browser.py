@@ -8,7 +8,6 @@ absent. The screenshot of the live run is saved to ``test-artifacts/dashboard.pn
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -24,24 +23,7 @@ from lvseg.errors import InvalidInputError
 from lvseg.model.registry import build_model
 from lvseg.runs.store import RunStore
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason="no chromium browser: run scripts/install-browser.sh to run the browser tests",
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 class PageWatch:

@@ -15,14 +15,6 @@ from lvseg.model import architecture, build_model, model_names, receptive, size_
 from lvseg.model.architecture import CAM_HEAD, PRESENCE_HEAD, Architecture, describe
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def lvnet_128() -> Architecture:
     return describe(build_model("lvnet"), 128)

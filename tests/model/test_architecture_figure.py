@@ -5,21 +5,12 @@ from __future__ import annotations
 import doctest
 
 import pytest
-import torch
 
 from lvseg.model import architecture_figure, build_model
 from lvseg.model.architecture import describe
 from lvseg.model.architecture_figure import draw_architecture, draw_comparison
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -5,20 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from lvseg.model.architecture import Architecture
 from tests.builders import invoke
 
 WIDE = {"COLUMNS": "120"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_info_without_new_flags_prints_only_the_size_table():

@@ -30,16 +30,6 @@ DEFAULT_PARAMETERS = {"lvnet": 231_716, "unet": 7_762_500, "dli-fcn": 1_857_850}
 DEFAULT_MACS_AT_128 = {"lvnet": 109_453_312, "unet": 3_008_888_832, "dli-fcn": 224_924_416}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models run hundreds of tiny ops per step; with more threads than free cores (other
-    work, or pytest -n) every op waits for a descheduled thread and a 0.3 s test takes a minute."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)

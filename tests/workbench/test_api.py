@@ -21,17 +21,6 @@ TOKEN = "a-workbench-token-of-some-length"
 TRAIN = {"kind": "train", "args": {"data": "phantom", "epochs": 2}}
 
 
-@pytest.fixture
-def space(tmp_path):
-    return Workspace.open(tmp_path / "ws")
-
-
-@pytest.fixture
-def queue(space):
-    with JobQueue.open(space) as queue:
-        yield queue
-
-
 def client(space, queue, token=None):
     return TestClient(create_workbench_app(space, queue, token=token), base_url=BASE)
 

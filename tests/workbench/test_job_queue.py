@@ -12,18 +12,6 @@ import pytest
 
 from lvseg.errors import InvalidInputError
 from lvseg.workbench.queue import SCHEMA_VERSION, JobQueue
-from lvseg.workbench.workspace import Workspace
-
-
-@pytest.fixture
-def space(tmp_path):
-    return Workspace.open(tmp_path / "ws")
-
-
-@pytest.fixture
-def queue(space):
-    with JobQueue.open(space) as queue:
-        yield queue
 
 
 def _dead_pid() -> int:

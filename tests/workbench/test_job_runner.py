@@ -13,7 +13,6 @@ import pytest
 
 from lvseg.workbench.queue import JobQueue
 from lvseg.workbench.runner import Runner
-from lvseg.workbench.workspace import Workspace
 
 CHILD = """
 import os, signal, sys, time
@@ -40,17 +39,6 @@ class Scripts:
 
     def __call__(self, job):
         return [sys.executable, str(self.script), self.modes.get(job.id, "exit:0")]
-
-
-@pytest.fixture
-def space(tmp_path):
-    return Workspace.open(tmp_path / "ws")
-
-
-@pytest.fixture
-def queue(space):
-    with JobQueue.open(space) as queue:
-        yield queue
 
 
 @pytest.fixture

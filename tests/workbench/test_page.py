@@ -10,24 +10,18 @@ where it is absent; its screenshot is saved to ``test-artifacts/workbench.png``.
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from lvseg.dashboard.launch import bind, uvicorn_server
 from lvseg.workbench.api import create_workbench_app
 from lvseg.workbench.guard import session_cookie
 from lvseg.workbench.page import STATIC_DIR
-from lvseg.workbench.queue import JobQueue
 from lvseg.workbench.runner import Runner
-from lvseg.workbench.workspace import Workspace
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 BASE = "http://127.0.0.1:8766"
 MEDIA = {".js": "text/javascript", ".css": "text/css"}
@@ -42,17 +36,6 @@ for epoch in range(1, 4):
     time.sleep(0.1)
 time.sleep(60)
 """
-
-
-@pytest.fixture
-def space(tmp_path):
-    return Workspace.open(tmp_path / "ws")
-
-
-@pytest.fixture
-def queue(space):
-    with JobQueue.open(space) as queue:
-        yield queue
 
 
 def _modules(text: str) -> set[str]:
@@ -112,19 +95,6 @@ class Served:
     def close(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no chromium browser: run scripts/install-browser.sh to run the browser tests")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def test_the_workbench_in_a_browser(browser, space, queue, tmp_path) -> None:
