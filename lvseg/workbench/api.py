@@ -72,12 +72,15 @@ async def json_body(request: Request) -> dict[str, Any]:
 Body = Annotated[dict[str, Any], Depends(json_body)]
 
 
-def job_record(job: Job) -> dict[str, Any]:
-    """A job as the API shows it: paths as strings, and its run folder's name (``run``)."""
+def job_record(job: Job, workspace: Workspace) -> dict[str, Any]:
+    """A job as the API shows it: paths as strings, its output's name (``run``: a training
+    job's run folder) and its place in the workspace (``output``, e.g. ``exports/job-0007``)."""
     record = asdict(job)
     for name in ("run_dir", "log_path"):
         record[name] = str(record[name]) if record[name] is not None else None
     record["run"] = job.run_dir.name if job.run_dir is not None else None
+    inside = job.run_dir is not None and job.run_dir.is_relative_to(workspace.root)
+    record["output"] = job.run_dir.relative_to(workspace.root).as_posix() if inside else None
     return record
 
 
@@ -94,6 +97,9 @@ class _Jobs:
         except InvalidInputError:
             raise JobNotFound(f"no job {job_id}") from None
 
+    def record(self, job: Job) -> dict[str, Any]:
+        return job_record(job, self.queue.workspace)
+
     def changed(self, value: Any, status_code: int = 200) -> Response:
         if self.runner is not None:
             self.runner.wake()  # start a queued job, or carry on a stop, now
@@ -106,31 +112,31 @@ def _job_routes(jobs: _Jobs) -> APIRouter:
 
     @router.get("/api/jobs")
     def job_list() -> Response:
-        return json_response({"jobs": [job_record(job) for job in queue.list_jobs()]})
+        return json_response({"jobs": [jobs.record(job) for job in queue.list_jobs()]})
 
     @router.get("/api/jobs/{job_id}")
     def job_detail(job_id: JobId) -> Response:
-        return json_response(job_record(jobs.get(job_id)))
+        return json_response(jobs.record(jobs.get(job_id)))
 
     @router.post("/api/jobs")
     def submit(body: Body) -> Response:
         job = queue.submit(body.get("kind"), body.get("args", {}))
-        return jobs.changed(job_record(job), 201)
+        return jobs.changed(jobs.record(job), 201)
 
     @router.post("/api/jobs/{job_id}/stop")
     def stop(job_id: JobId) -> Response:
-        return jobs.changed(job_record(queue.request_stop(jobs.get(job_id).id)))
+        return jobs.changed(jobs.record(queue.request_stop(jobs.get(job_id).id)))
 
     @router.post("/api/jobs/{job_id}/resume")
     def resume(job_id: JobId) -> Response:
-        return jobs.changed(job_record(queue.resume(jobs.get(job_id).id)), 201)
+        return jobs.changed(jobs.record(queue.resume(jobs.get(job_id).id)), 201)
 
     @router.post("/api/jobs/{job_id}/clone")
     def clone(job_id: JobId, body: Body) -> Response:
         changes = body.get("changes", {})
         if not isinstance(changes, dict):
             raise InvalidInputError(None, "changes must be an object of options")
-        return jobs.changed(job_record(queue.clone(jobs.get(job_id).id, changes)), 201)
+        return jobs.changed(jobs.record(queue.clone(jobs.get(job_id).id, changes)), 201)
 
     @router.delete("/api/jobs/{job_id}")
     def delete(job_id: JobId, confirm: str | None = None) -> Response:

@@ -1,6 +1,7 @@
 """The job queue: jobs in the workspace's SQLite database (``workbench.db``), which outlives
-the server. A job runs one lvseg verb (:mod:`lvseg.workbench.kinds`) on its run folder; it is
-queued, then running, then done, failed, stopped or interrupted (its process died unseen)."""
+the server. A job runs one lvseg verb (:mod:`lvseg.workbench.kinds`) into an output of its own
+(a training job's run folder); it is queued, then running, then done, failed, stopped or
+interrupted (its process died unseen)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     stop_requested INTEGER NOT NULL DEFAULT 0,
     pid INTEGER,
     exit_code INTEGER,
-    run_dir TEXT,
+    run_dir TEXT,                          -- the job's output (a run folder, an export...)
     log_path TEXT,
     created REAL NOT NULL,
     started REAL,
@@ -176,6 +177,8 @@ class JobQueue:
     def resume(self, job_id: int) -> Job:
         """A new queued job that continues a stopped or interrupted job's run folder."""
         job = self.get(job_id)
+        if not job_kind(job.kind).resumable:
+            raise InvalidInputError(None, f"job {job_id} ({job.kind}) cannot be resumed: clone it")
         if job.state not in RESUMABLE:
             raise InvalidInputError(
                 None,
@@ -198,11 +201,13 @@ class JobQueue:
                 (kind, json.dumps(args), int(resume), time.time()),
             )
             job_id = cursor.lastrowid
-            folder = run_dir or self.workspace.runs / f"job-{job_id:04d}"
+            output = job_kind(kind).output
+            if run_dir is None and output is not None:
+                run_dir = self.workspace.root / output.folder / output.name(job_id)
             log = self.workspace.logs / f"job-{job_id:04d}.log"
             db.execute(
                 "UPDATE jobs SET run_dir = ?, log_path = ? WHERE id = ?",
-                (str(folder), str(log), job_id),
+                (str(run_dir) if run_dir is not None else None, str(log), job_id),
             )
         return self.get(job_id)
 
@@ -249,15 +254,16 @@ class JobQueue:
         return self.get(job_id)
 
     def delete(self, job_id: int) -> list[int]:
-        """Delete a job's run: its run folder, and every job on that folder (a run and its
-        resumes) with their logs. Never the data. Refused while one of them is running or
-        queued. Returns the ids deleted."""
+        """Delete a job: a training job's run folder too, and every job on that folder (a run
+        and its resumes), with their logs. Another kind's output (an export, a dataset) stays:
+        only runs are deleted. Refused while one of them is running or queued. Returns the
+        ids deleted."""
         job = self.get(job_id)
         jobs = self._on_run(job.run_dir) if job.run_dir else [job]
         live = [j.id for j in jobs if j.state in ("queued", "running")]
         if live:
             raise InvalidInputError(None, f"job {live[0]} is queued or running; stop it first")
-        if job.run_dir is not None:
+        if job.run_dir is not None and job_kind(job.kind).resumable:
             self._remove_run(job.run_dir)
         with self._write() as db:
             db.executemany("DELETE FROM jobs WHERE id = ?", [(j.id,) for j in jobs])
@@ -303,9 +309,14 @@ class JobQueue:
         command = _command_line(job.pid)
         if command is None:  # no /proc (macOS): the pid is all we know
             return True
-        # python -m lvseg VERB ... --out=RUN: the interpreter's path may differ.
-        expected = ["-m", "lvseg", job.kind]
-        return command[1:4] == expected and f"--out={job.run_dir}" in command
+        # python -m lvseg VERB ... OUTPUT: the interpreter's path may differ.
+        kind = job_kind(job.kind)
+        expected = ["-m", "lvseg", *kind.verb]
+        if command[1 : 3 + len(kind.verb)] != expected:
+            return False
+        if kind.output is None or job.run_dir is None:
+            return True
+        return kind.output.argv(job.run_dir)[0] in command
 
 
 def _migrate(connection: sqlite3.Connection, path: Path) -> None:

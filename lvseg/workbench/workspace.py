@@ -1,5 +1,6 @@
-"""The workbench's workspace: one folder holding datasets, runs, exports, job logs and the job
-database, and the one check every path a request names goes through (:func:`resolve_inside`)."""
+"""The workbench's workspace: one folder holding datasets, runs, exports, evaluations, splits,
+job logs and the job database, and the one check every path a request names goes through
+(:func:`resolve_inside`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from lvseg.errors import InvalidInputError
 DATASETS = "datasets"
 RUNS = "runs"
 EXPORTS = "exports"
+EVALUATIONS = "evaluations"
+SPLITS = "splits"
 LOGS = "logs"
 DATABASE = "workbench.db"
 
@@ -30,7 +33,7 @@ class Workspace:
         try:
             root.mkdir(parents=True, exist_ok=True)
             root = root.resolve(strict=True)
-            for name in (DATASETS, RUNS, EXPORTS, LOGS):
+            for name in (DATASETS, RUNS, EXPORTS, EVALUATIONS, SPLITS, LOGS):
                 (root / name).mkdir(exist_ok=True)
         except OSError as error:
             raise InvalidInputError(root, f"cannot make the workspace: {error}") from error
@@ -53,6 +56,14 @@ class Workspace:
     @property
     def exports(self) -> Path:
         return self.root / EXPORTS
+
+    @property
+    def evaluations(self) -> Path:
+        return self.root / EVALUATIONS
+
+    @property
+    def splits(self) -> Path:
+        return self.root / SPLITS
 
     @property
     def logs(self) -> Path:

@@ -146,3 +146,130 @@ def test_only_lvseg_verbs_are_kinds():
     for name in ("bash", "python", "", None, "TRAIN"):
         with pytest.raises(InvalidInputError, match="unknown job kind"):
             job_kind(name)
+
+
+def _command(verb):
+    """The click command lvseg runs for ``verb`` (its words after ``lvseg``)."""
+    command = typer.main.get_command(app)
+    for word in verb:
+        command = command.commands[word]
+    return command
+
+
+def _plain(value):
+    value = value.value if isinstance(value, enum.Enum) else value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+# One full set of arguments per kind but train (tested above), with what the verb's own parser
+# must read for its positional arguments (a name: the arguments' order, as the verb takes them).
+OTHER_KINDS = {
+    "data-phantom": (
+        {"patients": 3, "seed": 2, "format": "nifti", "contrast": "random"},
+        {"out": "OUTPUT"},
+    ),
+    "data-split": (
+        {
+            "data": "datasets/acdc",
+            "format": "nifti",
+            "skip_invalid": True,
+            "name_pattern": "(?P<patient>p\\d+)",
+            "labels": "acdc",
+            "val": 0.25,
+            "test": 0.1,
+            "folds": 5,
+            "seed": 4,
+        },
+        {"path": "datasets/acdc", "out": "OUTPUT"},
+    ),
+    "evaluate": (
+        {
+            "model": "runs/old",
+            "data": "datasets/acdc",
+            "format": "folders",
+            "split": "all",
+            "crop": "centre",
+            "limit": 9,
+            "tta": True,
+        },
+        {"targets": ["runs/old", "datasets/acdc"], "out": "OUTPUT"},
+    ),
+    "select": (
+        {"runs": ["runs/old", "runs/new"], "max_dice_drop": 0.01, "prefer": "dice"},
+        {"runs": ["runs/old", "runs/new"]},
+    ),
+    "export": (
+        {
+            "model": ["runs/old"],
+            "format": "torchscript",
+            "int8": True,
+            "calibration": "datasets/acdc",
+            "tta": True,
+        },
+        {"model": ["runs/old"], "out": "OUTPUT"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_KINDS))
+def test_each_kinds_argv_is_what_its_verb_parses(space, name):
+    for folder in ("datasets/acdc", "runs/old", "runs/new"):
+        (space.root / folder).mkdir(parents=True, exist_ok=True)
+    kind = job_kind(name)
+    args, positional = OTHER_KINDS[name]
+    assert set(args) == set(kind.options) | {option.name for option in kind.arguments}
+    checked = kind.validate(args, space.resolve)
+    output = space.root / kind.output.folder / kind.output.name(7) if kind.output else None
+    argv = kind.argv(checked, output, resume=False)
+    assert argv[:3] == [sys.executable, "-m", "lvseg"]
+    assert tuple(argv[3 : 3 + len(kind.verb)]) == kind.verb
+    params = _command(kind.verb).make_context(name, argv[3 + len(kind.verb) :]).params
+    for option in kind.options:
+        assert _plain(params[option]) == checked[option], option
+
+    def expected(value):
+        if value == "OUTPUT":
+            return str(output)
+        return (
+            [expected(item) for item in value]
+            if isinstance(value, list)
+            else str(space.root / value)
+        )
+
+    for parameter, value in positional.items():
+        assert _plain(params[parameter]) == expected(value), parameter
+
+
+def test_outputs_are_named_by_the_job_in_their_own_folders():
+    names = {name: (kind.output.folder, kind.output.name(12)) for name, kind in
+             ((n, job_kind(n)) for n in OTHER_KINDS) if kind.output}  # fmt: skip
+    assert names == {
+        "data-phantom": ("datasets", "phantom-0012"),
+        "data-split": ("splits", "split-0012.json"),
+        "evaluate": ("evaluations", "job-0012"),
+        "export": ("exports", "job-0012"),
+    }
+    assert job_kind("select").output is None  # it writes RUN/selected.json
+    assert [name for name in OTHER_KINDS if job_kind(name).resumable] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"),
+    [
+        ("evaluate", {"model": "runs/old"}, "evaluate: data is required"),
+        ("select", {"runs": []}, "select --runs: a list of 1 to 20 paths, not []"),
+        ("select", {"runs": "runs/old"}, "select --runs: a list of 1 to 20 paths"),
+        ("select", {"runs": ["runs/old", "/etc"]}, "/etc: outside the workspace"),
+        ("export", {"model": ["runs/old"], "out": "/tmp/x"}, "export: unknown option 'out'"),
+        ("export", {"model": ["runs/old"], "overwrite": True}, "export: unknown option"),
+        ("data-phantom", {"patients": 0}, "data-phantom --patients: 0 is outside [1, 500]"),
+        ("data-split", {"data": "../elsewhere"}, "../elsewhere: outside the workspace"),
+    ],
+)
+def test_other_kinds_refuse_bad_arguments_in_one_line(space, name, args, message):
+    (space.runs / "old").mkdir()
+    with pytest.raises(InvalidInputError) as error:
+        job_kind(name).validate(args, space.resolve)
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -158,3 +158,51 @@ def test_the_database_is_wal_with_a_schema_version(queue, space):
     with sqlite3.connect(space.database) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_other_kinds_write_into_their_own_workspace_folders(queue, space):
+    (space.runs / "old").mkdir()
+    export = queue.submit("export", {"model": ["runs/old"], "int8": True})
+    phantom = queue.submit("data-phantom", {"patients": 2})
+    select = queue.submit("select", {"runs": ["runs/old"]})
+    assert export.run_dir == space.exports / f"job-{export.id:04d}"
+    assert phantom.run_dir == space.datasets / f"phantom-{phantom.id:04d}"
+    assert select.run_dir is None  # select writes RUN/selected.json
+    assert queue.argv(export)[3:] == [
+        "export",
+        str(space.runs / "old"),
+        "--int8",
+        f"--out={export.run_dir}",
+    ]
+    assert queue.argv(phantom)[3:] == ["data", "phantom", "--patients=2", str(phantom.run_dir)]
+
+
+def test_only_a_training_run_is_resumed_or_deleted_with_its_output(queue, space):
+    (space.runs / "old").mkdir()
+    job = queue.submit("export", {"model": ["runs/old"]})
+    queue.mark_running(job.id, os.getpid())
+    queue.mark_ended(job.id, None, state="interrupted")
+    with pytest.raises(InvalidInputError, match=r"\(export\) cannot be resumed: clone it"):
+        queue.resume(job.id)
+    job.run_dir.mkdir()
+    (job.run_dir / "model.onnx").write_bytes(b"kept")
+    assert queue.delete(job.id) == [job.id]
+    assert (job.run_dir / "model.onnx").read_bytes() == b"kept"  # only runs are deleted
+
+
+def test_a_process_that_is_not_the_jobs_lvseg_verb_is_not_taken_for_it(space):
+    queue = JobQueue.open(space)
+    (space.runs / "old").mkdir()
+    job = queue.submit("export", {"model": ["runs/old"]})
+    argv = queue.argv(job)
+    script = "import time; time.sleep(30)"
+    # A stand-in that wears the job's command line: python -c ... -m lvseg export ... --out=...
+    process = subprocess.Popen([sys.executable, "-c", script, *argv[1:]])
+    try:
+        queue.mark_running(job.id, process.pid)
+        running = queue.get(job.id)
+        assert not queue.is_alive(running)  # argv[1] is -c, not -m lvseg
+    finally:
+        process.kill()
+        process.wait()
+    queue.close()
