@@ -31,7 +31,8 @@ async function poll() {
 
 async function start() {
   try {
-    await Promise.all([data.refresh(), network.refresh()]);
+    const [, models] = await Promise.all([data.refresh(), network.refresh()]);
+    jobs.setModels(models); // the registry's models, as lvseg model info lists them
   } catch (error) {
     onError(error);
   }

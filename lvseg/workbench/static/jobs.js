@@ -41,8 +41,17 @@ export function createJobsPanel({ onError }) {
     if ([...dataSelect.options].some((o) => o.value === keep)) dataSelect.value = keep;
   }
 
+  function setModels(names) {
+    const select = $('job-model');
+    const keep = select.value || 'lvnet';
+    select.replaceChildren(...names.map((name) => option(name, name)));
+    if (names.includes(keep)) select.value = keep;
+  }
+
   function formArgs() {
     const args = { data: dataSelect.value, model: $('job-model').value };
+    const config = $('job-config').value.trim();
+    if (config !== '') args.config = config; // a recipe file: the form's knobs override it
     for (const [id, name, parse] of NUMBERS) {
       const raw = $(id).value.trim();
       if (raw !== '') args[name] = parse(raw);
@@ -179,5 +188,5 @@ export function createJobsPanel({ onError }) {
     }
   });
 
-  return { refresh, setDatasets };
+  return { refresh, setDatasets, setModels };
 }

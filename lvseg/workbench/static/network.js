@@ -40,6 +40,7 @@ export function createNetworkPanel({ onError }) {
     fill(model, names, 'lvnet');
     fill(compareA, names, 'lvnet');
     fill(compareB, names, names.find((name) => name !== 'lvnet'));
+    return names;
   }
 
   function query() {
