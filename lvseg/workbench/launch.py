@@ -19,7 +19,7 @@ from pathlib import Path
 from lvseg.dashboard.launch import DEFAULT_HOST, bind, server_url, serving_token, uvicorn_server
 from lvseg.workbench.api import create_workbench_app
 from lvseg.workbench.queue import JobQueue
-from lvseg.workbench.runner import Runner
+from lvseg.workbench.runner import Runner, gpu_slots
 from lvseg.workbench.workspace import Workspace
 
 DEFAULT_ROOT = Path("workbench")
@@ -49,7 +49,7 @@ class WorkbenchServer:
         except BaseException:
             self.socket.close()
             raise
-        self.runner = Runner(self.queue)
+        self.runner = Runner(self.queue, slots=gpu_slots())  # one job per GPU, else one
         self.app = create_workbench_app(
             self.workspace, self.queue, self.runner, self.token, port=self.port
         )

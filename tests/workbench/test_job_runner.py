@@ -12,7 +12,7 @@ import time
 import pytest
 
 from lvseg.workbench.queue import JobQueue
-from lvseg.workbench.runner import Runner
+from lvseg.workbench.runner import CPU_ONLY, Runner, gpu_slots
 
 CHILD = """
 import os, signal, sys, time
@@ -24,7 +24,7 @@ def on_sigint(*_):
     print("got SIGINT", flush=True)
     sys.exit(130)
 signal.signal(signal.SIGINT, signal.SIG_IGN if mode == "stubborn" else on_sigint)
-print("ready", flush=True)
+print("ready on GPU", os.environ.get("CUDA_VISIBLE_DEVICES", "none"), flush=True)
 time.sleep(60)
 """
 
@@ -174,3 +174,44 @@ def test_a_job_an_earlier_server_started_is_watched_and_stopped(space, scripts, 
     finally:
         process.kill()
         log.close()
+
+
+def test_one_job_per_gpu_each_seeing_only_its_own(queue, scripts):
+    jobs = [queue.submit("train", {}) for _ in range(3)]
+    for job in jobs:
+        scripts.modes[job.id] = "sleep"
+    with Runner(queue, argv_for=scripts, slots=("2", "5")) as runner:
+        runner.tick()
+        first, second, third = (queue.get(job.id) for job in jobs)
+        assert (first.state, second.state, third.state) == ("running", "running", "queued")
+        _until(runner, _log_says(first, "ready on GPU 2"))
+        _until(runner, _log_says(second, "ready on GPU 5"))
+        queue.request_stop(first.id)
+        _until(runner, _log_says(third, "ready on GPU 2"))  # the freed GPU, not a third
+        assert queue.get(second.id).state == "running"
+        for job in (second, third):
+            queue.request_stop(job.id)
+        _until(runner, lambda: not queue.list_jobs("running"))
+
+
+def test_a_cpu_machine_runs_one_job_seeing_the_servers_devices(queue, scripts, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    job = queue.submit("train", {})
+    scripts.modes[job.id] = "sleep"
+    with Runner(queue, argv_for=scripts) as runner:
+        _until(runner, _log_says(job, "ready on GPU none"))
+        queue.request_stop(job.id)
+        _until(runner, lambda: queue.get(job.id).state != "running")
+
+
+@pytest.mark.parametrize(
+    ("visible", "slots"),
+    [("0,1,3", ("0", "1", "3")), ("1", CPU_ONLY), ("", CPU_ONLY), ("-1", CPU_ONLY)],
+)
+def test_gpu_slots_follow_cuda_visible_devices(visible, slots):
+    assert gpu_slots({"CUDA_VISIBLE_DEVICES": visible}) == slots
+
+
+def test_without_nvidia_smi_there_is_one_slot(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert gpu_slots({}) == CPU_ONLY
