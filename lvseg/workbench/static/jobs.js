@@ -4,6 +4,9 @@ import { cell, get, post, remove, when } from './api.js';
 
 const $ = (id) => document.getElementById(id);
 const NUMBERS = [
+  ['job-val', 'val', parseFloat], // the patient-level split: a validation share, or K folds
+  ['job-folds', 'folds', parseInt],
+  ['job-fold', 'fold', parseInt],
   ['job-epochs', 'epochs', parseInt],
   ['job-batch-size', 'batch_size', parseInt],
   ['job-lr', 'lr', parseFloat],
