@@ -1,4 +1,4 @@
-"""``lvseg workbench``: serve the workbench (its JSON API and job queue) over a workspace folder."""
+"""``lvseg workbench``: serve the training system in the browser over a workspace folder."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def workbench_command(
     root: Annotated[
         Path,
         typer.Argument(
-            help="The workspace folder (made if missing): datasets, runs, exports, job logs and "
-            "the job database. Default: ./workbench."
+            help="The workspace folder (made if missing): datasets, splits, runs, evaluations, "
+            "exports, job logs and the job database. Default: ./workbench."
         ),
     ] = Path("workbench"),
     allow: Annotated[
@@ -38,13 +38,16 @@ def workbench_command(
     ),
     token: DashboardToken = None,
 ) -> None:
-    """Serve the workbench over a workspace folder until Ctrl-C: for now its JSON API and job
-    queue (jobs run one at a time as lvseg commands); the page comes later."""
+    """Serve the workbench over a workspace folder until Ctrl-C: data, networks, training jobs,
+    compare, select and export in the browser, each action an lvseg command run as a job (one
+    at a time; one per GPU where there are several)."""
     from lvseg.workbench.launch import WorkbenchServer
 
     server = WorkbenchServer(root, allow or (), host=host, port=port, token=token)
+    slots = len(server.runner.slots)
+    at_once = f"{slots} jobs at once, one per GPU" if slots > 1 else "one job at a time"
     console.print(
-        f"workbench of {server.workspace.root}: {server.url} (Ctrl-C to stop)",
+        f"workbench of {server.workspace.root}: {server.url} ({at_once}; Ctrl-C to stop)",
         highlight=False,
         soft_wrap=True,
     )
