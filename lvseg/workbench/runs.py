@@ -76,6 +76,12 @@ class _Speeds:
             self._cache[name] = (store, last, value)
         return value
 
+    def keep(self, names: set[str]) -> None:
+        """Forget the runs not in ``names`` (deleted ones)."""
+        with self._lock:
+            for gone in set(self._cache) - names:
+                del self._cache[gone]
+
 
 def run_row(store: RunStore, name: str, root: Path, speeds: _Speeds) -> dict[str, Any]:
     """What the Runs table shows of one run (see the module)."""
@@ -137,7 +143,9 @@ def run_routes(workspace: Workspace) -> APIRouter:
     @router.get("/api/runs")
     def run_list() -> Response:
         rows = []
-        for name in runs.paths():
+        names = runs.paths()
+        speeds.keep(set(names))
+        for name in names:
             try:
                 rows.append(row(name))
             except RunNotFound:
