@@ -21,7 +21,7 @@ _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhos
 _CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    "object-src 'none'; base-uri 'none'; frame-ancestors {ancestors}"
 )
 
 
@@ -78,11 +78,14 @@ def is_loopback(host: str) -> bool:
 
 class Guard:
     """ASGI middleware: the token (or, without one, a loopback Host header) on every request,
-    and headers that keep the page from loading anything that is not from this server."""
+    and headers that keep the page from loading anything that is not from this server.
+    ``frame_ancestors`` (CSP) says who may show its pages in a frame: nobody by default; the
+    workbench, which shows the dashboard in an iframe, gives ``'self'``."""
 
-    def __init__(self, app: Any, token: str | None) -> None:
+    def __init__(self, app: Any, token: str | None, *, frame_ancestors: str = "'none'") -> None:
         self.app = app
         self.token = token
+        self.policy = _CONTENT_SECURITY_POLICY.format(ancestors=frame_ancestors).encode()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -91,7 +94,8 @@ class Guard:
         refusal = self._refusal(scope)
         if refusal is not None:
             status, message = refusal
-            api = scope.get("path", "").startswith("/api/")
+            # "/api/" anywhere: the dashboard's API is also served under a prefix (/monitor/api/)
+            api = "/api/" in scope.get("path", "")
             body = encode({"error": message}).encode() if api else message.encode()
             await send(
                 {
@@ -112,7 +116,7 @@ class Guard:
                 headers += [
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"),
-                    (b"content-security-policy", _CONTENT_SECURITY_POLICY.encode()),
+                    (b"content-security-policy", self.policy),
                 ]
                 message = {**message, "headers": headers}
             await send(message)

@@ -179,6 +179,7 @@ def create_app(
     poll_s: float = POLL_S,
     ping_s: float = 10.0,
     rescan_s: float = 1.0,
+    frame_ancestors: str = "'none'",
 ) -> Any:
     """The dashboard's ASGI app for a run, or a folder of runs, at ``target``.
 
@@ -186,6 +187,7 @@ def create_app(
     without, 403 with a wrong one; a token that :func:`~lvseg.dashboard.access.check_token`
     refuses (empty, short) raises InvalidInputError. Without, only requests addressed to a
     loopback host name are answered. ``poll_s`` is how often the live stream looks for new rows.
+    ``frame_ancestors`` (see :class:`~lvseg.dashboard.access.Guard`): who may frame its pages.
     """
     token = check_token(token)
     runs = Runs(target, rescan_s=rescan_s)
@@ -195,4 +197,4 @@ def create_app(
     api.include_router(page_routes(token))
     api.include_router(_run_routes(runs))
     api.include_router(stream_routes(runs, poll_s, ping_s))
-    return Guard(api, token)
+    return Guard(api, token, frame_ancestors=frame_ancestors)

@@ -13,6 +13,9 @@ from the guards (:mod:`lvseg.workbench.guard`, :mod:`lvseg.dashboard.access`).
 - ``GET /api/jobs/{id}/log?tail=BYTES`` or ``?since=OFFSET``: ``{"job", "size", "offset", "text"}``
 - ``GET /api/jobs/{id}/command``: ``{"argv", "command"}``, the lvseg command line it runs
 - ``GET /api/datasets``, ``POST /api/datasets`` ``{"path", "name"?}`` (201 new, 200 known)
+- ``GET /api/runs``, ``GET /api/runs/{name}``: the training runs side by side
+  (:mod:`lvseg.workbench.runs`)
+- ``/monitor/...``: the live training monitor (:mod:`lvseg.workbench.monitor`)
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ from lvseg.errors import InvalidInputError
 from lvseg.workbench.datasets import Datasets
 from lvseg.workbench.guard import SessionGuard, Sessions, session_cookie
 from lvseg.workbench.models import model_routes
+from lvseg.workbench.monitor import FRAME_ANCESTORS, mount_monitor
 from lvseg.workbench.page import page_routes
 from lvseg.workbench.queue import Job, JobQueue
 from lvseg.workbench.runner import Runner
+from lvseg.workbench.runs import run_routes
 from lvseg.workbench.workspace import Workspace, resolve_inside
 
 MAX_BODY = 64 * 1024
@@ -240,4 +245,7 @@ def create_workbench_app(
     api.include_router(_job_routes(_Jobs(queue, runner)))
     api.include_router(_dataset_routes(Datasets(workspace)))
     api.include_router(model_routes(workspace))
-    return Guard(SessionGuard(api, token, sessions, cookie), token)
+    api.include_router(run_routes(workspace))
+    mount_monitor(api, workspace, token)
+    guarded = SessionGuard(api, token, sessions, cookie)
+    return Guard(guarded, token, frame_ancestors=FRAME_ANCESTORS)

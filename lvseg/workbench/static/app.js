@@ -1,8 +1,9 @@
-// The workbench page: wires the Data, Network and Training jobs panels, polls the job list, and shows
-// an error's one-line message.
+// The workbench page: wires the Data, Network, Training jobs and Runs panels, polls the job list,
+// and shows an error's one-line message.
 import { createDataPanel } from './data.js';
 import { createJobsPanel } from './jobs.js';
 import { createNetworkPanel } from './network.js';
+import { createRunsPanel } from './runs.js';
 
 const POLL_MS = 1500;
 const problems = document.getElementById('problems');
@@ -15,6 +16,7 @@ function onError(error) {
 const jobs = createJobsPanel({ onError });
 const data = createDataPanel({ onChange: jobs.setDatasets, onError });
 const network = createNetworkPanel({ onError });
+const runs = createRunsPanel({ onError }); // refreshes itself every few seconds
 
 let polling = false;
 async function poll() {
@@ -31,7 +33,7 @@ async function poll() {
 
 async function start() {
   try {
-    const [, models] = await Promise.all([data.refresh(), network.refresh()]);
+    const [, models] = await Promise.all([data.refresh(), network.refresh(), runs.refresh()]);
     jobs.setModels(models); // the registry's models, as lvseg model info lists them
   } catch (error) {
     onError(error);

@@ -1,6 +1,7 @@
 // The Training jobs panel: the form that queues an lvseg train job, the job list, and the
-// selected job's actions (stop, resume, clone, delete), command line and log tail.
+// selected job's actions (stop, resume, clone, delete), command line, log tail and live monitor.
 import { cell, get, post, remove, when } from './api.js';
+import { monitorUrl } from './runs.js';
 
 const $ = (id) => document.getElementById(id);
 const NUMBERS = [
@@ -24,6 +25,18 @@ function option(value, label) {
 }
 
 export const runName = (job) => job.run || `job-${String(job.id).padStart(4, '0')}`;
+
+// A train job's live monitor; its URL is set only when it changes, so the page in the frame
+// keeps its stream and its zoom across the job list's polls.
+function showMonitor(job) {
+  const frame = $('job-monitor');
+  const url = job !== null && job.kind === 'train' ? monitorUrl([runName(job)]) : '';
+  frame.hidden = url === '';
+  if (frame.dataset.url === url) return;
+  frame.dataset.url = url;
+  if (url) frame.src = url;
+  else frame.src = 'about:blank'; // closes the monitor's live stream
+}
 
 export function createJobsPanel({ onError }) {
   const dataSelect = $('job-data');
@@ -83,6 +96,7 @@ export function createJobsPanel({ onError }) {
   function renderDetail() {
     const job = current();
     $('job-detail').hidden = job === null;
+    showMonitor(job);
     if (job === null) return;
     $('job-id').textContent = `#${job.id}`;
     $('job-state').className = `badge ${job.state}`;
