@@ -13,8 +13,8 @@ workspace from a thread of this process; jobs are real ``lvseg train`` runs on t
 3. **Overhead on a running job.** The same training (phantom, ``--epochs``, seed 0, lvseg's
    own choice of threads: all cores, so the server's work competes with it) timed as ``lvseg
    train`` alone and as a workbench job while a client asks what the page asks, at its rates:
-   the job list and the job's log every 1.5 s, the job's command once, and the live monitor's
-   stream (``/monitor/``) held open where the workbench serves one.
+   the job list and the job's log every 1.5 s, the runs table every 4.5 s, the job's command
+   once, and the live monitor's stream (``/monitor/api/stream``, following the run) held open.
    Training time is the run's own clock: its first step's time to its last epoch's, from
    run.db. The two are interleaved ``--pairs`` times (a busy machine drifts); the overhead is
    the ratio of the medians. The issue's target: at most 2 %.
@@ -27,6 +27,7 @@ Run from the project root (about 6 minutes on 2 CPU cores)::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -47,6 +48,7 @@ from lvseg.workbench.launch import WorkbenchServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 POLL_S = 1.5  # the page's (lvseg/workbench/static/app.js POLL_MS)
+RUNS_EVERY = 3  # polls per refresh of the Runs panel (static/runs.js: every 5 s)
 
 
 class Served:
@@ -156,7 +158,6 @@ class PagePoller:
     def __init__(self, served: Served, job_id: int, run: str) -> None:
         self.served, self.job_id, self.run = served, job_id, run
         self.stop = threading.Event()
-        self.requests = 0
         self.threads = [threading.Thread(target=self._poll), threading.Thread(target=self._stream)]
         for thread in self.threads:
             thread.start()
@@ -164,17 +165,21 @@ class PagePoller:
     def _poll(self) -> None:
         http = self.served.http
         http.get(f"/api/jobs/{self.job_id}/command")
-        offset = 0
+        offset, beats = 0, 0
         while not self.stop.wait(POLL_S):
             http.get("/api/jobs")
             offset = http.get(f"/api/jobs/{self.job_id}/log?since={offset}").json()["size"]
-            self.requests += 2
+            beats += 1
+            if beats % RUNS_EVERY == 0:  # the Runs panel's own refresh
+                http.get("/api/runs")
 
     def _stream(self) -> None:
         # The live monitor's stream, as its page holds it open (where the workbench has one).
-        url = f"/monitor/api/stream?run={self.run}"
+        query = {"from": json.dumps({self.run: {}})}  # follow the run from its start
         try:
-            with self.served.http.stream("GET", url, timeout=None) as answer:
+            with self.served.http.stream(
+                "GET", "/monitor/api/stream", params=query, timeout=None
+            ) as answer:
                 if answer.status_code != 200:
                     return
                 for _ in answer.iter_bytes():
