@@ -13,6 +13,7 @@ from the guards (:mod:`lvseg.workbench.guard`, :mod:`lvseg.dashboard.access`).
 - ``GET /api/jobs/{id}/log?tail=BYTES`` or ``?since=OFFSET``: ``{"job", "size", "offset", "text"}``
 - ``GET /api/jobs/{id}/command``: ``{"argv", "command"}``, the lvseg command line it runs
 - ``GET /api/datasets``, ``POST /api/datasets`` ``{"path", "name"?}`` (201 new, 200 known)
+- selections, evaluations and exports: :mod:`lvseg.workbench.deploy`
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from lvseg.dashboard.access import Guard, check_token
 from lvseg.dashboard.responses import error_response, json_response
 from lvseg.errors import InvalidInputError
 from lvseg.workbench.datasets import Datasets
+from lvseg.workbench.deploy import deploy_routes
 from lvseg.workbench.guard import SessionGuard, Sessions, session_cookie
 from lvseg.workbench.models import model_routes
 from lvseg.workbench.page import page_routes
@@ -240,4 +242,5 @@ def create_workbench_app(
     api.include_router(_job_routes(_Jobs(queue, runner)))
     api.include_router(_dataset_routes(Datasets(workspace)))
     api.include_router(model_routes(workspace))
+    api.include_router(deploy_routes(workspace, queue, token))
     return Guard(SessionGuard(api, token, sessions, cookie), token)
