@@ -1,6 +1,7 @@
-// The workbench page: wires the Data, Network and Training jobs panels, polls the job list, and shows
-// an error's one-line message.
+// The workbench page: wires the Data, Network, Training jobs and Deploy panels, polls the job
+// list, and shows an error's one-line message.
 import { createDataPanel } from './data.js';
+import { createDeployPanel } from './deploy.js';
 import { createJobsPanel } from './jobs.js';
 import { createNetworkPanel } from './network.js';
 
@@ -13,7 +14,14 @@ function onError(error) {
 }
 
 const jobs = createJobsPanel({ onError });
-const data = createDataPanel({ onChange: jobs.setDatasets, onError });
+const deploy = createDeployPanel({ onError });
+const data = createDataPanel({
+  onChange: (datasets, chosen) => {
+    jobs.setDatasets(datasets, chosen);
+    deploy.setDatasets(datasets);
+  },
+  onError,
+});
 const network = createNetworkPanel({ onError });
 
 let polling = false;
@@ -22,6 +30,7 @@ async function poll() {
   polling = true;
   try {
     await jobs.refresh();
+    await deploy.refresh();
   } catch (error) {
     onError(error);
   } finally {
