@@ -81,9 +81,10 @@ def confined(parent: Path, parts: list[str], what: str) -> Path:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object file, or None if missing, unreadable or not an object."""
+    """A JSON object file, or None if missing, unreadable, not an object, or a symlink (the
+    commands write none: one would lead out of its folder)."""
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
+        if path.is_symlink() or path.stat().st_size > MAX_JSON_BYTES:
             return None
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

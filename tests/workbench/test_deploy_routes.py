@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import statistics
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urljoin
@@ -18,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lvseg import layout
+from lvseg.dashboard.launch import bind, uvicorn_server
 from lvseg.workbench.api import create_workbench_app
 from lvseg.workbench.deploy import PARITY_MIN_DICE
 from lvseg.workbench.queue import JobQueue
@@ -29,7 +31,7 @@ TOKEN = "a-workbench-token-of-some-length"
 JOBS = {
     "select": {"runs": ["runs/tiny"], "prefer": "dice"},
     "evaluate": {"model": "runs/tiny", "data": "datasets/tiny", "split": "all", "limit": 4},
-    "export": {"model": ["runs/tiny"], "format": "onnx"},
+    "export": {"model": ["runs/tiny"], "format": "onnx", "int8": True},  # int8: ~1 s more
 }
 
 
@@ -173,18 +175,24 @@ def test_the_export_list_shows_the_card_headline_and_the_files(deployed, http):
     [row] = http.get("/api/exports").json()["exports"]
     assert (row["name"], row["job"], row["state"]) == (job.run_dir.name, job.id, "done")
     assert row["model"]["name"] == card["model"]["name"] == "lvnet"
-    assert (row["model"]["format"], row["model"]["int8"]) == ("onnx", False)
+    assert (row["model"]["format"], row["model"]["int8"]) == ("onnx", True)
     assert row["model"]["checkpoint"] == card["model"]["checkpoint"]
-    parity = card["export_checks"]["parity"]["onnx fp32"]
-    [check] = row["checks"]
-    assert (check["variant"], check["file"]) == ("onnx fp32", "model.onnx")
-    assert check["mask_dice"] == parity["mask_dice"] and check["passed"] is row["checks_passed"]
-    assert row["checks_passed"] is (parity["mask_dice"] >= PARITY_MIN_DICE)
+    parity = card["export_checks"]["parity"]
+    fp32, int8 = row["checks"]
+    assert (fp32["variant"], fp32["file"]) == ("onnx fp32", "model.onnx")
+    assert (int8["variant"], int8["file"]) == ("onnx int8", "model.int8.onnx")
+    assert fp32["mask_dice"] == parity["onnx fp32"]["mask_dice"]
+    assert int8["mask_dice"] == parity["onnx int8"]["mask_dice"]
+    assert fp32["passed"] is (parity["onnx fp32"]["mask_dice"] >= PARITY_MIN_DICE)
+    assert int8["passed"] is True  # measured, never refused
+    assert row["checks_passed"] is fp32["passed"]
     on_disk = sorted(
         (p.name, p.stat().st_size) for p in job.run_dir.iterdir() if not p.name.startswith(".")
     )
     assert sorted((f["name"], f["size"]) for f in row["files"]) == on_disk
-    assert {"model.onnx", "model-card.md", "model-card.json"} <= {name for name, _ in on_disk}
+    assert {"model.onnx", "model.int8.onnx", "model-card.md", "model-card.json"} == {
+        name for name, _ in on_disk
+    }
 
 
 def test_an_export_in_full_has_its_model_card(deployed, http):
@@ -198,7 +206,7 @@ def test_an_export_in_full_has_its_model_card(deployed, http):
 def test_an_export_file_downloads_byte_for_byte(deployed, http):
     _, _, jobs = deployed
     folder = jobs["export"].run_dir
-    for name in ("model.onnx", "model-card.md", "model-card.json"):
+    for name in ("model.onnx", "model.int8.onnx", "model-card.md", "model-card.json"):
         answer = http.get(f"/api/exports/{folder.name}/files/{name}")
         assert answer.status_code == 200
         assert answer.content == (folder / name).read_bytes()
@@ -280,3 +288,60 @@ def test_symlinks_out_are_refused(deployed, http, tmp_path):
     finally:
         for link, _ in links:
             link.unlink(missing_ok=True)
+
+
+def test_a_metrics_json_that_is_a_symlink_out_is_not_read(deployed, http, tmp_path):
+    space, _, _ = deployed
+    secret = tmp_path / "metrics.json"
+    secret.write_text(json.dumps({"summary": {"dice_mean": 0.123}, "model": {"name": "x"}}))
+    folder = space.evaluations / "linked"
+    folder.mkdir()
+    try:
+        (folder / "metrics.json").symlink_to(secret)
+        answer = http.get("/api/evaluations/linked")
+        assert answer.status_code == 200
+        assert answer.json()["headline"]["dice_mean"] is None
+        assert answer.json()["model"]["name"] is None and answer.json()["files"] == []
+        assert http.get("/api/evaluations/linked/files/metrics.json").status_code == 400
+    finally:
+        shutil.rmtree(folder)
+
+
+# -- the panel, in a real browser
+
+
+def test_the_deploy_panel_shows_what_the_jobs_wrote(deployed, browser):
+    space, queue, jobs = deployed
+    listener = bind("127.0.0.1", 0)
+    server = uvicorn_server(create_workbench_app(space, queue, token=TOKEN))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"{url}/?token={TOKEN}")
+        page.wait_for_function("window.lvsegWorkbench && window.lvsegWorkbench.ready")
+        for kind in ("select", "evaluate", "export"):
+            page.wait_for_selector(f"#{kind}-result:not([hidden])", timeout=20_000)
+            assert f" -m lvseg {kind} " in page.text_content(f"#{kind}-command")
+        selected = _json(space.runs / "tiny" / layout.SELECTED)
+        assert page.text_content("#select-reason") == selected["reason"]
+        assert page.text_content("#select-chosen").startswith("tiny: lvnet epoch ")
+        metrics = _json(jobs["evaluate"].run_dir / "metrics.json")
+        figures = page.inner_text("#evaluate-figures")
+        assert f"Dice, mean over slices\t{metrics['summary']['dice_mean']:.4f}" in figures
+        report = page.get_attribute("#evaluate-report", "href")
+        assert report.endswith(f"/files/report.html?token={TOKEN}")
+        folder = jobs["export"].run_dir
+        names = page.eval_on_selector_all("#export-files a", "l => l.map(a => a.textContent)")
+        assert names == sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+        assert page.text_content("#export-card") == (folder / layout.CARD_MARKDOWN).read_text()
+        assert page.text_content("#export-checks").startswith("checks passed: onnx fp32")
+        assert page.is_hidden("#problems")
+    finally:
+        page.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert errors == []
