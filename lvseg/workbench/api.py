@@ -16,6 +16,7 @@ from the guards (:mod:`lvseg.workbench.guard`, :mod:`lvseg.dashboard.access`).
 - ``GET /api/runs``, ``GET /api/runs/{name}``: the training runs side by side
   (:mod:`lvseg.workbench.runs`)
 - ``/monitor/...``: the live training monitor (:mod:`lvseg.workbench.monitor`)
+- selections, evaluations and exports: :mod:`lvseg.workbench.deploy`
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from lvseg.dashboard.access import Guard, check_token
 from lvseg.dashboard.responses import error_response, json_response
 from lvseg.errors import InvalidInputError
 from lvseg.workbench.datasets import Datasets
+from lvseg.workbench.deploy import deploy_routes
 from lvseg.workbench.guard import SessionGuard, Sessions, session_cookie
 from lvseg.workbench.models import model_routes
 from lvseg.workbench.monitor import FRAME_ANCESTORS, mount_monitor
@@ -246,6 +248,7 @@ def create_workbench_app(
     api.include_router(_dataset_routes(Datasets(workspace)))
     api.include_router(model_routes(workspace))
     api.include_router(run_routes(workspace))
+    api.include_router(deploy_routes(workspace, queue, token))
     mount_monitor(api, workspace, token)
     guarded = SessionGuard(api, token, sessions, cookie)
     return Guard(guarded, token, frame_ancestors=FRAME_ANCESTORS)

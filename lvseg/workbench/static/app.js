@@ -1,6 +1,7 @@
-// The workbench page: wires the Data, Network, Training jobs and Runs panels, polls the job list,
-// and shows an error's one-line message.
+// The workbench page: wires the Data, Network, Training jobs, Runs and Deploy panels, polls the
+// job list, and shows an error's one-line message.
 import { createDataPanel } from './data.js';
+import { createDeployPanel } from './deploy.js';
 import { createJobsPanel } from './jobs.js';
 import { createNetworkPanel } from './network.js';
 import { createRunsPanel } from './runs.js';
@@ -14,7 +15,14 @@ function onError(error) {
 }
 
 const jobs = createJobsPanel({ onError });
-const data = createDataPanel({ onChange: jobs.setDatasets, onError });
+const deploy = createDeployPanel({ onError });
+const data = createDataPanel({
+  onChange: (datasets, chosen) => {
+    jobs.setDatasets(datasets, chosen);
+    deploy.setDatasets(datasets);
+  },
+  onError,
+});
 const network = createNetworkPanel({ onError });
 const runs = createRunsPanel({ onError }); // refreshes itself every few seconds
 
@@ -23,7 +31,7 @@ async function poll() {
   if (polling) return; // a slow answer: skip a beat rather than pile requests up
   polling = true;
   try {
-    await jobs.refresh();
+    await deploy.refresh(await jobs.refresh());
   } catch (error) {
     onError(error);
   } finally {

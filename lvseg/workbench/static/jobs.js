@@ -133,6 +133,7 @@ export function createJobsPanel({ onError }) {
     renderList();
     renderDetail();
     await refreshDetail();
+    return jobs;
   }
 
   async function select(id) {
