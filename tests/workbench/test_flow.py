@@ -1,0 +1,215 @@
+"""The whole workbench flow in a real headless Chromium, on real lvseg commands: the server as
+``lvseg workbench`` runs it (its runner starts real ``python -m lvseg`` jobs), driven only through
+the page.
+
+Data (a phantom generated, a dataset registered, its inspection), Network (the architecture
+picture), Training (a job whose live curves update, stopped, resumed to its end; a second job
+with another learning rate), Compare (the two runs side by side, their curves overlaid), then
+Select (the reason shown), Evaluate and Export, and the exported files found in the workspace.
+Screenshots of each stage go to ``test-artifacts/flow-*.png``. Training uses the tiny phantom
+and a width-8 LVNet through a recipe file, so the whole flow takes a couple of minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lvseg.workbench.launch import WorkbenchServer
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TOKEN = "f" * 32
+JOB_S = 240  # s: a job's wait (a busy CI machine runs the suite beside it)
+JOB_MS = JOB_S * 1000
+RECIPE = """
+[model.options]
+width = 8
+
+[augment]
+p_noise = 0.15
+noise_std_range = [0.0, 0.15]
+
+[optim]
+batch_size = 8
+
+[runtime]
+device = "cpu"
+"""
+
+
+@pytest.fixture
+def served(tmp_path, tiny_phantom):
+    server = WorkbenchServer(tmp_path / "ws", port=0, token=TOKEN)
+    shutil.copytree(tiny_phantom, server.workspace.datasets / "tiny")
+    (server.workspace.root / "recipe.toml").write_text(RECIPE)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread.join(60)
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"flow-{name}.png"), full_page=True)
+
+
+def _api(page, path: str):
+    """The workbench's JSON answer to ``path``, fetched by the page (with its token)."""
+    script = "async (path) => (await fetch(path, {headers: {Authorization: 'Bearer %s'}})).json()"
+    return page.evaluate(script % TOKEN, path)
+
+
+def _wait_job(page, job_id: int, states=("done",)) -> dict:
+    deadline = time.monotonic() + JOB_S
+    while (job := _api(page, f"/api/jobs/{job_id}"))["state"] not in states:
+        assert time.monotonic() < deadline, f"job {job_id} stayed {job['state']}"
+        time.sleep(0.25)
+    return job
+
+
+def _newest_job(page, kind: str) -> dict:
+    return next(job for job in _api(page, "/api/jobs")["jobs"] if job["kind"] == kind)
+
+
+def _monitor(page, selector: str):
+    """The monitor iframe's page, once its dashboard is ready."""
+    handle = page.wait_for_selector(f"{selector}:not([hidden])")
+    frame = handle.content_frame()
+    frame.wait_for_function("window.lvsegDashboard && window.lvsegDashboard.ready", timeout=60_000)
+    return frame
+
+
+def test_the_whole_flow_in_a_browser(browser, served) -> None:
+    workspace = served.workspace
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"{served.url}")
+        page.wait_for_function("window.lvsegWorkbench && window.lvsegWorkbench.ready")
+        tiny = _data(page, workspace)
+        _network(page)
+        first, second = _training(page, tiny)
+        _compare(page, first, second)
+        _deploy(page, workspace, tiny, (first, second))
+    finally:
+        page.close()
+    assert errors == []
+
+
+def _data(page, workspace) -> str:
+    """Register the tiny phantom copied into datasets/; the form's dataset is then it."""
+    page.fill("#data-path", "datasets/tiny")
+    page.fill("#data-name", "tiny")
+    page.click("#data-form button[type=submit]")
+    page.wait_for_selector("#datasets tbody tr:has-text('tiny')")
+    tiny = str(workspace.datasets / "tiny")
+    assert page.input_value("#job-data") == tiny
+    _shot(page, "1-data")
+    return tiny
+
+
+def _network(page) -> None:
+    page.select_option("#network-model", "lvnet")
+    page.click("#network-form button[type=submit]")
+    page.wait_for_function(
+        "(() => { const p = document.getElementById('network-picture');"
+        " return !p.hidden && p.complete && p.naturalWidth > 0; })()",
+        timeout=120_000,
+    )
+    assert "receptive field" in page.text_content("#network-summary")
+    _shot(page, "2-network")
+
+
+def _training(page, tiny: str) -> tuple[str, str]:
+    """A job watched live, stopped, resumed to its end; a second with another learning rate."""
+    page.select_option("#job-data", tiny)
+    page.select_option("#job-model", "lvnet")
+    page.fill("#job-epochs", "12")
+    page.fill("#job-config", "recipe.toml")
+    page.click("#job-form button[type=submit]")
+    first = _newest_job(page, "train")
+    monitor = _monitor(page, "#job-monitor")
+    monitor.wait_for_function("window.lvsegDashboard.pointsPlotted > 0", timeout=JOB_MS)
+    plotted = monitor.evaluate("window.lvsegDashboard.pointsPlotted")
+    monitor.wait_for_function(f"window.lvsegDashboard.pointsPlotted > {plotted}", timeout=JOB_MS)
+    page.click("#job-stop")  # while it trains: its curves grew under our eyes
+    stopped = _wait_job(page, first["id"], ("stopped", "done", "failed", "interrupted"))
+    assert stopped["state"] == "stopped", stopped
+    _shot(page, "3-stopped")
+    page.click("#job-resume")
+    resumed = _newest_job(page, "train")
+    assert resumed["run"] == first["run"] and resumed["resume"]
+    assert _wait_job(page, resumed["id"], ("done", "failed"))["state"] == "done"
+    run = _api(page, f"/api/runs/{first['run']}")
+    assert run["epochs"] == 12 and [row["epoch"] for row in run["per_epoch"]] == list(range(1, 13))
+
+    page.fill("#job-epochs", "3")
+    page.fill("#job-lr", "0.01")  # the other knob
+    page.click("#job-form button[type=submit]")
+    second = _newest_job(page, "train")
+    assert second["args"]["lr"] == 0.01 and second["run"] != first["run"]
+    assert _wait_job(page, second["id"], ("done", "failed"))["state"] == "done"
+    command = _api(page, f"/api/jobs/{second['id']}/command")["command"]
+    assert " -m lvseg train " in command and "--lr=0.01" in command
+    return first["run"], second["run"]
+
+
+def _compare(page, first: str, second: str) -> None:
+    page.click("#runs-refresh")
+    for run in (first, second):  # the panel redraws its rows as it refreshes: a locator
+        page.locator(f"#runs tbody tr[data-run='{run}'] input.run-pick").check()
+    page.click("#runs-compare-button")
+    page.wait_for_selector("#runs-comparison:not([hidden])")
+    header = page.text_content("#runs-compare thead")
+    assert first in header and second in header
+    monitor = _monitor(page, "#runs-monitor")
+    monitor.wait_for_function(
+        "([a, b]) => { const names = document.getElementById('chart-loss').data.map(t => t.name);"
+        " return names.some(n => n.includes(a)) && names.some(n => n.includes(b)); }",
+        arg=[first, second],
+        timeout=60_000,
+    )
+    page.locator("#runs-panel").scroll_into_view_if_needed()
+    _shot(page, "4-compare")
+
+
+def _deploy(page, workspace, tiny: str, runs: tuple[str, str]) -> None:
+    for run in runs:
+        page.locator(f"#select-runs input[value='runs/{run}']").check()
+    page.select_option("#select-prefer", "dice")
+    page.click("#select-submit")
+    page.wait_for_selector("#select-result:not([hidden])", timeout=JOB_MS)
+    reason = page.text_content("#select-reason").strip()
+    chosen_run = next(r for r in runs if (workspace.runs / r / "selected.json").exists())
+    written = json.loads((workspace.runs / chosen_run / "selected.json").read_text())
+    assert reason and reason in written["reason"] or written["reason"] in reason
+
+    page.select_option("#evaluate-data", tiny)
+    page.select_option("#evaluate-split", "all")
+    page.fill("#evaluate-limit", "4")
+    page.click("#evaluate-submit")
+    page.wait_for_selector("#evaluate-result:not([hidden])", timeout=JOB_MS)
+    evaluation = _newest_job(page, "evaluate")
+    assert (workspace.root / evaluation["output"] / "report.html").is_file()
+
+    page.select_option("#export-format", "onnx")
+    page.click("#export-submit")
+    page.wait_for_selector("#export-result:not([hidden])", timeout=JOB_MS)
+    export = _newest_job(page, "export")
+    folder = workspace.root / export["output"]
+    files = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))  # a marker
+    assert any(name.endswith(".onnx") for name in files), files
+    links = page.eval_on_selector_all("#export-files a", "as => as.map(a => a.textContent)")
+    assert {name for name in files if (folder / name).is_file()} <= {
+        link.split()[0] for link in links
+    }, links
+    _shot(page, "5-deploy")
