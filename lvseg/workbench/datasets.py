@@ -83,7 +83,9 @@ class Datasets:
         paths = {Path(d.path) for d in known}
         names = {d.name for d in known}
         busy = {Path(path) for path in busy}
-        offered = []
+        offered: list[Dataset] = []
+        if not self.workspace.datasets.is_dir():  # removed by hand since the server started
+            return offered
         for folder in sorted(self.workspace.datasets.iterdir()):
             if folder.name.startswith(".") or folder.is_symlink() or not folder.is_dir():
                 continue

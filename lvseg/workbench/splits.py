@@ -55,6 +55,8 @@ class Splits:
     def files(self) -> list[Path]:
         """The split files a job may have written (by name; symlinks left out), newest job
         first, folds in order."""
+        if not self.folder.is_dir():  # removed by hand since the server started
+            return []
         found = [
             path
             for path in self.folder.iterdir()
