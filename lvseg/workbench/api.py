@@ -12,7 +12,11 @@ from the guards (:mod:`lvseg.workbench.guard`, :mod:`lvseg.dashboard.access`).
 - ``DELETE /api/jobs/{id}?confirm=RUN_FOLDER_NAME``: ``{"deleted": [ids]}``
 - ``GET /api/jobs/{id}/log?tail=BYTES`` or ``?since=OFFSET``: ``{"job", "size", "offset", "text"}``
 - ``GET /api/jobs/{id}/command``: ``{"argv", "command"}``, the lvseg command line it runs
-- ``GET /api/datasets``, ``POST /api/datasets`` ``{"path", "name"?}`` (201 new, 200 known)
+- ``GET /api/datasets``: the registered datasets, then the unregistered folders of datasets/
+  (a phantom a job wrote), each with ``registered``; ``POST /api/datasets`` ``{"path",
+  "name"?}`` (201 new, 200 known)
+- a dataset's inspection and plan: :mod:`lvseg.workbench.inspection`; the splits:
+  :mod:`lvseg.workbench.splits`
 - ``GET /api/runs``, ``GET /api/runs/{name}``: the training runs side by side
   (:mod:`lvseg.workbench.runs`)
 - ``/monitor/...``: the live training monitor (:mod:`lvseg.workbench.monitor`)
@@ -38,12 +42,14 @@ from lvseg.errors import InvalidInputError
 from lvseg.workbench.datasets import Datasets
 from lvseg.workbench.deploy import deploy_routes
 from lvseg.workbench.guard import SessionGuard, Sessions, session_cookie
+from lvseg.workbench.inspection import inspection_routes
 from lvseg.workbench.models import model_routes
 from lvseg.workbench.monitor import FRAME_ANCESTORS, mount_monitor
 from lvseg.workbench.page import page_routes
 from lvseg.workbench.queue import Job, JobQueue
 from lvseg.workbench.runner import Runner
 from lvseg.workbench.runs import run_routes
+from lvseg.workbench.splits import split_routes
 from lvseg.workbench.workspace import Workspace, resolve_inside
 
 MAX_BODY = 64 * 1024
@@ -184,12 +190,15 @@ def _read_log(workspace: Workspace, job: Job, tail: int, since: int | None) -> d
     return {"size": size, "offset": offset, "text": data.decode("utf-8", errors="replace")}
 
 
-def _dataset_routes(datasets: Datasets) -> APIRouter:
+def _dataset_routes(datasets: Datasets, queue: JobQueue) -> APIRouter:
     router = APIRouter()
 
     @router.get("/api/datasets")
     def dataset_list() -> Response:
-        return json_response({"datasets": [asdict(d) for d in datasets.list()]})
+        # A folder a job still writes (a phantom on its way) is not offered yet.
+        live = queue.list_jobs("queued") + queue.list_jobs("running")
+        busy = [job.run_dir for job in live if job.run_dir is not None]
+        return json_response({"datasets": datasets.listing(busy)})
 
     @router.post("/api/datasets")
     def register(body: Body) -> Response:
@@ -245,7 +254,10 @@ def create_workbench_app(
     _answer_errors_in_json(api)
     api.include_router(page_routes(sessions, cookie, token))
     api.include_router(_job_routes(_Jobs(queue, runner)))
-    api.include_router(_dataset_routes(Datasets(workspace)))
+    datasets = Datasets(workspace)
+    api.include_router(_dataset_routes(datasets, queue))
+    api.include_router(inspection_routes(workspace, datasets))
+    api.include_router(split_routes(queue, datasets))
     api.include_router(model_routes(workspace))
     api.include_router(run_routes(workspace))
     api.include_router(deploy_routes(workspace, queue, token))

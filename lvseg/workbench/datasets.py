@@ -1,4 +1,6 @@
-"""The workspace's registered datasets: a name for a data folder, kept in ``datasets.json``.
+"""The workspace's registered datasets: a name for a data folder, kept in ``datasets.json``;
+and the folders under the workspace's ``datasets/`` not registered yet (a phantom a job wrote),
+offered beside them.
 
 Registering reads nothing of the data; it only records a folder that is inside the workspace
 or an allowed root (:meth:`~lvseg.workbench.workspace.Workspace.resolve`), so a job may name it.
@@ -9,9 +11,12 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from starlette.exceptions import HTTPException
 
 from lvseg.atomic import write_text
 from lvseg.errors import InvalidInputError
@@ -68,3 +73,39 @@ class Datasets:
             entries = [asdict(d) for d in [*known, dataset]]
             write_text(self.file, json.dumps({"datasets": entries}, indent=1) + "\n")
         return dataset, True
+
+    def unregistered(self, busy: Iterable[Path] = ()) -> list[Dataset]:
+        """The folders right under the workspace's ``datasets/`` that no entry names, by
+        folder name (``added``: the folder's time), less ``busy`` ones (a job still writes
+        them) and symlinks; a folder whose name an entry already has is left out (register
+        it under another name)."""
+        known = self.list()
+        paths = {Path(d.path) for d in known}
+        names = {d.name for d in known}
+        busy = {Path(path) for path in busy}
+        offered: list[Dataset] = []
+        if not self.workspace.datasets.is_dir():  # removed by hand since the server started
+            return offered
+        for folder in sorted(self.workspace.datasets.iterdir()):
+            if folder.name.startswith(".") or folder.is_symlink() or not folder.is_dir():
+                continue
+            if folder in busy or folder.resolve() in paths or folder.name in names:
+                continue
+            offered.append(Dataset(folder.name, str(folder.resolve()), folder.stat().st_mtime))
+        return offered
+
+    def listing(self, busy: Iterable[Path] = ()) -> list[dict[str, Any]]:
+        """What ``GET /api/datasets`` shows: the registered datasets, then the unregistered
+        folders of ``datasets/``, each with ``registered``."""
+        registered = [asdict(d) | {"registered": True} for d in self.list()]
+        offered = [asdict(d) | {"registered": False} for d in self.unregistered(busy)]
+        return registered + offered
+
+    def find(self, name: str) -> Dataset:
+        """The dataset called ``name``: a registered one, else a folder of ``datasets/``; an
+        unknown name is a 404."""
+        for dataset in [*self.list(), *self.unregistered()]:
+            if dataset.name == name:
+                return dataset
+        shown = name if len(name) <= 60 and name.isprintable() else ascii(name)[:60]
+        raise HTTPException(404, f"no dataset {shown!r}")

@@ -204,14 +204,17 @@ def test_datasets_inside_the_roots_only(space, queue, tmp_path):
         answer = http.post("/api/datasets", json={"path": path}, headers=bearer())
         assert answer.status_code == 400, path
         assert "\n" not in answer.json()["error"]
-    assert http.get("/api/datasets", headers=bearer()).json() == {"datasets": []}
+    # Nothing registered; the workspace's own folder is offered, the symlink out is not.
+    offered = http.get("/api/datasets", headers=bearer()).json()["datasets"]
+    assert [(d["name"], d["registered"]) for d in offered] == [("sunnybrook", False)]
     answer = http.post("/api/datasets", json={"path": "datasets/sunnybrook"}, headers=bearer())
     assert answer.status_code == 201
     assert answer.json()["name"] == "sunnybrook"
     again = http.post("/api/datasets", json={"path": "datasets/sunnybrook"}, headers=bearer())
     assert again.status_code == 200
     listed = http.get("/api/datasets", headers=bearer()).json()["datasets"]
-    assert [d["path"] for d in listed] == [str((space.datasets / "sunnybrook").resolve())]
+    folder = str((space.datasets / "sunnybrook").resolve())
+    assert [(d["path"], d["registered"]) for d in listed] == [(folder, True)]
 
 
 def test_an_allowed_root_may_be_registered(tmp_path):

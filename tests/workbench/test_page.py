@@ -154,6 +154,37 @@ def test_the_network_panel_in_a_browser(browser, space, queue) -> None:
     assert errors == []
 
 
+def test_a_dataset_s_inspection_in_a_browser(browser, space, queue) -> None:
+    """Clicking a dataset of the workspace's datasets/ (not registered: offered) shows its real
+    lvseg data inspect counts, its montage and its plan, with the commands they ran."""
+    from lvseg.data.phantom import write_phantom
+
+    write_phantom(space.datasets / "tiny", patients=2, seed=0, downscale=4)
+    served = Served(create_workbench_app(space, queue))
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(served.url)
+        page.wait_for_function("window.lvsegWorkbench && window.lvsegWorkbench.ready")
+        page.click("#datasets tbody tr[data-dataset='tiny']")
+        page.wait_for_function(
+            "document.getElementById('plan-command').textContent !== ''", timeout=60_000
+        )
+        page.wait_for_function(
+            "document.getElementById('dataset-montage').naturalWidth > 0", timeout=30_000
+        )
+        counts = page.inner_text("#dataset-counts")
+        assert "patients\t2" in counts and "HF-I 1, N 1" in counts, counts
+        assert page.text_content("#inspect-command").startswith("lvseg data inspect ")
+        assert page.text_content("#plan-command").startswith("lvseg data plan ")
+        assert page.is_hidden("#problems")
+    finally:
+        page.close()
+        served.close()
+    assert errors == []
+
+
 def _state(page, state: str) -> None:
     page.wait_for_function(
         f"document.getElementById('job-state').textContent === '{state}'", timeout=15_000
