@@ -106,13 +106,48 @@ def test_the_whole_flow_in_a_browser(browser, served) -> None:
 
 
 def _data(page, workspace) -> str:
-    """Register the tiny phantom copied into datasets/; the form's dataset is then it."""
+    """Generate a phantom, register the tiny phantom copied into datasets/, look at its
+    inspection and plan, make a split and read it; the job form's dataset is then the tiny one."""
+    page.fill("#phantom-patients", "2")
+    page.click("#phantom-form button[type=submit]")
+    phantom = _newest_job(page, "data-phantom")
+    assert _wait_job(page, phantom["id"], ("done", "failed"))["state"] == "done"
+    page.wait_for_function(
+        "document.getElementById('phantom-status').textContent.includes('done')", timeout=JOB_MS
+    )
+    name = Path(phantom["output"]).name
+    page.wait_for_selector(f"#datasets tbody tr[data-dataset='{name}']")
+    assert (workspace.root / phantom["output"] / "link.csv").is_file()
+
     page.fill("#data-path", "datasets/tiny")
     page.fill("#data-name", "tiny")
     page.click("#data-form button[type=submit]")
-    page.wait_for_selector("#datasets tbody tr:has-text('tiny')")
+    page.wait_for_selector("#datasets tbody tr[data-dataset='tiny']")
     tiny = str(workspace.datasets / "tiny")
     assert page.input_value("#job-data") == tiny
+
+    page.click("#datasets tbody tr[data-dataset='tiny']")
+    page.wait_for_function(
+        "(() => { const m = document.getElementById('dataset-montage');"
+        " return !m.hidden && m.complete && m.naturalWidth > 0; })()",
+        timeout=JOB_MS,
+    )
+    page.wait_for_function(
+        "document.getElementById('plan-command').textContent.includes('lvseg data plan')",
+        timeout=JOB_MS,
+    )
+    assert "lvseg data inspect" in page.text_content("#inspect-command")
+    assert "4" in page.text_content("#dataset-counts")  # the tiny phantom's 4 patients
+    page.fill("#split-val", "0.5")
+    page.click("#split-form button[type=submit]")
+    split = _newest_job(page, "data-split")
+    assert _wait_job(page, split["id"], ("done", "failed"))["state"] == "done"
+    row = f"#splits tbody tr[data-split='{Path(split['output']).name}']"
+    page.click(row, timeout=JOB_MS)
+    page.wait_for_selector("#split-patients:not([hidden])")
+    written = json.loads((workspace.root / split["output"]).read_text())
+    shown = page.text_content("#split-patients")
+    assert all(patient in shown for patient in written["train"] + written["val"])
     _shot(page, "1-data")
     return tiny
 
