@@ -1,4 +1,4 @@
-// The workbench page: wires the Data, Network, Training jobs, Runs and Deploy panels, polls the
+// The workbench page: wires the Data, Network, Jobs, Runs and Deploy panels, polls the
 // job list, and shows an error's one-line message.
 import { createDataPanel } from './data.js';
 import { createDeployPanel } from './deploy.js';

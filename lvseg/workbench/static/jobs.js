@@ -1,5 +1,5 @@
-// The Training jobs panel: the form that queues an lvseg train job, the job list, and the
-// selected job's actions (stop, resume, clone, delete), command line, log tail and live monitor.
+// The Jobs panel: the form that queues an lvseg train job, the list of every job (any kind),
+// and the selected job's actions (stop, resume, clone, delete), command, log and live monitor.
 import { cell, get, post, remove, when } from './api.js';
 import { monitorUrl } from './runs.js';
 
@@ -86,7 +86,8 @@ export function createJobsPanel({ onError }) {
         badge.className = `badge ${job.state}`;
         badge.textContent = job.state;
         state.append(badge);
-        row.append(cell(job.id), state, cell(runName(job)), cell(when(job.created)));
+        const output = job.output || runName(job);
+        row.append(cell(job.id), cell(job.kind), state, cell(output), cell(when(job.created)));
         row.addEventListener('click', () => select(job.id));
         return row;
       }),
@@ -103,7 +104,8 @@ export function createJobsPanel({ onError }) {
     $('job-state').textContent = job.state;
     $('job-run').textContent = runName(job);
     $('job-stop').disabled = !LIVE.includes(job.state);
-    $('job-resume').disabled = !RESUMABLE.includes(job.state);
+    // Only a training run continues from its checkpoint; other kinds run again (Clone).
+    $('job-resume').disabled = job.kind !== 'train' || !RESUMABLE.includes(job.state);
     $('job-delete').disabled = LIVE.includes(job.state);
   }
 
