@@ -47,6 +47,7 @@ from lvseg.workbench.kinds import TRAIN
 from lvseg.workbench.launch import WorkbenchServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ENDED = ("done", "failed", "stopped", "interrupted")
 POLL_S = 1.5  # the page's (lvseg/workbench/static/app.js POLL_MS)
 RUNS_EVERY = 3  # polls per refresh of the Runs panel (static/runs.js: every 5 s)
 
@@ -76,12 +77,14 @@ class Served:
     def job(self, job_id: int) -> dict:
         return self.http.get(f"/api/jobs/{job_id}").json()
 
-    def wait_state(self, job_id: int, states: tuple[str, ...], timeout_s: float = 600) -> dict:
-        deadline = time.monotonic() + timeout_s
+    def wait_state(self, job_id: int, states: tuple[str, ...], every_s: float = 0.01) -> dict:
+        """The job once in one of ``states``, asked every ``every_s`` (the start latency's
+        resolution; a wait beside a timed training asks seldom, or it would be the load)."""
+        deadline = time.monotonic() + 600
         while (job := self.job(job_id))["state"] not in states:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"job {job_id} stayed {job['state']}")
-            time.sleep(0.01)
+            time.sleep(every_s)
         return job
 
     def close(self) -> None:
@@ -144,7 +147,7 @@ def start_latency(served: Served, starts: int) -> tuple[list[float], list[float]
             time.sleep(0.01)
         to_step.append(time.perf_counter() - start)
         served.http.post(f"/api/jobs/{job['id']}/stop")
-        served.wait_state(job["id"], ("stopped", "done", "failed", "interrupted"))
+        served.wait_state(job["id"], ENDED)
     return to_running, to_step
 
 
@@ -209,7 +212,7 @@ def overhead(served: Served, folder: Path, pairs: int, epochs: int) -> dict[str,
         served.wait_state(job["id"], ("running",))
         poller = PagePoller(served, job["id"], job["run"])
         try:
-            ended = served.wait_state(job["id"], ("done", "failed", "stopped", "interrupted"))
+            ended = served.wait_state(job["id"], ENDED, every_s=2.0)
         finally:
             poller.close()
         if ended["state"] != "done":
