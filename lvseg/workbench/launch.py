@@ -24,6 +24,7 @@ from lvseg.workbench.workspace import Workspace
 
 DEFAULT_ROOT = Path("workbench")
 DEFAULT_PORT = 8766  # the dashboard's + 1: both can run on one machine
+RUNNER_POLL_S = 1.0
 
 
 class WorkbenchServer:
@@ -49,7 +50,9 @@ class WorkbenchServer:
         except BaseException:
             self.socket.close()
             raise
-        self.runner = Runner(self.queue, slots=gpu_slots())  # one job per GPU, else one
+        # One job per GPU, else one. A tick a second: a submit or a stop wakes it at once, and
+        # a job's end waits a second at most; each wake-up takes a core from the training.
+        self.runner = Runner(self.queue, slots=gpu_slots(), poll_s=RUNNER_POLL_S)
         self.app = create_workbench_app(
             self.workspace, self.queue, self.runner, self.token, port=self.port
         )

@@ -18,10 +18,13 @@ from lvseg.workbench.workspace import Workspace
 PREFIX = "/monitor"
 FRAME_ANCESTORS = "'self'"
 """Who may show the workbench's pages in a frame: the workbench's own page only."""
+POLL_S = 1.0
+"""How often the monitor's stream looks for new rows: twice the dashboard's wait, as a job's
+page beside training on the same cores costs it less (benchmarks/workbench.py)."""
 
 
 def mount_monitor(api: FastAPI, workspace: Workspace, token: str | None) -> None:
     """Serve the dashboard of ``workspace.runs`` at ``/monitor/`` of ``api``."""
-    dashboard = create_app(workspace.runs, token, frame_ancestors=FRAME_ANCESTORS)
+    dashboard = create_app(workspace.runs, token, poll_s=POLL_S, frame_ancestors=FRAME_ANCESTORS)
     # Starlette's router answers "/monitor" with a redirect to "/monitor/" (query kept).
     api.mount(PREFIX, dashboard, name="monitor")
