@@ -28,11 +28,11 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
-from starlette.exceptions import HTTPException
 
 from lvseg.atomic import write_text
 from lvseg.dashboard.responses import json_response
 from lvseg.errors import InvalidInputError
+from lvseg.workbench.commands import run_json
 from lvseg.workbench.datasets import Datasets
 from lvseg.workbench.workspace import Workspace
 
@@ -60,14 +60,6 @@ def folder_signature(folder: Path) -> str:
     if problems:
         raise InvalidInputError(folder, f"cannot read the dataset folder: {problems[0]}")
     return f"{files}:{size}:{latest}"
-
-
-def error_line(stderr: str, code: int, verb: str) -> str:
-    """The command's own error: its stderr's last line, without the ``error: `` prefix."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    if not lines:
-        return f"lvseg data {verb} failed (exit code {code})"
-    return lines[-1].removeprefix("error:").strip()
 
 
 class DataCommands:
@@ -158,27 +150,7 @@ class DataCommands:
         return value
 
     def _subprocess(self, verb: str, argv: list[str]) -> dict[str, Any]:
-        run = self._run or subprocess.run
-        try:
-            done = run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                cwd=self.workspace.root,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise HTTPException(504, f"lvseg data {verb} took over {self.timeout:g} s") from None
-        if done.returncode != 0:
-            raise InvalidInputError(None, error_line(done.stderr, done.returncode, verb))
-        try:
-            value = json.loads(done.stdout)
-        except ValueError:
-            raise InvalidInputError(None, f"lvseg data {verb} printed no JSON") from None
-        if not isinstance(value, dict):
-            raise InvalidInputError(None, f"lvseg data {verb} printed no JSON object")
-        return value
+        return run_json(argv, self.workspace.root, self.timeout, f"lvseg data {verb}", self._run)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

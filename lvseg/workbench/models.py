@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import uuid
@@ -28,6 +27,7 @@ from starlette.exceptions import HTTPException
 
 from lvseg.dashboard.responses import json_response
 from lvseg.errors import InvalidInputError
+from lvseg.workbench.commands import run_json
 from lvseg.workbench.kinds import MODELS
 from lvseg.workbench.workspace import Workspace
 
@@ -91,33 +91,12 @@ class ModelCommands:
 
     def _run(self, argv: list[str], key: tuple[str, ...]) -> dict[str, Any]:
         """Run ``argv``; its JSON (kept under ``key``), or its error line as a 400."""
-        try:
-            done = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                cwd=self.workspace.root,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise HTTPException(504, f"lvseg model info took over {self.timeout:g} s") from None
-        if done.returncode != 0:
-            raise InvalidInputError(None, _error_line(done.stderr, done.returncode))
-        value = json.loads(done.stdout)
+        value = run_json(argv, self.workspace.root, self.timeout, "lvseg model info")
         with self._lock:
             if len(self._json) >= MAX_CACHED:
                 self._json.pop(next(iter(self._json)))  # the oldest
             self._json[key] = value
         return value
-
-
-def _error_line(stderr: str, code: int) -> str:
-    """The command's own error: its stderr's last line, without the ``error: `` prefix."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    if not lines:
-        return f"lvseg model info failed (exit code {code})"
-    return lines[-1].removeprefix("error:").strip()
 
 
 def summary_row(arch: dict[str, Any]) -> dict[str, Any]:
