@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from lvseg.runs.store import RunStore
 from lvseg.workbench.launch import WorkbenchServer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -95,9 +96,12 @@ def test_the_whole_flow_in_a_browser(browser, served) -> None:
     try:
         page.goto(f"{served.url}")
         page.wait_for_function("window.lvsegWorkbench && window.lvsegWorkbench.ready")
-        tiny = _data(page, workspace)
+        tiny, split = _data(page, workspace)
         _network(page)
         first, second = _training(page, tiny)
+        with RunStore.open(workspace.runs / first, readonly=True) as store:
+            meta = store.meta  # the run trained on the split made and read in the Data panel
+        assert (meta["train_patients"], meta["val_patients"]) == (split["train"], split["val"])
         _compare(page, first, second)
         _deploy(page, workspace, tiny, (first, second))
     finally:
@@ -105,9 +109,9 @@ def test_the_whole_flow_in_a_browser(browser, served) -> None:
     assert errors == []
 
 
-def _data(page, workspace) -> str:
+def _data(page, workspace) -> tuple[str, dict]:
     """Generate a phantom, register the tiny phantom copied into datasets/, look at its
-    inspection and plan, make a split and read it; the job form's dataset is then the tiny one."""
+    inspection and plan, make a split, read it and hand it to the job form."""
     page.fill("#phantom-patients", "2")
     page.click("#phantom-form button[type=submit]")
     phantom = _newest_job(page, "data-phantom")
@@ -148,8 +152,10 @@ def _data(page, workspace) -> str:
     written = json.loads((workspace.root / split["output"]).read_text())
     shown = page.text_content("#split-patients")
     assert all(patient in shown for patient in written["train"] + written["val"])
+    page.click("#split-train")  # the job form takes this split's dataset, share and seed
+    assert (page.input_value("#job-data"), page.input_value("#job-val")) == (tiny, "0.5")
     _shot(page, "1-data")
-    return tiny
+    return tiny, written
 
 
 def _network(page) -> None:
@@ -166,7 +172,7 @@ def _network(page) -> None:
 
 def _training(page, tiny: str) -> tuple[str, str]:
     """A job watched live, stopped, resumed to its end; a second with another learning rate."""
-    page.select_option("#job-data", tiny)
+    assert page.input_value("#job-data") == tiny  # from the split, in _data
     page.select_option("#job-model", "lvnet")
     page.fill("#job-epochs", "12")
     page.fill("#job-config", "recipe.toml")

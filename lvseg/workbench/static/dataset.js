@@ -158,6 +158,29 @@ export function createDatasetDetail({ onError }) {
         `${part} (${split[part].length})`, split[part].join(', ') || 'none']),
     ]);
     $('split-patients').hidden = false;
+    offerTraining(split);
+  }
+
+  // lvseg train draws its patient-level split with the same function as lvseg data split: the
+  // same dataset, validation share (or folds and fold) and seed give the same patients, as long
+  // as no patient is held out for test (train has no test share).
+  function offerTraining(split) {
+    const button = $('split-train');
+    const options = split.options || {};
+    const usable = split.data !== null && !options.test;
+    button.hidden = !usable;
+    $('split-train-note').textContent = usable
+      ? 'fills the job form with this dataset, validation share (or fold) and seed'
+      : 'a split with test patients (or from a job deleted since) cannot be trained on as it is';
+    button.onclick = () => {
+      const set = (id, value) => { $(id).value = value === undefined || value === null ? '' : String(value); };
+      set('job-data', split.data);
+      set('job-seed', options.seed ?? 0);
+      set('job-folds', split.fold === null ? '' : options.folds);
+      set('job-fold', split.fold);
+      set('job-val', split.fold === null ? options.val ?? 0.2 : '');
+      $('jobs-panel').scrollIntoView();
+    };
   }
 
   async function show(d) {
@@ -171,6 +194,8 @@ export function createDatasetDetail({ onError }) {
     for (const id of ['inspect-command', 'plan-command', 'plan-notes']) $(id).replaceChildren();
     montage.hidden = true;
     $('split-patients').hidden = true;
+    $('split-train').hidden = true;
+    $('split-train-note').textContent = '';
     try {
       await Promise.all([load(d), refreshSplits()]);
       onError(null);
