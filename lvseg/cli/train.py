@@ -31,6 +31,14 @@ DataOption = Annotated[
 ]
 TrainFormatOption = Annotated[Format | None, typer.Option("--format", "-f", help="Input format.")]
 ModelOption = Annotated[str | None, typer.Option(help=f"Model name ({MODEL_LIST}).")]
+ModelOptionOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-option",
+        help="A size knob of the model as key=value (e.g. width=8; lvseg model info shows the "
+        "network it makes); repeat for several. Over the config's model.options.",
+    ),
+]
 InitOption = Annotated[
     Path | None,
     typer.Option(
@@ -128,6 +136,7 @@ def train_command(
     data: DataOption = None,
     format: TrainFormatOption = None,
     model: ModelOption = None,
+    model_option: ModelOptionOption = None,
     init: InitOption = None,
     epochs: EpochsOption = None,
     batch_size: BatchSizeOption = None,
@@ -164,6 +173,7 @@ def train_command(
     options["exclude_patients"] = _comma_separated(exclude_patients)
     overrides = given_options(options, TRAIN_CONFIG)
     run_config = _run_config(overrides, config, resume=resume, overwrite=overwrite, out=out)
+    run_config = _with_model_options(run_config, model_option, resume=resume)
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{run_config.model.name}-{stamp}"
@@ -214,6 +224,24 @@ def _run_config(
         given = ", ".join(sorted(f"{k}" for k in overrides) + (["config"] if config else []))
         raise fail(f"--resume continues with the run's saved config; drop: {given}")
     return TrainConfig()
+
+
+def _with_model_options(
+    config: TrainConfig, pairs: list[str] | None, *, resume: bool
+) -> TrainConfig:
+    """``config`` with the --model-option knobs (``width=8``) over its model's options, each
+    read as that model's field type: an unknown knob or a bad value is a one-line error."""
+    if not pairs:
+        return config
+    if resume:
+        raise fail("--resume continues with the run's saved config; drop: model_option")
+    from lvseg.model.registry import parse_options
+
+    try:
+        options = parse_options(config.model.name, pairs)
+    except ValueError as error:
+        raise fail(f"--model-option: {error}") from None
+    return config.merged({"model": {"options": options}}, source="command line")
 
 
 def _start_dashboard(out: Path, host: str, port: int, token: str | None):

@@ -36,13 +36,45 @@ def small_config(folder: Path, width: int = 8) -> Path:
 @pytest.fixture(scope="module")
 def two_runs(tiny_phantom, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    for width in (8, 4):
+    config = small_config(root, 8)
+    for width in (8, 4):  # width 4 by --model-option, over the config's 8
+        knob = ["--model-option", f"width={width}"] if width != 8 else []
         result = invoke(
-            "train", "--data", tiny_phantom, "--config", small_config(root, width), *SMALL,
+            "train", "--data", tiny_phantom, "--config", config, *knob, *SMALL,
             "--out", root / f"w{width}",
         )  # fmt: skip
         assert result.exit_code == 0, result.output
     return root
+
+
+def test_a_model_option_sets_one_knob_over_the_config(two_runs, tmp_path):
+    saved = json.loads((two_runs / "w4" / "config.json").read_text())
+    assert saved["model"]["options"] == {"width": 4}
+    config = tmp_path / "deep.toml"
+    config.write_text("[model]\noptions = { width = 8, depth = 3 }\n", encoding="utf-8")
+    from lvseg.cli.train import _run_config, _with_model_options
+
+    base = _run_config({}, config, resume=False, overwrite=False, out=None)
+    merged = _with_model_options(base, ["width=4", "deep-supervision=1"], resume=False)
+    assert merged.model.options == {"width": 4, "depth": 3, "deep_supervision": 1}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model-option", "colour=red"], "--model-option: unknown option 'colour' for model"),
+        (["--model-option", "width=wide"], "option width of model 'lvnet' takes an integer"),
+        (["--model-option", "width"], "model option 'width' is not key=value"),
+        (["--model", "dli-fcn", "--model-option", "width=8"], "for model 'dli-fcn'; known"),
+        (["--resume", "--model-option", "width=8"], "drop: model_option"),
+    ],
+)
+def test_a_bad_model_option_is_one_line_exit_2(tmp_path, args, message):
+    result = run_lvseg("train", *args, "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 def test_model_info_prints_size_and_cost():
