@@ -26,8 +26,8 @@ MAX_PATHS = 20
 @dataclass(frozen=True)
 class Option:
     """One option a job may set: ``type`` is int, float, bool, text, choice, path, paths (a
-    list of 1 to :data:`MAX_PATHS` paths) or data (a dataset path, or one of ``choices`` such
-    as 'phantom')."""
+    list of 1 to :data:`MAX_PATHS` paths), pairs (a list of as many ``key=value`` texts, the
+    option repeated) or data (a dataset path, or one of ``choices`` such as 'phantom')."""
 
     name: str
     type: str
@@ -54,6 +54,8 @@ class Option:
     def argv(self, value: Any) -> list[str]:
         if self.type == "bool":  # Typer's --x/--no-x
             return [self.flag if value else "--no-" + self.flag[2:]]
+        if self.type == "pairs":  # a repeated option: --model-option=width=8 ...
+            return [f"{self.flag}={pair}" for pair in value]
         # --name=value: a value that starts with '-' is never read as an option.
         return [f"{self.flag}={value!r}" if self.type == "float" else f"{self.flag}={value}"]
 
@@ -171,6 +173,14 @@ def _paths(option: Option, value: Any, resolve: Resolve) -> list[str] | None:
     return None if None in paths else paths
 
 
+def _pairs(option: Option, value: Any, resolve: Resolve) -> list[str] | None:
+    """``key=value`` texts; the verb reads each (``lvseg train`` knows its model's knobs)."""
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_PATHS:
+        return None
+    ok = all(_text(option, item, resolve) and "=" in item[1:] for item in value)
+    return list(value) if ok else None
+
+
 def _data(option: Option, value: Any, resolve: Resolve) -> str | None:
     return _choice(option, value, resolve) or _path(option, value, resolve)
 
@@ -183,6 +193,7 @@ _CHECKS = {
     "choice": _choice,
     "path": _path,
     "paths": _paths,
+    "pairs": _pairs,
     "data": _data,
 }
 
@@ -196,6 +207,7 @@ def _expected(option: Option) -> str:
         "float": "a number",
         "bool": "true or false",
         "paths": f"a list of 1 to {MAX_PATHS} paths",
+        "pairs": f"a list of 1 to {MAX_PATHS} key=value texts",
     }
     return nouns.get(option.type, "a printable string")
 
@@ -230,6 +242,7 @@ TRAIN = JobKind(
         Option("data", "data", choices=("phantom",)),
         Option("format", "choice", choices=FORMATS),
         Option("model", "choice", choices=MODELS),
+        Option("model_option", "pairs"),
         Option("init", "path"),
         Option("config", "path"),
         Option("epochs", "int", minimum=1),

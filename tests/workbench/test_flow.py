@@ -3,11 +3,13 @@
 the page.
 
 Data (a phantom generated, a dataset registered, its inspection), Network (the architecture
-picture), Training (a job whose live curves update, stopped, resumed to its end; a second job
-with another learning rate), Compare (the two runs side by side, their curves overlaid), then
-Select (the reason shown), Evaluate and Export, and the exported files found in the workspace.
+picture of a width-8 LVNet, which the job form then trains), Training (a job whose live curves
+update, stopped, resumed to its end; a second job with another learning rate), Compare (the two
+runs side by side, their curves overlaid), then Select (the reason shown), Evaluate and Export,
+and the exported files found in the workspace.
 Screenshots of each stage go to ``test-artifacts/flow-*.png``. Training uses the tiny phantom
-and a width-8 LVNet through a recipe file, so the whole flow takes a couple of minutes on 2 cores.
+and a width-8 LVNet (a recipe file holds the rest of its settings), so the whole flow takes a
+couple of minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -28,9 +30,6 @@ TOKEN = "f" * 32
 JOB_S = 240  # s: a job's wait (a busy CI machine runs the suite beside it)
 JOB_MS = JOB_S * 1000
 RECIPE = """
-[model.options]
-width = 8
-
 [augment]
 p_noise = 0.15
 noise_std_range = [0.0, 0.15]
@@ -98,7 +97,7 @@ def test_the_whole_flow_in_a_browser(browser, served) -> None:
         page.wait_for_function("window.lvsegWorkbench && window.lvsegWorkbench.ready")
         tiny, split = _data(page, workspace)
         _network(page)
-        first, second = _training(page, tiny)
+        first, second = _training(page, workspace, tiny)
         with RunStore.open(workspace.runs / first, readonly=True) as store:
             meta = store.meta  # the run trained on the split made and read in the Data panel
         assert (meta["train_patients"], meta["val_patients"]) == (split["train"], split["val"])
@@ -160,6 +159,7 @@ def _data(page, workspace) -> tuple[str, dict]:
 
 def _network(page) -> None:
     page.select_option("#network-model", "lvnet")
+    page.fill("#network-width", "8")
     page.click("#network-form button[type=submit]")
     page.wait_for_function(
         "(() => { const p = document.getElementById('network-picture');"
@@ -168,16 +168,19 @@ def _network(page) -> None:
     )
     assert "receptive field" in page.text_content("#network-summary")
     _shot(page, "2-network")
+    page.click("#network-train")  # the network shown is the one the job form trains
+    assert page.input_value("#job-model") == "lvnet"
+    assert page.input_value("#job-model-options") == "width=8"
 
 
-def _training(page, tiny: str) -> tuple[str, str]:
+def _training(page, workspace, tiny: str) -> tuple[str, str]:
     """A job watched live, stopped, resumed to its end; a second with another learning rate."""
     assert page.input_value("#job-data") == tiny  # from the split, in _data
-    page.select_option("#job-model", "lvnet")
     page.fill("#job-epochs", "12")
     page.fill("#job-config", "recipe.toml")
     page.click("#job-form button[type=submit]")
     first = _newest_job(page, "train")
+    assert first["args"]["model_option"] == ["width=8"]
     monitor = _monitor(page, "#job-monitor")
     monitor.wait_for_function("window.lvsegDashboard.pointsPlotted > 0", timeout=JOB_MS)
     plotted = monitor.evaluate("window.lvsegDashboard.pointsPlotted")
@@ -190,6 +193,8 @@ def _training(page, tiny: str) -> tuple[str, str]:
     resumed = _newest_job(page, "train")
     assert resumed["run"] == first["run"] and resumed["resume"]
     assert _wait_job(page, resumed["id"], ("done", "failed"))["state"] == "done"
+    config = json.loads((workspace.runs / first["run"] / "config.json").read_text())
+    assert config["model"] == {**config["model"], "name": "lvnet", "options": {"width": 8}}
     run = _api(page, f"/api/runs/{first['run']}")
     assert run["epochs"] == 12 and [row["epoch"] for row in run["per_epoch"]] == list(range(1, 13))
 

@@ -29,6 +29,7 @@ PYTHON_TYPES = {
     "data": str,
     "path": Path,
     "choice": str,  # --model: a str the registry checks
+    "pairs": list[str],  # --model-option, repeated
 }
 
 
@@ -55,7 +56,7 @@ def test_the_whitelist_is_train_commands_options_but_those_the_queue_owns():
             assert option.type == "choice", name
             assert option.choices == tuple(member.value for member in hint), name
         else:
-            assert PYTHON_TYPES[option.type] is hint, name
+            assert PYTHON_TYPES[option.type] == hint, name
     assert TRAIN.options["model"].choices == MODEL_NAMES
 
 
@@ -73,6 +74,7 @@ def test_a_train_argv_is_what_lvseg_train_parses(space):
         "data": "datasets/acdc",
         "format": "folders",
         "model": "unet",
+        "model_option": ["width=4", "depth=3"],
         "init": "runs/old",
         "config": "datasets/acdc/train.toml",
         "epochs": 3,
@@ -124,6 +126,9 @@ def test_a_resume_argv_names_only_the_run(space):
         ({"val": 2}, "train --val: 2.0 is outside [0.0, 1.0]"),
         ({"device": "tpu"}, "train --device: one of auto, cpu, cuda, mps, not 'tpu'"),
         ({"deterministic": "yes"}, "train --deterministic: true or false, not 'yes'"),
+        ({"model_option": "width=8"}, "train --model-option: a list of 1 to 20 key=value texts"),
+        ({"model_option": ["width"]}, "train --model-option: a list of 1 to 20 key=value"),
+        ({"model_option": ["=8"]}, "train --model-option: a list of 1 to 20 key=value"),
         ({"exclude_patients": "a\nb"}, "train --exclude-patients: a printable string"),
         ({"data": 3}, "train --data: one of phantom or a path, not 3"),
         ({"data": "../elsewhere"}, "../elsewhere: outside the workspace"),

@@ -68,6 +68,9 @@ export function createJobsPanel({ onError }) {
     const args = { data: dataSelect.value, model: $('job-model').value };
     const config = $('job-config').value.trim();
     if (config !== '') args.config = config; // a recipe file: the form's knobs override it
+    // The model's size knobs (lvseg train --model-option, once each): "width=8 depth=3".
+    const knobs = $('job-model-options').value.split(/[\s,]+/).filter((knob) => knob !== '');
+    if (knobs.length > 0) args.model_option = knobs;
     for (const [id, name, parse] of NUMBERS) {
       const raw = $(id).value.trim();
       if (raw !== '') args[name] = parse(raw);

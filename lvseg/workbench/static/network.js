@@ -68,6 +68,15 @@ export function createNetworkPanel({ onError }) {
     }
   });
 
+  // The network shown is the one to train: the job form takes its model and width (lvseg
+  // train --model NAME --model-option width=W).
+  document.getElementById('network-train').addEventListener('click', () => {
+    document.getElementById('job-model').value = model.value;
+    const knob = width.value.trim();
+    document.getElementById('job-model-options').value = knob ? `width=${knob}` : '';
+    document.getElementById('jobs-panel').scrollIntoView();
+  });
+
   compareForm.addEventListener('submit', async (event) => {
     event.preventDefault();
     const params = new URLSearchParams({ a: compareA.value, b: compareB.value });
