@@ -50,6 +50,11 @@ class DataConfig:
     """With > 0, train on only this many of the split's training patients (a stratified, seeded
     choice; the smaller counts are subsets of the larger), validation unchanged: learning
     curves."""
+    split_train: list[str] = field(default_factory=list)
+    """A fixed split (``lvseg train --split FILE``, e.g. a file of ``lvseg data split``): with
+    patients here, these train and ``split_val``'s validate, every other patient of the data is
+    held out (the split's test set), and ``folds``, ``fold`` and ``val_fraction`` are unused."""
+    split_val: list[str] = field(default_factory=list)
     target_spacing_mm: float | None = None
     """Override the planned in-plane spacing (mm); by default the plan takes the data's median."""
     far_crops: float = 0.15
@@ -213,6 +218,10 @@ class TrainConfig:
             raise bad("data.train_patients", ">= 0", data.train_patients)
         if data.folds and not 0 <= data.fold < data.folds:
             raise bad("data.fold", f"in 0..{data.folds - 1}", data.fold)
+        if data.split_val and not data.split_train:
+            raise bad("data.split_train", "given with data.split_val", data.split_train)
+        if data.split_train and data.folds:
+            raise bad("data.folds", "0 with a fixed split (data.split_train)", data.folds)
         for key in ("target_spacing_mm", "pixel_spacing_mm"):
             if getattr(data, key) is not None:
                 positive(f"data.{key}", getattr(data, key))

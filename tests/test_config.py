@@ -61,6 +61,9 @@ def test_overrides_merge_into_sections_and_replace_model_options():
         ({"optim": {"lr": float("nan")}}, "optim.lr must be > 0"),
         ({"data": {"far_crops": 1.5}}, "data.far_crops must be in [0, 1]"),
         ({"data": {"pixel_spacing_mm": 0}}, "data.pixel_spacing_mm must be > 0"),
+        ({"data": {"split_val": ["a"]}}, "data.split_train must be given with data.split_val"),
+        ({"data": {"split_train": ["a"], "folds": 5}}, "data.folds must be 0 with a fixed split"),
+        ({"data": {"split_train": "a"}}, "data.split_train must be a list"),
     ],
 )
 def test_bad_values_name_the_key(data, message):

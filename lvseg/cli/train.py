@@ -74,6 +74,14 @@ DeviceOption = Annotated[Device | None, typer.Option(help="Where to train.")]
 PrecisionOption = Annotated[
     Precision | None, typer.Option(help="auto: bf16/fp16 autocast on CUDA, fp32 elsewhere.")
 ]
+SplitOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="A patient split file (train, val and test lists, as lvseg data split writes): "
+        "its train patients train, its val patients validate, every other patient is held "
+        "out. Instead of --val, --folds and --fold."
+    ),
+]
 FoldsOption = Annotated[int | None, typer.Option(help="K for a K-fold patient split.")]
 FoldOption = Annotated[int | None, typer.Option(help="Which fold to train (0..K-1).")]
 ValOption = Annotated[float | None, typer.Option(help="Share of patients for validation.")]
@@ -147,6 +155,7 @@ def train_command(
     overwrite: OverwriteOption = False,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
+    split: SplitOption = None,
     folds: FoldsOption = None,
     fold: FoldOption = None,
     val: ValOption = None,
@@ -172,6 +181,8 @@ def train_command(
 
     options["exclude_patients"] = _comma_separated(exclude_patients)
     overrides = given_options(options, TRAIN_CONFIG)
+    if split is not None:
+        overrides = _with_split(overrides, split, resume=resume)
     run_config = _run_config(overrides, config, resume=resume, overwrite=overwrite, out=out)
     run_config = _with_model_options(run_config, model_option, resume=resume)
     if out is None:
@@ -224,6 +235,25 @@ def _run_config(
         given = ", ".join(sorted(f"{k}" for k in overrides) + (["config"] if config else []))
         raise fail(f"--resume continues with the run's saved config; drop: {given}")
     return TrainConfig()
+
+
+def _with_split(overrides: dict[str, Any], path: Path, *, resume: bool) -> dict[str, Any]:
+    """The options with a split file's patients as the fixed split (data.split_train and
+    data.split_val, folds off): the run's config.json holds the lists, not the file's path."""
+    from lvseg.data.splits import Split
+
+    if resume:
+        raise fail("--resume continues with the run's saved config; drop: split")
+    given = [key for key in ("val_fraction", "folds", "fold") if key in overrides.get("data", {})]
+    if given:
+        flags = {"val_fraction": "--val", "folds": "--folds", "fold": "--fold"}
+        raise fail(f"--split fixes the patients: drop {', '.join(flags[k] for k in given)}")
+    fixed = Split.load(path)
+    if not fixed.train:
+        raise fail(f"{path}: the split has no training patients")
+    data = {**overrides.get("data", {}), "folds": 0, "fold": 0}
+    data |= {"split_train": list(fixed.train), "split_val": list(fixed.val)}
+    return {**overrides, "data": data}
 
 
 def _with_model_options(

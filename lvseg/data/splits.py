@@ -178,13 +178,16 @@ def split_for(
     seed: int,
     exclude: Iterable[str] = (),
     train_patients: int = 0,
+    fixed_train: Iterable[str] = (),
+    fixed_val: Iterable[str] = (),
 ) -> Split:
-    """The split a training config asks for: fold ``fold`` of ``folds`` patient folds, or else a
-    stratified train/val split with ``val_fraction`` of the patients in val; the ``exclude``
-    patients are kept out of both (they form the test set). ``train_patients`` > 0 trains on
-    only that many of the split's training patients, a stratified, seeded choice whose smaller
-    counts are subsets of the larger (learning curves); val stays as it is, and the training
-    patients left out join the test set.
+    """The split a training config asks for: a fixed one (``fixed_train`` and ``fixed_val``,
+    a split file's lists: every other patient is held out), or fold ``fold`` of ``folds``
+    patient folds, or else a stratified train/val split with ``val_fraction`` of the patients
+    in val; the ``exclude`` patients are kept out of both (they form the test set).
+    ``train_patients`` > 0 trains on only that many of the split's training patients, a
+    stratified, seeded choice whose smaller counts are subsets of the larger (learning curves);
+    val stays as it is, and the training patients left out join the test set.
 
     Training and evaluation both call this, so an evaluation can rebuild the exact split a model
     was trained with from the config saved in its checkpoint.
@@ -196,8 +199,19 @@ def split_for(
         raise InvalidInputError(
             dataset.root, f"patient {unknown[0]!r} to exclude is not in the data"
         )
+    fixed_train, fixed_val = tuple(fixed_train), tuple(fixed_val)
+    if fixed_train:
+        split = _fixed_split(dataset, groups, fixed_train, fixed_val)
+        left = set(groups) - set(split.train) - set(split.val)
+        excluded = tuple(sorted(left | set(excluded)))  # the split's test patients, and any new
     groups = {p: g for p, g in groups.items() if p not in set(excluded)}
-    split = _split_of(dataset, groups, folds, fold, val_fraction, seed)
+    if fixed_train:
+        split = Split(
+            train=tuple(p for p in split.train if p in groups),
+            val=tuple(p for p in split.val if p in groups),
+        )
+    else:
+        split = _split_of(dataset, groups, folds, fold, val_fraction, seed)
     train = split.train
     if train_patients:
         if train_patients > len(train):
@@ -211,6 +225,24 @@ def split_for(
         # the training patients left out are held out like the excluded ones
         excluded = tuple(sorted({*excluded, *order[train_patients:]}))
     return Split(train=train, val=split.val, test=excluded)
+
+
+def _fixed_split(
+    dataset: Dataset,
+    groups: dict[str, str | None],
+    train: tuple[str, ...],
+    val: tuple[str, ...],
+) -> Split:
+    """A split file's train and val lists, every patient of which must be in the data."""
+    unknown = [p for p in (*train, *val) if p not in groups]
+    if unknown:
+        raise InvalidInputError(
+            dataset.root, f"patient {unknown[0]!r} of the fixed split is not in the data"
+        )
+    try:
+        return Split(train=tuple(sorted(train)), val=tuple(sorted(val)))
+    except InvalidInputError as error:
+        raise InvalidInputError(dataset.root, f"fixed split: {error.reason}") from None
 
 
 def _split_of(

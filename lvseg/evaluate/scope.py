@@ -107,6 +107,8 @@ def training_split(
             seed=config.seed,
             exclude=config.data.exclude_patients,
             train_patients=config.data.train_patients,
+            fixed_train=config.data.split_train,
+            fixed_val=config.data.split_val,
         )
         return list(rebuilt.train), list(rebuilt.val), "the split rebuilt from the training config"
     return None, None, "unknown: the model does not say and its training data are not here"

@@ -59,6 +59,8 @@ def prepare(config: DataConfig, seed: int, *, cache_root: Path | None = None) ->
         seed=seed,
         exclude=config.exclude_patients,
         train_patients=config.train_patients,
+        fixed_train=config.split_train,
+        fixed_val=config.split_val,
     )
     sets = split.apply(dataset)
     spacing = config.target_spacing_mm

@@ -134,3 +134,32 @@ def test_fewer_training_patients_are_nested_stratified_and_leave_val_alone():
     assert len(set(four)) == min(4, len(set(groups.values())))  # one of each group first
     with pytest.raises(InvalidInputError, match="train_patients is 99, but the split has"):
         split_for(dataset, folds=4, fold=1, val_fraction=0.2, seed=0, train_patients=99)
+
+
+def test_a_fixed_split_is_used_as_it_is_and_holds_out_everyone_else():
+    from lvseg.data.splits import split_for
+
+    dataset = _dataset(GROUPS)
+    written = split_patients(GROUPS, val_fraction=0.25, test_fraction=0.25, seed=5)
+    fixed = {"fixed_train": written.train, "fixed_val": written.val}
+    # folds, fold and val_fraction are not used: the file's lists are the split
+    for folds, fold in ((0, 0), (4, 3)):
+        split = split_for(dataset, folds=folds, fold=fold, val_fraction=0.5, seed=9, **fixed)
+        assert split == written  # its test patients, in neither list, are held out
+        assert sorted(split.train + split.val + split.test) == sorted(GROUPS)
+    # an excluded patient leaves the set it was in, for the test set
+    dropped = written.train[0]
+    split = split_for(
+        dataset, folds=0, fold=0, val_fraction=0.2, seed=0, exclude=[dropped], **fixed
+    )
+    assert dropped in split.test and split.train == written.train[1:]
+    # and fewer training patients are drawn from the file's
+    split = split_for(dataset, folds=0, fold=0, val_fraction=0.2, seed=0, train_patients=4, **fixed)
+    assert set(split.train) < set(written.train) and split.val == written.val
+    with pytest.raises(InvalidInputError, match="patient 'HF-99' of the fixed split is not in"):
+        split_for(dataset, folds=0, fold=0, val_fraction=0.2, seed=0, fixed_train=["HF-99"])
+    with pytest.raises(InvalidInputError, match="fixed split: patient 'HF-00' is in both"):
+        split_for(
+            dataset, folds=0, fold=0, val_fraction=0.2, seed=0,
+            fixed_train=["HF-00"], fixed_val=["HF-00"],
+        )  # fmt: skip

@@ -59,6 +59,51 @@ def test_a_model_option_sets_one_knob_over_the_config(two_runs, tmp_path):
     assert merged.model.options == {"width": 4, "depth": 3, "deep_supervision": 1}
 
 
+def test_a_split_file_is_the_runs_split(tiny_phantom, tmp_path):
+    from lvseg.cli.train import _run_config, _with_split
+    from lvseg.data.load import labelled_dataset
+    from lvseg.data.splits import Split, split_for
+
+    dataset = labelled_dataset(str(tiny_phantom), "auto")
+    patients = dataset.patients  # four: one trains, one validates, two are its test set
+    file = tmp_path / "split.json"
+    Split(train=(patients[2],), val=(patients[0],), test=tuple(patients[1::2])).save(file)
+    config = tmp_path / "folds.toml"
+    config.write_text("[data]\nfolds = 4\nfold = 3\n", encoding="utf-8")  # the file wins
+    options = _with_split({"seed": 3}, file, resume=False)
+    data = _run_config(options, config, resume=False, overwrite=False, out=None).data
+    assert (data.split_train, data.split_val, data.folds) == ([patients[2]], [patients[0]], 0)
+    split = split_for(
+        dataset, folds=data.folds, fold=data.fold, val_fraction=data.val_fraction, seed=3,
+        fixed_train=data.split_train, fixed_val=data.split_val,
+    )  # fmt: skip
+    assert split == Split.load(file)
+
+
+@pytest.mark.parametrize(
+    ("split", "args", "message"),
+    [
+        ('{"train": ["a"], "val": ["a"]}', [], "split.json: patient 'a' is in both train and val"),
+        ('{"train": [], "val": ["a"]}', [], "split.json: the split has no training patients"),
+        ("[1, 2]", [], "split.json: a split file holds an object with train/val/test lists"),
+        ("{", [], "split.json: cannot read split file (JSONDecodeError)"),
+        ('{"train": ["a"]}', ["--val", "0.3", "--fold", "1"], "drop --val, --fold"),
+        ('{"train": ["a"]}', ["--resume"], "drop: split"),
+        ('{"train": ["nobody"]}', [], "patient 'nobody' of the fixed split is not in the data"),
+    ],
+)
+def test_a_bad_split_file_is_one_line_exit_2(tiny_phantom, tmp_path, split, args, message):
+    (tmp_path / "split.json").write_text(split, encoding="utf-8")
+    result = run_lvseg(
+        "train", "--data", tiny_phantom, "--split", tmp_path / "split.json", *args,
+        "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
