@@ -250,6 +250,7 @@ TRAIN = JobKind(
         Option("lr", "float", minimum=0.0),
         Option("device", "choice", choices=DEVICES),
         Option("precision", "choice", choices=PRECISIONS),
+        Option("split", "path"),
         Option("folds", "int", minimum=2),
         Option("fold", "int", minimum=0),
         Option("val", "float", minimum=0.0, maximum=1.0),

@@ -141,7 +141,8 @@ def _data(page, workspace) -> tuple[str, dict]:
     )
     assert "lvseg data inspect" in page.text_content("#inspect-command")
     assert "4" in page.text_content("#dataset-counts")  # the tiny phantom's 4 patients
-    page.fill("#split-val", "0.5")
+    page.fill("#split-val", "0.25")  # of 4 patients: 2 train, 1 validates, 1 is held out
+    page.fill("#split-test", "0.25")
     page.click("#split-form button[type=submit]")
     split = _newest_job(page, "data-split")
     assert _wait_job(page, split["id"], ("done", "failed"))["state"] == "done"
@@ -151,8 +152,10 @@ def _data(page, workspace) -> tuple[str, dict]:
     written = json.loads((workspace.root / split["output"]).read_text())
     shown = page.text_content("#split-patients")
     assert all(patient in shown for patient in written["train"] + written["val"])
-    page.click("#split-train")  # the job form takes this split's dataset, share and seed
-    assert (page.input_value("#job-data"), page.input_value("#job-val")) == (tiny, "0.5")
+    assert [len(written[part]) for part in ("train", "val", "test")] == [2, 1, 1]
+    page.click("#split-train")  # the job form takes this split's dataset and file
+    assert (page.input_value("#job-data"), page.input_value("#job-val")) == (tiny, "")
+    assert page.input_value("#job-split") == split["output"]  # splits/split-0002.json
     _shot(page, "1-data")
     return tiny, written
 

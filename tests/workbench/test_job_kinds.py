@@ -82,6 +82,7 @@ def test_a_train_argv_is_what_lvseg_train_parses(space):
         "lr": 1e-5,
         "device": "cpu",
         "precision": "fp32",
+        "split": "splits/split-0002.json",
         "folds": 5,
         "fold": 1,
         "val": 0.25,

@@ -161,24 +161,19 @@ export function createDatasetDetail({ onError }) {
     offerTraining(split);
   }
 
-  // lvseg train draws its patient-level split with the same function as lvseg data split: the
-  // same dataset, validation share (or folds and fold) and seed give the same patients, as long
-  // as no patient is held out for test (train has no test share).
+  // lvseg train --split FILE trains on a split file's patients as they are: its train patients
+  // train, its val patients validate, its test patients are held out.
   function offerTraining(split) {
     const button = $('split-train');
-    const options = split.options || {};
-    const usable = split.data !== null && !options.test;
+    const usable = split.data !== null;
     button.hidden = !usable;
     $('split-train-note').textContent = usable
-      ? 'fills the job form with this dataset, validation share (or fold) and seed'
-      : 'a split with test patients (or from a job deleted since) cannot be trained on as it is';
+      ? 'fills the job form with this dataset and split file (lvseg train --split)'
+      : 'the job that made this split is deleted: its dataset is unknown';
     button.onclick = () => {
-      const set = (id, value) => { $(id).value = value === undefined || value === null ? '' : String(value); };
-      set('job-data', split.data);
-      set('job-seed', options.seed ?? 0);
-      set('job-folds', split.fold === null ? '' : options.folds);
-      set('job-fold', split.fold);
-      set('job-val', split.fold === null ? options.val ?? 0.2 : '');
+      $('job-data').value = split.data;
+      $('job-split').value = `splits/${split.file}`;
+      for (const id of ['job-val', 'job-folds', 'job-fold']) $(id).value = '';
       $('jobs-panel').scrollIntoView();
     };
   }

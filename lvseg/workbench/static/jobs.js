@@ -68,6 +68,9 @@ export function createJobsPanel({ onError }) {
     const args = { data: dataSelect.value, model: $('job-model').value };
     const config = $('job-config').value.trim();
     if (config !== '') args.config = config; // a recipe file: the form's knobs override it
+    // A split file fixes the patients (lvseg train --split): no share or fold with it.
+    const split = $('job-split').value.trim();
+    if (split !== '') args.split = split;
     // The model's size knobs (lvseg train --model-option, once each): "width=8 depth=3".
     const knobs = $('job-model-options').value.split(/[\s,]+/).filter((knob) => knob !== '');
     if (knobs.length > 0) args.model_option = knobs;
