@@ -94,7 +94,23 @@ def job_record(job: Job, workspace: Workspace) -> dict[str, Any]:
     record["run"] = job.run_dir.name if job.run_dir is not None else None
     inside = job.run_dir is not None and job.run_dir.is_relative_to(workspace.root)
     record["output"] = job.run_dir.relative_to(workspace.root).as_posix() if inside else None
+    record["reason"] = failure_reason(workspace, job) if job.state == "failed" else None
     return record
+
+
+REASON_BYTES = 4096
+REASON_CHARS = 300
+
+
+def failure_reason(workspace: Workspace, job: Job) -> str | None:
+    """Why a failed job failed, from the end of its log: lvseg's one-line error (``error:
+    ...``) or the runner's (``lvseg workbench: cannot start ...``), else its last line (a
+    crash's exception); None where the log says nothing."""
+    text = _read_log(workspace, job, REASON_BYTES, None)["text"]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    said = [line for line in lines if line.startswith(("error:", "lvseg workbench:"))]
+    reason = (said or lines or [None])[-1]
+    return None if reason is None else reason[:REASON_CHARS]
 
 
 class _Jobs:

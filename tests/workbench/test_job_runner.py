@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from lvseg.workbench.api import job_record
 from lvseg.workbench.queue import JobQueue
 from lvseg.workbench.runner import CPU_ONLY, Runner, gpu_slots
 
@@ -136,6 +137,32 @@ def test_a_job_that_cannot_start_fails_saying_why(queue, space, tmp_path):
         runner.tick()
     assert queue.get(job.id).state == "failed"
     assert "outside the workspace" in job.log_path.read_text()
+    # the page shows why, from the log: the runner's line here
+    reason = job_record(queue.get(job.id), space)["reason"]
+    assert reason.startswith(f"lvseg workbench: cannot start job {job.id}: ")
+    assert "outside the workspace" in reason
+
+
+def test_a_failed_jobs_reason_is_lvsegs_error_line_else_its_last(queue, space):
+    failed = [queue.submit("train", {}) for _ in range(3)]
+    logs = [
+        "epoch 1/3 ...\nerror: data/x: patient 'p1' of the fixed split is not in the data\n\n",
+        "Traceback (most recent call last):\n  ...\nMemoryError: out of memory\n",
+        "",
+    ]
+    for job, text in zip(failed, logs, strict=True):
+        job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        job.log_path.write_text(text)
+        queue.mark_running(job.id, 1)
+        queue.mark_ended(job.id, 2)
+    reasons = [job_record(queue.get(job.id), space)["reason"] for job in failed]
+    assert reasons == [
+        "error: data/x: patient 'p1' of the fixed split is not in the data",
+        "MemoryError: out of memory",
+        None,
+    ]
+    done = queue.submit("train", {})
+    assert job_record(done, space)["reason"] is None  # only a failed job has one
 
 
 FAKE_LVSEG = """

@@ -154,6 +154,33 @@ def test_the_network_panel_in_a_browser(browser, space, queue) -> None:
     assert errors == []
 
 
+def test_a_failed_job_says_why_in_a_browser(browser, space, queue, tmp_path) -> None:
+    """A job that fails shows lvseg's one-line error (the end of its log) on its page and on
+    its badge in the list, without opening the log."""
+    script = tmp_path / "fails.py"
+    script.write_text("import sys; print('loading'); sys.exit('error: s.json: not a split')")
+    runner = Runner(queue, argv_for=lambda job: [sys.executable, str(script)], poll_s=0.2)
+    served = Served(create_workbench_app(space, queue, runner))
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(served.url)
+        page.wait_for_function("window.lvsegWorkbench && window.lvsegWorkbench.ready")
+        page.click("#job-form button[type=submit]")  # the phantom, lvseg's defaults
+        runner.start()
+        _state(page, "failed")
+        page.wait_for_selector("#job-reason:not([hidden])")
+        assert page.text_content("#job-reason") == "error: s.json: not a split"
+        badge = "#jobs tbody tr[data-job='1'] .badge.failed"
+        assert page.get_attribute(badge, "title") == "error: s.json: not a split"
+    finally:
+        page.close()
+        runner.close(timeout_s=10)
+        served.close()
+    assert errors == []
+
+
 def test_a_dataset_s_inspection_in_a_browser(browser, space, queue) -> None:
     """Clicking a dataset of the workspace's datasets/ (not registered: offered) shows its real
     lvseg data inspect counts, its montage and its plan, with the commands they ran."""

@@ -15,7 +15,7 @@ export async function watchJob(job, status, label) {
     await new Promise((resolve) => window.setTimeout(resolve, WATCH_MS));
     current = await get(`/api/jobs/${current.id}`);
   }
-  const where = current.output ? ` → ${current.output}` : '';
+  const where = current.reason ? `: ${current.reason}` : current.output ? ` → ${current.output}` : '';
   status.textContent = `job #${current.id} (${label}): ${current.state}${where}`;
   return current;
 }

@@ -91,6 +91,7 @@ export function createJobsPanel({ onError }) {
         const badge = document.createElement('span');
         badge.className = `badge ${job.state}`;
         badge.textContent = job.state;
+        if (job.reason) badge.title = job.reason; // why it failed, from its log
         state.append(badge);
         const output = job.output || runName(job);
         row.append(cell(job.id), cell(job.kind), state, cell(output), cell(when(job.created)));
@@ -109,6 +110,8 @@ export function createJobsPanel({ onError }) {
     $('job-state').className = `badge ${job.state}`;
     $('job-state').textContent = job.state;
     $('job-run').textContent = runName(job);
+    $('job-reason').hidden = !job.reason;
+    $('job-reason').textContent = job.reason || '';
     $('job-stop').disabled = !LIVE.includes(job.state);
     // Only a training run continues from its checkpoint; other kinds run again (Clone).
     $('job-resume').disabled = job.kind !== 'train' || !RESUMABLE.includes(job.state);
