@@ -210,6 +210,8 @@ def _header(card: ModelCard) -> list[str]:
 
 def _inputs_and_preprocessing(card: ModelCard) -> list[str]:
     pre = card.preprocessing
+    spacing = pre["target_spacing_mm"]  # the JSON keeps it exact; the text shows 4 digits
+    shown = " x ".join(f"{mm:.4g}" for mm in spacing) + " mm" if spacing else pre["spacing_note"]
     return [
         "## Inputs and outputs",
         f"- {card.inputs['tensor']}",
@@ -217,8 +219,7 @@ def _inputs_and_preprocessing(card: ModelCard) -> list[str]:
         f"- trained on {card.inputs['trained_size']} px square crops",
         "",
         "## Preprocessing (embedded in the model file)",
-        f"- spacing: {pre['target_spacing_mm'] or pre['spacing_note']} "
-        f"{'mm' if pre['target_spacing_mm'] else ''}".rstrip(),
+        f"- spacing: {shown}",
         f"- crop: {pre['crop_size_px']} px around the located heart",
         f"- intensity: {pre['intensity']}",
         "",

@@ -71,6 +71,8 @@ def test_model_card_says_what_the_model_is_and_is_not(exported_tiny, card):
         p.numel() for p in load_model(card["model"]["checkpoint"]).model.parameters()
     )
     assert card["preprocessing"]["crop_size_px"] == card["preprocessing"]["plan"]["crop_size"]
+    spacing = card["preprocessing"]["target_spacing_mm"]  # exact in the JSON, 4 digits in text
+    assert f"- spacing: {spacing[0]:.4g} x {spacing[1]:.4g} mm\n" in text
     assert card["training"]["train_patients"] == 3 and card["training"]["val_patients"] == 1
     for label in card["export_checks"]["files"]:
         assert f"| {label} |" in text
