@@ -15,6 +15,7 @@ couple of minutes on 2 cores.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -26,6 +27,9 @@ from lvseg.runs.store import RunStore
 from lvseg.workbench.launch import WorkbenchServer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+README_SHOTS = os.environ.get("LVSEG_README_SHOTS")
+"""A folder (docs/images) for the README's pictures of the workbench, taken from this flow:
+``LVSEG_README_SHOTS=docs/images .venv/bin/python -m pytest tests/workbench/test_flow.py``."""
 TOKEN = "f" * 32
 JOB_S = 240  # s: a job's wait (a busy CI machine runs the suite beside it)
 JOB_MS = JOB_S * 1000
@@ -44,7 +48,11 @@ device = "cpu"
 
 @pytest.fixture
 def served(tmp_path, tiny_phantom):
-    server = WorkbenchServer(tmp_path / "ws", port=0, token=TOKEN)
+    root = tmp_path / "ws"
+    if README_SHOTS is not None:  # the pictures show a workspace path a reader would use
+        root = Path("/tmp/workbench")
+        shutil.rmtree(root, ignore_errors=True)
+    server = WorkbenchServer(root, port=0, token=TOKEN)
     shutil.copytree(tiny_phantom, server.workspace.datasets / "tiny")
     (server.workspace.root / "recipe.toml").write_text(RECIPE)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -59,6 +67,23 @@ def served(tmp_path, tiny_phantom):
 def _shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"flow-{name}.png"), full_page=True)
+
+
+def _readme_shot(page, name: str, selector: str, height: int | None = None) -> None:
+    """The README's picture ``name`` (see :data:`README_SHOTS`): the element at ``selector``, or
+    ``height`` pixels of the page from its top."""
+    if README_SHOTS is None:
+        return
+    path = str(Path(README_SHOTS) / name)
+    element = page.locator(selector)
+    element.scroll_into_view_if_needed()
+    if height is None:
+        element.screenshot(path=path)
+        return
+    box = element.bounding_box()
+    scroll = page.evaluate("window.scrollY")
+    clip = {"x": 0, "y": box["y"] + scroll - 12, "width": page.viewport_size["width"]}
+    page.screenshot(path=path, full_page=True, clip={**clip, "height": height})
 
 
 def _api(page, path: str):
@@ -103,6 +128,13 @@ def test_the_whole_flow_in_a_browser(browser, served) -> None:
         assert (meta["train_patients"], meta["val_patients"]) == (split["train"], split["val"])
         _compare(page, first, second)
         _deploy(page, workspace, tiny, (first, second))
+        if README_SHOTS is not None:  # the job list, and the resumed run's page with its monitor
+            resumed = max(j["id"] for j in _api(page, "/api/jobs")["jobs"] if j["run"] == first)
+            page.click(f"#jobs tbody tr[data-job='{resumed}']")
+            _monitor(page, "#job-monitor").wait_for_function(
+                "window.lvsegDashboard.pointsPlotted > 0", timeout=JOB_MS
+            )
+            _readme_shot(page, "workbench.png", "#jobs-panel", height=1516)
     finally:
         page.close()
     assert errors == []
@@ -157,10 +189,12 @@ def _data(page, workspace) -> tuple[str, dict]:
     assert (page.input_value("#job-data"), page.input_value("#job-val")) == (tiny, "")
     assert page.input_value("#job-split") == split["output"]  # splits/split-0002.json
     _shot(page, "1-data")
+    _readme_shot(page, "workbench-data.png", "#dataset-detail")
     return tiny, written
 
 
 def _network(page) -> None:
+    assert page.input_value("#network-size") == "64"  # the tiny phantom's planned crop
     page.select_option("#network-model", "lvnet")
     page.fill("#network-width", "8")
     page.click("#network-form button[type=submit]")
@@ -170,6 +204,7 @@ def _network(page) -> None:
         timeout=120_000,
     )
     assert "receptive field" in page.text_content("#network-summary")
+    assert "input_size=64" in page.get_attribute("#network-picture", "src")
     _shot(page, "2-network")
     page.click("#network-train")  # the network shown is the one the job form trains
     assert page.input_value("#job-model") == "lvnet"
@@ -262,3 +297,4 @@ def _deploy(page, workspace, tiny: str, runs: tuple[str, str]) -> None:
         link.split()[0] for link in links
     }, links
     _shot(page, "5-deploy")
+    _readme_shot(page, "workbench-deploy.png", "#deploy-panel")

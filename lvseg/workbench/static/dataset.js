@@ -127,6 +127,9 @@ export function createDatasetDetail({ onError }) {
     const plan = await get(url(d, 'plan'));
     if (dataset !== d) return;
     showPlan(plan);
+    // The Network panel shows a model at the size it will train at: this plan's crop.
+    $('network-size').value = String(plan.plan.crop_size);
+    $('network-size-note').textContent = `the planned crop of ${d.name}`;
     status.textContent = '';
   }
 
