@@ -63,6 +63,13 @@ EmbeddedQualityOption = Annotated[
         "test-time augmentation where it has one).",
     ),
 ]
+EvaluationOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="An lvseg evaluate output folder of this model for its model card (default: the "
+        "run's own evaluation folder, where it scored the checkpoint exported).",
+    ),
+]
 
 
 @clean_errors
@@ -75,6 +82,7 @@ def export_command(
     overwrite: OverwriteOption = False,
     tta: ExportTtaOption = False,
     quality: EmbeddedQualityOption = None,
+    evaluation: EvaluationOption = None,
 ) -> None:
     """Export a model for deployment, check it against PyTorch, write its model card."""
     from lvseg.deploy.export import export
@@ -92,6 +100,7 @@ def export_command(
         progress=stage,
         tta=tta,
         quality=quality,
+        evaluation=evaluation,
     )
     _print_export_checks(found)
     console.print(f"  model card: {Path(found.out) / layout.CARD_MARKDOWN}", highlight=False)

@@ -92,20 +92,39 @@ class ModelCard:
     out: str | None = not_in_json(default=None)
 
 
-def _evaluation(source: Path) -> dict[str, Any] | None:
-    """The summary of ``lvseg evaluate`` run on this model's run directory, if any."""
-    folder = layout.run_of_checkpoint(source) / layout.EVALUATION
+def evaluation_summary(source: Path, given: str | Path | None = None) -> dict[str, Any] | None:
+    """The summary of an ``lvseg evaluate`` of this checkpoint for its card: ``given`` (an
+    evaluation folder or its metrics.json, ``lvseg export --evaluation``), which must be one
+    and must have scored this very checkpoint (else a one-line error); without, the run's
+    default evaluation folder where there is one of this checkpoint (else None)."""
+    folder = layout.run_of_checkpoint(source) / layout.EVALUATION if given is None else Path(given)
     try:
         found = load_evaluation(folder)
-        if Path(found["model"]["source"]).resolve() != source.resolve():
+        scored = Path(found["model"]["source"])
+    except (InvalidInputError, KeyError, TypeError) as error:
+        if given is None:
+            return None
+        if isinstance(error, InvalidInputError):
+            raise
+        raise InvalidInputError(
+            folder, "its metrics.json does not say which model it scored"
+        ) from None
+    if scored.resolve() != source.resolve():
+        if given is None:
             return None  # the evaluation scored another checkpoint of the run
-    except (InvalidInputError, KeyError, TypeError):
-        return None
+        raise InvalidInputError(
+            folder,
+            f"it scored {scored}, not the model exported ({source}): evaluate that model, or "
+            "leave --evaluation out",
+        )
     summary = found["summary"]
+    read = (folder, folder / layout.EVALUATION_METRICS)
+    read += (folder / layout.EVALUATION / layout.EVALUATION_METRICS,)
+    metrics = next(candidate for candidate in read if candidate.is_file())  # as load_evaluation
     keep = ("slices", "patients", "dice_mean", "dice_median", "iou_mean", "hd95_mm_mean")
     keep += ("apd_mm_mean", "detection_rate", "good_contour_rate_5mm")
     return {
-        "file": str(folder / layout.EVALUATION_METRICS),
+        "file": str(metrics),
         "data": found.get("data", {}).get("path"),
         "split": found.get("data", {}).get("split_note"),
         "crop": (found.get("settings") or {}).get("crop", "centre"),
@@ -122,9 +141,11 @@ def build(
     format: str,
     int8: bool,
     members: Sequence[str | Path] = (),
+    evaluation: str | Path | None = None,
 ) -> ModelCard:
     """The card's data from the loaded model and the export's checks (``members``: the models
-    of an ensemble; its training facts are those of the first, its evaluation is not known)."""
+    of an ensemble; its training facts are those of the first, its evaluation is not known;
+    ``evaluation``: see :func:`evaluation_summary`)."""
     checkpoint = loaded.checkpoint
     config = checkpoint.train_config
     data = None if config is None else config.data
@@ -179,7 +200,7 @@ def build(
             "initialised_from": None if config is None else config.model.init,
             "checkpoint_metrics": checkpoint.metrics,
         },
-        evaluation=None if len(members) > 1 else _evaluation(loaded.source),
+        evaluation=None if len(members) > 1 else evaluation_summary(loaded.source, evaluation),
         export_checks=results,
         intended_use=INTENDED_USE,
         limitations=LIMITATIONS,

@@ -498,24 +498,31 @@ def export(
     progress: ProgressCallback | None = None,
     tta: bool = False,
     quality: str | Path | None = None,
+    evaluation: str | Path | None = None,
 ) -> card.ModelCard:
     """Export, check and describe a model into the folder ``out``; returns its model card.
 
     ``tta`` marks the export for test-time augmentation: ``predict`` then averages the 8 flips
     and quarter turns of each crop unless told otherwise; the card gives its Dice and cost.
     ``quality`` is a quality-control score file to embed instead of the one lvseg ships
-    (:mod:`lvseg.segment.quality`); ``predict`` reports each frame's predicted Dice with it."""
+    (:mod:`lvseg.segment.quality`); ``predict`` reports each frame's predicted Dice with it.
+    ``evaluation``: an ``lvseg evaluate`` output of this model for its card (by default the
+    run's own evaluation folder, where it scored this checkpoint)."""
     if format not in FORMATS:
         raise InvalidInputError(None, f"unknown format {format!r}; choose {', '.join(FORMATS)}")
     if int8 and format == "torchscript":
         raise InvalidInputError(None, "--int8 applies to the onnx and ort formats")
     out = Path(out)
     specs = [model_spec] if isinstance(model_spec, str | Path) else list(model_spec)
-    atomic.check_output_folder(out, overwrite, keep=(*specs, calibration))
+    atomic.check_output_folder(out, overwrite, keep=(*specs, calibration, evaluation))
+    if evaluation is not None and len(specs) > 1:
+        raise InvalidInputError(evaluation, "--evaluation is one model's: an ensemble has none")
     scorer = read_quality_model(quality) if quality is not None else default_quality_model()
     say = progress or (lambda _stage: None)
     say("loading the model and its check slices")
     loaded = load_model(specs[0]) if len(specs) == 1 else load_ensemble(specs)
+    if evaluation is not None:  # a wrong one is refused before the work
+        card.evaluation_summary(loaded.source, evaluation)
     calibrate, checks, how = check_slices(loaded, calibration)
     if not checks:
         raise InvalidInputError(None, f"no slice to check the export on ({how})")
@@ -526,7 +533,9 @@ def export(
     with atomic.output_folder(out) as folder:
         _write_variants(check, folder, format, calibrate if int8 else None, values)
         say("writing the model card")
-        found = card.build(loaded, check.results, format=format, int8=int8, members=specs)
+        found = card.build(
+            loaded, check.results, format=format, int8=int8, members=specs, evaluation=evaluation
+        )
         card.write(folder, found)
     found.out = str(out)
     return found

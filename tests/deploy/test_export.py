@@ -192,6 +192,35 @@ def test_the_card_quotes_the_runs_evaluation_of_that_checkpoint(tmp_path, tiny_r
     assert "| slices | patients | Dice mean |" in card_text and "Crop: located." in card_text
 
 
+def test_the_card_quotes_an_evaluation_given_by_name_and_only_of_that_checkpoint(
+    tmp_path, tiny_run, tiny_phantom
+):
+    from lvseg.evaluate.run import evaluate
+
+    scored = evaluate(tiny_run, tiny_phantom, out=tmp_path / "eval", limit=4)  # not RUN/evaluation
+    result = invoke(
+        "export", tiny_run, "--out", tmp_path / "out", "--evaluation", tmp_path / "eval"
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "out" / "model-card.json").read_text())
+    assert card["evaluation"]["file"] == str(tmp_path / "eval" / "metrics.json")
+    assert card["evaluation"]["dice_mean"] == scored.summary.dice_mean
+    assert card["evaluation"]["slices"] == 4
+    # another checkpoint's evaluation, no evaluation, an ensemble: one line, nothing written
+    exported = load_model(tiny_run).source
+    other = next(p for p in (tiny_run / "checkpoints").glob("*.pt") if p.name != exported.name)
+    evaluate(other, tiny_phantom, out=tmp_path / "other", limit=2)
+    (tmp_path / "empty").mkdir()
+    for args, message in (
+        ([tiny_run, "--evaluation", tmp_path / "other"], f"it scored {other}, not the model"),
+        ([tiny_run, "--evaluation", tmp_path / "empty"], "no evaluation here"),
+        ([tiny_run, other, "--evaluation", tmp_path / "eval"], "an ensemble has none"),
+    ):
+        result = invoke("export", *args, "--out", tmp_path / "refused")
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert not (tmp_path / "refused").exists()
+
+
 def test_an_ensemble_exports_as_one_graph_that_averages_its_members(tmp_path, tiny_run):
     from dataclasses import replace
 
