@@ -337,6 +337,7 @@ EXPORT = JobKind(
         Option("int8", "bool"),
         Option("calibration", "path"),
         Option("tta", "bool"),
+        Option("evaluation", "path"),
     ),
     arguments=(Option("model", "paths"),),
     output=Output("exports"),

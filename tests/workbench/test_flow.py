@@ -286,11 +286,20 @@ def _deploy(page, workspace, tiny: str, runs: tuple[str, str]) -> None:
     assert (workspace.root / evaluation["output"] / "report.html").is_file()
 
     page.select_option("#export-format", "onnx")
+    # the card quotes the evaluation just made, of the same run and checkpoint
+    page.wait_for_function(
+        "(want) => document.getElementById('export-evaluation').value === want",
+        arg=evaluation["output"],
+    )
     page.click("#export-submit")
     page.wait_for_selector("#export-result:not([hidden])", timeout=JOB_MS)
     export = _newest_job(page, "export")
     folder = workspace.root / export["output"]
     files = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))  # a marker
+    card = json.loads((folder / "model-card.json").read_text())
+    quoted = workspace.root / evaluation["output"] / "metrics.json"
+    assert card["evaluation"]["file"] == str(quoted)
+    assert "No `lvseg evaluate` output" not in page.text_content("#export-card")
     assert any(name.endswith(".onnx") for name in files), files
     links = page.eval_on_selector_all("#export-files a", "as => as.map(a => a.textContent)")
     assert {name for name in files if (folder / name).is_file()} <= {

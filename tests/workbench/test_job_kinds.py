@@ -213,6 +213,7 @@ OTHER_KINDS = {
             "int8": True,
             "calibration": "datasets/acdc",
             "tta": True,
+            "evaluation": "evaluations/job-0007",
         },
         {"model": ["runs/old"], "out": "OUTPUT"},
     ),

@@ -127,6 +127,7 @@ const SHOW = { select: showSelection, evaluate: showEvaluation, export: showExpo
 export function createDeployPanel({ onError }) {
   const shown = Object.fromEntries(KINDS.map((kind) => [kind, { id: null, state: null }]));
   let runs = [];
+  let evaluations = []; // the finished evaluate jobs, newest first
 
   function setRuns(done) {
     const values = done.map((job) => job.output).filter(Boolean);
@@ -153,6 +154,22 @@ export function createDeployPanel({ onError }) {
       $(id).replaceChildren(...runs.map((run) => option(run, folderName(run))));
       if (runs.includes(keep)) $(id).value = keep;
     }
+  }
+
+  // The export's card quotes an evaluation of the run exported: the newest by default (lvseg
+  // export --evaluation), which must have scored the checkpoint exported.
+  function setEvaluationChoices() {
+    const select = $('export-evaluation');
+    const run = $('export-run').value;
+    const mine = evaluations.filter((job) => run && String(job.args.model).endsWith(`/${run}`));
+    const values = mine.map((job) => job.output);
+    const shown = [...select.options].map((o) => o.value);
+    if (values.join('\n') === shown.slice(1).join('\n')) return;
+    select.replaceChildren(
+      option('', 'none (the run\'s own, if any)'),
+      ...mine.map((job) => option(job.output, `${folderName(job.output)} (${folderName(job.args.data)})`)),
+    );
+    select.value = values[0] || '';
   }
 
   function setDatasets(datasets) {
@@ -200,6 +217,9 @@ export function createDeployPanel({ onError }) {
   // ``jobs``: the job list the page just polled (one request a beat for both panels).
   async function refresh(jobs) {
     setRuns(jobs.filter((job) => job.kind === 'train' && job.state === 'done').reverse());
+    evaluations = jobs.filter((job) => job.kind === 'evaluate' && job.state === 'done');
+    evaluations.sort((a, b) => b.id - a.id);
+    setEvaluationChoices();
     for (const kind of KINDS) {
       const latest = jobs.filter((job) => job.kind === kind).sort((a, b) => b.id - a.id)[0];
       if (latest) await follow(kind, latest);
@@ -225,8 +245,11 @@ export function createDeployPanel({ onError }) {
     }
     const args = { model: [$('export-run').value], format: $('export-format').value };
     if ($('export-int8').checked) args.int8 = true;
+    if ($('export-evaluation').value) args.evaluation = $('export-evaluation').value;
     return args;
   }
+
+  $('export-run').addEventListener('change', setEvaluationChoices);
 
   for (const kind of KINDS) {
     $(`${kind}-form`).addEventListener('submit', async (event) => {
