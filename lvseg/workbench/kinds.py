@@ -166,19 +166,22 @@ def _path(option: Option, value: Any, resolve: Resolve) -> str | None:
     return str(resolve(value))  # refuses a path outside the roots, naming it
 
 
-def _paths(option: Option, value: Any, resolve: Resolve) -> list[str] | None:
-    if not isinstance(value, list) or not 0 < len(value) <= MAX_PATHS:
-        return None
-    paths = [_path(option, item, resolve) for item in value]
-    return None if None in paths else paths
+def _pair(option: Option, value: Any, resolve: Resolve) -> str | None:
+    """A ``key=value`` text; the verb reads it (``lvseg train`` knows its model's knobs)."""
+    text = _text(option, value, resolve)
+    return text if text is not None and "=" in text[1:] else None
 
 
-def _pairs(option: Option, value: Any, resolve: Resolve) -> list[str] | None:
-    """``key=value`` texts; the verb reads each (``lvseg train`` knows its model's knobs)."""
-    if not isinstance(value, list) or not 0 < len(value) <= MAX_PATHS:
-        return None
-    ok = all(_text(option, item, resolve) and "=" in item[1:] for item in value)
-    return list(value) if ok else None
+def _list_of(check: Callable[[Option, Any, Resolve], Any]) -> Callable[..., list[Any] | None]:
+    """The check of a list of 1 to :data:`MAX_PATHS` values, each passing ``check``."""
+
+    def checked(option: Option, value: Any, resolve: Resolve) -> list[Any] | None:
+        if not isinstance(value, list) or not 0 < len(value) <= MAX_PATHS:
+            return None
+        items = [check(option, item, resolve) for item in value]
+        return None if None in items else items
+
+    return checked
 
 
 def _data(option: Option, value: Any, resolve: Resolve) -> str | None:
@@ -192,8 +195,8 @@ _CHECKS = {
     "text": _text,
     "choice": _choice,
     "path": _path,
-    "paths": _paths,
-    "pairs": _pairs,
+    "paths": _list_of(_path),
+    "pairs": _list_of(_pair),
     "data": _data,
 }
 
