@@ -201,16 +201,11 @@ def split_for(
         )
     fixed_train, fixed_val = tuple(fixed_train), tuple(fixed_val)
     if fixed_train:
-        split = _fixed_split(dataset, groups, fixed_train, fixed_val)
-        left = set(groups) - set(split.train) - set(split.val)
-        excluded = tuple(sorted(left | set(excluded)))  # the split's test patients, and any new
+        split = _fixed_split(dataset, groups, fixed_train, fixed_val, excluded)
+        # held out: the excluded, the split's test patients, and any patient it does not name
+        excluded = tuple(sorted(set(groups) - set(split.train) - set(split.val)))
     groups = {p: g for p, g in groups.items() if p not in set(excluded)}
-    if fixed_train:
-        split = Split(
-            train=tuple(p for p in split.train if p in groups),
-            val=tuple(p for p in split.val if p in groups),
-        )
-    else:
+    if not fixed_train:
         split = _split_of(dataset, groups, folds, fold, val_fraction, seed)
     train = split.train
     if train_patients:
@@ -232,17 +227,21 @@ def _fixed_split(
     groups: dict[str, str | None],
     train: tuple[str, ...],
     val: tuple[str, ...],
+    excluded: tuple[str, ...],
 ) -> Split:
-    """A split file's train and val lists, every patient of which must be in the data."""
+    """A split file's train and val lists, every patient of which must be in the data, less
+    the ``excluded`` patients."""
     unknown = [p for p in (*train, *val) if p not in groups]
     if unknown:
         raise InvalidInputError(
             dataset.root, f"patient {unknown[0]!r} of the fixed split is not in the data"
         )
     try:
-        return Split(train=tuple(sorted(train)), val=tuple(sorted(val)))
+        split = Split(train=tuple(sorted(train)), val=tuple(sorted(val)))
     except InvalidInputError as error:
         raise InvalidInputError(dataset.root, f"fixed split: {error.reason}") from None
+    kept = [tuple(p for p in part if p not in excluded) for part in (split.train, split.val)]
+    return Split(train=kept[0], val=kept[1])
 
 
 def _split_of(
