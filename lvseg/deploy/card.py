@@ -17,7 +17,7 @@ from typing import Any
 
 from lvseg import __version__, atomic, layout
 from lvseg.errors import InvalidInputError
-from lvseg.evaluate.run import load_evaluation
+from lvseg.evaluate.run import evaluation_file, load_evaluation
 from lvseg.formatting import number_text
 from lvseg.jsonsafe import json_safe, not_in_json
 from lvseg.model.classes import CLASS_NAMES, LV_CLASS
@@ -99,7 +99,8 @@ def evaluation_summary(source: Path, given: str | Path | None = None) -> dict[st
     default evaluation folder where there is one of this checkpoint (else None)."""
     folder = layout.run_of_checkpoint(source) / layout.EVALUATION if given is None else Path(given)
     try:
-        found = load_evaluation(folder)
+        metrics = evaluation_file(folder)
+        found = load_evaluation(metrics)
         scored = Path(found["model"]["source"])
     except (InvalidInputError, KeyError, TypeError) as error:
         if given is None:
@@ -118,9 +119,6 @@ def evaluation_summary(source: Path, given: str | Path | None = None) -> dict[st
             "leave --evaluation out",
         )
     summary = found["summary"]
-    read = (folder, folder / layout.EVALUATION_METRICS)
-    read += (folder / layout.EVALUATION / layout.EVALUATION_METRICS,)
-    metrics = next(candidate for candidate in read if candidate.is_file())  # as load_evaluation
     keep = ("slices", "patients", "dice_mean", "dice_median", "iou_mean", "hd95_mm_mean")
     keep += ("apd_mm_mean", "detection_rate", "good_contour_rate_5mm")
     return {
@@ -141,11 +139,11 @@ def build(
     format: str,
     int8: bool,
     members: Sequence[str | Path] = (),
-    evaluation: str | Path | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> ModelCard:
     """The card's data from the loaded model and the export's checks (``members``: the models
-    of an ensemble; its training facts are those of the first, its evaluation is not known;
-    ``evaluation``: see :func:`evaluation_summary`)."""
+    of an ensemble; its training facts are those of the first; ``evaluation``: the model's
+    :func:`evaluation_summary`, None where none is known, as for an ensemble)."""
     checkpoint = loaded.checkpoint
     config = checkpoint.train_config
     data = None if config is None else config.data
@@ -200,7 +198,7 @@ def build(
             "initialised_from": None if config is None else config.model.init,
             "checkpoint_metrics": checkpoint.metrics,
         },
-        evaluation=None if len(members) > 1 else evaluation_summary(loaded.source, evaluation),
+        evaluation=evaluation,
         export_checks=results,
         intended_use=INTENDED_USE,
         limitations=LIMITATIONS,

@@ -521,8 +521,8 @@ def export(
     say = progress or (lambda _stage: None)
     say("loading the model and its check slices")
     loaded = load_model(specs[0]) if len(specs) == 1 else load_ensemble(specs)
-    if evaluation is not None:  # a wrong one is refused before the work
-        card.evaluation_summary(loaded.source, evaluation)
+    # read once, before the work: a wrong --evaluation is refused before anything is exported
+    quoted = None if len(specs) > 1 else card.evaluation_summary(loaded.source, evaluation)
     calibrate, checks, how = check_slices(loaded, calibration)
     if not checks:
         raise InvalidInputError(None, f"no slice to check the export on ({how})")
@@ -534,7 +534,7 @@ def export(
         _write_variants(check, folder, format, calibrate if int8 else None, values)
         say("writing the model card")
         found = card.build(
-            loaded, check.results, format=format, int8=int8, members=specs, evaluation=evaluation
+            loaded, check.results, format=format, int8=int8, members=specs, evaluation=quoted
         )
         card.write(folder, found)
     found.out = str(out)

@@ -72,6 +72,7 @@ __all__ = [
     "compare",
     "default_out",
     "evaluate",
+    "evaluation_file",
     "is_exported",
     "load_evaluation",
     "open_scored_model",
@@ -436,22 +437,28 @@ PREDICTION_NOTES = {
 # ------------------------------------------------------------------------------ comparing
 
 
-def load_evaluation(path: str | Path) -> dict[str, Any]:
-    """An evaluation's ``metrics.json``: given itself, its folder, or a run whose default
-    evaluation folder holds it."""
+def evaluation_file(path: str | Path) -> Path:
+    """Where an evaluation's ``metrics.json`` is: ``path`` itself, in its folder, or in a run's
+    default evaluation folder; a one-line error where none is."""
     path = Path(path)
     for candidate in (path, path / METRICS_FILE, path / DEFAULT_FOLDER / METRICS_FILE):
         if candidate.is_file():
-            try:
-                found = json.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as error:
-                raise InvalidInputError(candidate, f"unreadable ({type(error).__name__})") from None
-            if not isinstance(found, dict) or "summary" not in found:
-                raise InvalidInputError(candidate, "not an lvseg evaluate metrics.json")
-            return found
+            return candidate
     raise InvalidInputError(
         path, "no evaluation here (run lvseg evaluate MODEL DATA first: looked for metrics.json)"
     )
+
+
+def load_evaluation(path: str | Path) -> dict[str, Any]:
+    """An evaluation's ``metrics.json`` (found by :func:`evaluation_file`)."""
+    file = evaluation_file(path)
+    try:
+        found = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(file, f"unreadable ({type(error).__name__})") from None
+    if not isinstance(found, dict) or "summary" not in found:
+        raise InvalidInputError(file, "not an lvseg evaluate metrics.json")
+    return found
 
 
 @dataclass
