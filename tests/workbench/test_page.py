@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -97,36 +100,41 @@ class Served:
         self.thread.join(timeout=10)
 
 
-def test_the_workbench_in_a_browser(browser, space, queue, tmp_path) -> None:
-    script = tmp_path / "sleeper.py"
-    script.write_text(SLEEPER)
-    runner = Runner(queue, argv_for=lambda job: [sys.executable, str(script)], poll_s=0.2)
-    served = Served(create_workbench_app(space, queue, runner))
-    folder = space.datasets / "scans"
-    folder.mkdir()
+@contextmanager
+def _browsing(browser, app, runner: Runner | None = None) -> Iterator[tuple[Any, str]]:
+    """A browser page and the URL of ``app`` served in-process; on leaving, the page, the
+    runner and the server are closed, and no page error may have happened."""
+    served = Served(app)
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
-        _drive(page, served.url, folder, runner)
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "workbench.png"), full_page=True)
-        _stop_and_delete(page)
+        yield page, served.url
     finally:
         page.close()
-        runner.close(timeout_s=10)
+        if runner is not None:
+            runner.close(timeout_s=10)
         served.close()
     assert errors == []
 
 
+def test_the_workbench_in_a_browser(browser, space, queue, tmp_path) -> None:
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPER)
+    runner = Runner(queue, argv_for=lambda job: [sys.executable, str(script)], poll_s=0.2)
+    folder = space.datasets / "scans"
+    folder.mkdir()
+    with _browsing(browser, create_workbench_app(space, queue, runner), runner) as (page, url):
+        _drive(page, url, folder, runner)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "workbench.png"), full_page=True)
+        _stop_and_delete(page)
+
+
 def test_the_network_panel_in_a_browser(browser, space, queue) -> None:
     token = "n" * 32  # with a token: the picture's URL must carry it
-    served = Served(create_workbench_app(space, queue, token=token))
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        page.goto(f"{served.url}?token={token}")
+    with _browsing(browser, create_workbench_app(space, queue, token=token)) as (page, url):
+        page.goto(f"{url}?token={token}")
         page.wait_for_function("window.lvsegWorkbench && window.lvsegWorkbench.ready")
         assert page.input_value("#network-model") == "lvnet"
         page.click("#network-form button[type=submit]")
@@ -148,10 +156,6 @@ def test_the_network_panel_in_a_browser(browser, space, queue) -> None:
         )
         assert models == ["lvnet", "dli-fcn"]
         assert page.is_hidden("#problems")
-    finally:
-        page.close()
-        served.close()
-    assert errors == []
 
 
 def test_a_failed_job_says_why_in_a_browser(browser, space, queue, tmp_path) -> None:
@@ -160,12 +164,8 @@ def test_a_failed_job_says_why_in_a_browser(browser, space, queue, tmp_path) -> 
     script = tmp_path / "fails.py"
     script.write_text("import sys; print('loading'); sys.exit('error: s.json: not a split')")
     runner = Runner(queue, argv_for=lambda job: [sys.executable, str(script)], poll_s=0.2)
-    served = Served(create_workbench_app(space, queue, runner))
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        page.goto(served.url)
+    with _browsing(browser, create_workbench_app(space, queue, runner), runner) as (page, url):
+        page.goto(url)
         page.wait_for_function("window.lvsegWorkbench && window.lvsegWorkbench.ready")
         page.click("#job-form button[type=submit]")  # the phantom, lvseg's defaults
         runner.start()
@@ -174,11 +174,6 @@ def test_a_failed_job_says_why_in_a_browser(browser, space, queue, tmp_path) -> 
         assert page.text_content("#job-reason") == "error: s.json: not a split"
         badge = "#jobs tbody tr[data-job='1'] .badge.failed"
         assert page.get_attribute(badge, "title") == "error: s.json: not a split"
-    finally:
-        page.close()
-        runner.close(timeout_s=10)
-        served.close()
-    assert errors == []
 
 
 def test_a_dataset_s_inspection_in_a_browser(browser, space, queue) -> None:
@@ -187,12 +182,8 @@ def test_a_dataset_s_inspection_in_a_browser(browser, space, queue) -> None:
     from lvseg.data.phantom import write_phantom
 
     write_phantom(space.datasets / "tiny", patients=2, seed=0, downscale=4)
-    served = Served(create_workbench_app(space, queue))
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        page.goto(served.url)
+    with _browsing(browser, create_workbench_app(space, queue)) as (page, url):
+        page.goto(url)
         page.wait_for_function("window.lvsegWorkbench && window.lvsegWorkbench.ready")
         page.click("#datasets tbody tr[data-dataset='tiny']")
         page.wait_for_function(
@@ -206,10 +197,6 @@ def test_a_dataset_s_inspection_in_a_browser(browser, space, queue) -> None:
         assert page.text_content("#inspect-command").startswith("lvseg data inspect ")
         assert page.text_content("#plan-command").startswith("lvseg data plan ")
         assert page.is_hidden("#problems")
-    finally:
-        page.close()
-        served.close()
-    assert errors == []
 
 
 def _state(page, state: str) -> None:
